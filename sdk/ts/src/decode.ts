@@ -1,0 +1,349 @@
+/**
+ * Decoding untrusted PCS JSON into a typed {@link Pcs}, with the server's notion of "malformed"
+ * (HTTP 400): not an object, a key with the wrong JSON type, a float where an integer belongs,
+ * a bad `sent_at`, a number beyond the double range.
+ *
+ * Empty strings and empty `scales` are NOT malformed here: they decode, and verification step 1
+ * reports them (`pcs_id is required`, ...), as the server does. Unknown keys are ignored.
+ *
+ * @module
+ */
+
+import { INT64_MAX, INT64_MIN, integerFromText, type WireInteger } from "./epoch.js";
+import { isJsonObject, JsonNumber, JsonSyntaxError, parseJson, type JsonObject, type JsonValue } from "./json.js";
+import type { FaultTolerance, Pcs, Regime } from "./pcs.js";
+
+/** A PCS body the server would reject with 400. `key` names the offending JSON key. */
+export class PcsDecodeError extends Error {
+  /** The top-level key at fault, or null when the body as a whole is wrong (not an object). */
+  readonly key: string | null;
+
+  constructor(key: string | null, message: string) {
+    super(message);
+    this.name = "PcsDecodeError";
+    this.key = key;
+  }
+}
+
+const REGIMES: readonly string[] = ["sticky", "mixed", "non_sticky"];
+
+// RFC 3339 date-time; 't'/'z' may be lower case and a space may separate date and time (RFC 3339
+// section 5.6 note), as chrono on the server accepts.
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+
+/** True when `text` is an RFC 3339 timestamp with a zone (`Z` or an offset), with valid ranges. */
+export function isRfc3339(text: string): boolean {
+  const m = RFC3339.exec(text);
+  if (m === null) {
+    return false;
+  }
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  const monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+  const daysInMonth = monthDays[month - 1];
+  if (daysInMonth === undefined || day < 1 || day > daysInMonth) {
+    return false;
+  }
+  if (hour > 23 || minute > 59 || second > 60) {
+    return false;
+  }
+  if (m[7] !== undefined && (Number(m[8]) > 23 || Number(m[9]) > 59)) {
+    return false;
+  }
+  return true;
+}
+
+/** Reads one field of the body; each getter names its path in errors. */
+class Reader {
+  constructor(private readonly object: JsonObject) {}
+
+  /** The value, or undefined when the key is absent or JSON null (optional keys treat both alike). */
+  private get(key: string): JsonValue | undefined {
+    const value = this.object[key];
+    return value === null ? undefined : value;
+  }
+
+  private fail(key: string, path: string, expected: string, value: JsonValue | undefined): never {
+    const got = value === undefined ? "nothing" : describe(value);
+    throw new PcsDecodeError(key, `malformed PCS: \`${path}\` must be ${expected}, got ${got}`);
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  requiredPresent(key: string): void {
+    if (!(key in this.object)) {
+      throw new PcsDecodeError(key, `malformed PCS: missing required key \`${key}\``);
+    }
+  }
+
+  /** A string that verification checks for emptiness: absent decodes as "", JSON null is malformed. */
+  checkedString(key: string): string {
+    const value = this.object[key];
+    if (value === undefined) {
+      return "";
+    }
+    return typeof value === "string" ? value : this.fail(key, key, "a string", value);
+  }
+
+  optionalString(key: string): string | undefined {
+    const value = this.get(key);
+    if (value === undefined || typeof value === "string") {
+      return value;
+    }
+    return this.fail(key, key, "a string", value);
+  }
+
+  integer(key: string, path: string, value: JsonValue | undefined): WireInteger {
+    if (!(value instanceof JsonNumber) || !value.isIntegerLiteral) {
+      return this.fail(key, path, "an integer", value);
+    }
+    const big = BigInt(value.raw);
+    if (big < INT64_MIN || big > INT64_MAX) {
+      return this.fail(key, path, "a 64-bit integer", value);
+    }
+    return integerFromText(value.raw);
+  }
+
+  requiredInteger(key: string): WireInteger {
+    this.requiredPresent(key);
+    return this.integer(key, key, this.object[key]);
+  }
+
+  optionalInteger(key: string): WireInteger | undefined {
+    const value = this.get(key);
+    return value === undefined ? undefined : this.integer(key, key, value);
+  }
+
+  number(key: string, path: string, value: JsonValue | undefined): number {
+    // The parser already rejected numbers beyond the double range.
+    return value instanceof JsonNumber ? value.value : this.fail(key, path, "a number", value);
+  }
+
+  requiredNumber(key: string): number {
+    this.requiredPresent(key);
+    return this.number(key, key, this.object[key]);
+  }
+
+  optionalNumber(key: string): number | undefined {
+    const value = this.get(key);
+    return value === undefined ? undefined : this.number(key, key, value);
+  }
+
+  scales(): number[] {
+    const value = this.object["scales"];
+    if (value === undefined) {
+      return [];
+    }
+    if (!Array.isArray(value)) {
+      return this.fail("scales", "scales", "an array of positive integers", value);
+    }
+    return value.map((item, i) => {
+      const scale = this.integer("scales", `scales[${i}]`, item);
+      if (scale <= 0) {
+        return this.fail("scales", `scales[${i}]`, "a positive integer", item);
+      }
+      return Number(scale);
+    });
+  }
+
+  counts(): Record<string, number> {
+    const value = this.object["N_j"];
+    if (value === undefined) {
+      return {};
+    }
+    if (!isJsonObject(value)) {
+      return this.fail("N_j", "N_j", "an object of integers", value);
+    }
+    const counts: Record<string, number> = {};
+    for (const [scale, count] of Object.entries(value)) {
+      // Number(): counts only feed log2, where a double is what the server uses too.
+      counts[scale] = Number(this.integer("N_j", `N_j.${scale}`, count));
+    }
+    return counts;
+  }
+
+  numberArray(key: string): number[] | undefined {
+    const value = this.get(key);
+    if (value === undefined) {
+      return undefined;
+    }
+    if (!Array.isArray(value)) {
+      return this.fail(key, key, "an array of numbers", value);
+    }
+    return value.map((item, i) => this.number(key, `${key}[${i}]`, item));
+  }
+
+  regime(): Regime {
+    this.requiredPresent("regime");
+    const value = this.object["regime"];
+    if (typeof value !== "string" || !REGIMES.includes(value)) {
+      return this.fail("regime", "regime", "one of sticky, mixed, non_sticky", value);
+    }
+    return value as Regime;
+  }
+
+  faultTolerance(): FaultTolerance | undefined {
+    const value = this.get("ft");
+    if (value === undefined) {
+      return undefined;
+    }
+    if (!isJsonObject(value)) {
+      return this.fail("ft", "ft", "an object", value);
+    }
+    const ft: FaultTolerance = {};
+    const field = (name: string): JsonValue | undefined => {
+      const v = value[name];
+      return v === null ? undefined : v;
+    };
+    const outboxSeq = field("outbox_seq");
+    if (outboxSeq !== undefined) {
+      ft.outbox_seq = this.integer("ft", "ft.outbox_seq", outboxSeq);
+    }
+    const degraded = field("degraded");
+    if (degraded !== undefined) {
+      ft.degraded = typeof degraded === "boolean" ? degraded : this.fail("ft", "ft.degraded", "a boolean", degraded);
+    }
+    const fallbacks = field("fallbacks");
+    if (fallbacks !== undefined) {
+      if (!Array.isArray(fallbacks)) {
+        return this.fail("ft", "ft.fallbacks", "an array of strings", fallbacks);
+      }
+      ft.fallbacks = fallbacks.map((item, i) =>
+        typeof item === "string" ? item : this.fail("ft", `ft.fallbacks[${i}]`, "a string", item),
+      );
+    }
+    const skew = field("clock_skew_ms");
+    if (skew !== undefined) {
+      ft.clock_skew_ms = this.integer("ft", "ft.clock_skew_ms", skew);
+    }
+    return ft;
+  }
+}
+
+function describe(value: JsonValue): string {
+  if (value === null) {
+    return "null";
+  }
+  if (value instanceof JsonNumber) {
+    return value.raw;
+  }
+  if (Array.isArray(value)) {
+    return "an array";
+  }
+  if (typeof value === "object") {
+    return "an object";
+  }
+  return typeof value === "string" ? "a string" : String(value);
+}
+
+/**
+ * Decodes a parsed JSON value (from {@link parseJson}) into a PCS.
+ * @throws PcsDecodeError naming the offending key.
+ */
+export function pcsFromJson(value: JsonValue): Pcs {
+  if (!isJsonObject(value)) {
+    throw new PcsDecodeError(null, "malformed PCS: body is not a JSON object");
+  }
+  const reader = new Reader(value);
+  const pcs: Pcs = {
+    pcs_id: reader.checkedString("pcs_id"),
+    schema: reader.checkedString("schema"),
+    version: reader.checkedString("version"),
+    shard_id: reader.checkedString("shard_id"),
+    epoch: reader.requiredInteger("epoch"),
+    scales: reader.scales(),
+    N_j: reader.counts(),
+    coh_star: reader.requiredNumber("coh_star"),
+    D_hat: reader.requiredNumber("D_hat"),
+    regime: reader.regime(),
+    budget: reader.requiredNumber("budget"),
+    merkle_root: reader.checkedString("merkle_root"),
+  };
+  const attempt = reader.optionalInteger("attempt");
+  if (attempt !== undefined) pcs.attempt = attempt;
+  const sentAt = reader.optionalString("sent_at");
+  if (sentAt !== undefined) {
+    if (!isRfc3339(sentAt)) {
+      throw new PcsDecodeError("sent_at", `malformed PCS: \`sent_at\` must be RFC 3339 with a zone, got ${JSON.stringify(sentAt)}`);
+    }
+    pcs.sent_at = sentAt;
+  }
+  const seed = reader.optionalInteger("seed");
+  if (seed !== undefined) pcs.seed = seed;
+  const vStar = reader.numberArray("v_star");
+  if (vStar !== undefined) pcs.v_star = vStar;
+  const r = reader.optionalNumber("r");
+  if (r !== undefined) pcs.r = r;
+  const sig = reader.optionalString("sig");
+  if (sig !== undefined) pcs.sig = sig;
+  const ft = reader.faultTolerance();
+  if (ft !== undefined) pcs.ft = ft;
+  return pcs;
+}
+
+/**
+ * Decodes PCS JSON text, checking the raw text of integers (`"epoch": 1.0` is malformed, which
+ * `JSON.parse` cannot tell apart from `1`).
+ * @throws PcsDecodeError naming the offending key (null when the body is not a JSON object).
+ */
+export function decodePcs(text: string): Pcs {
+  let value: JsonValue;
+  try {
+    value = parseJson(text);
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) {
+      throw new PcsDecodeError(error.key, `malformed PCS: ${error.message}`);
+    }
+    throw error;
+  }
+  return pcsFromJson(value);
+}
+
+/**
+ * Converts an already-parsed plain JS value (e.g. from `JSON.parse`) into the lossless form, so it
+ * can go through the same checks. Integer-ness is judged from the number itself here, since the
+ * source text is gone; `bigint` values are kept exact.
+ */
+export function toJsonValue(value: unknown, path = "$"): JsonValue {
+  if (value === null || typeof value === "boolean" || typeof value === "string") {
+    return value;
+  }
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) {
+      throw new TypeError(`${path}: ${value} cannot appear in JSON`);
+    }
+    // String() is the shortest round-trip text, so safe integers print without '.' or exponent,
+    // as they would in JSON.
+    return new JsonNumber(String(value));
+  }
+  if (typeof value === "bigint") {
+    return new JsonNumber(value.toString());
+  }
+  if (Array.isArray(value)) {
+    return value.map((item, i) => toJsonValue(item, `${path}[${i}]`));
+  }
+  if (typeof value === "object") {
+    const out: JsonObject = Object.create(null) as JsonObject;
+    for (const [key, item] of Object.entries(value)) {
+      if (item !== undefined) {
+        out[key] = toJsonValue(item, `${path}.${key}`);
+      }
+    }
+    return out;
+  }
+  throw new TypeError(`${path}: a ${typeof value} cannot appear in JSON`);
+}
+
+/** Decodes a PCS from a plain JS object. @throws PcsDecodeError naming the offending key. */
+export function pcsFromObject(value: unknown): Pcs {
+  return pcsFromJson(toJsonValue(value));
+}
