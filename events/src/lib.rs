@@ -1,0 +1,30 @@
+//! The pure core of FLK: everything every other crate and every SDK must agree on, byte for byte.
+//!
+//! No I/O lives here (no tokio, actix, Kafka, Postgres or Redis; CI checks the dependency tree).
+//!
+//! Layout:
+//! - [`pcs`]: the PCS record and its strict decoder (CONTRACT section 1);
+//! - [`decimal`]: round9, Python-`repr` float printing and `%.4f`, the decimal views the contract pins;
+//! - [`canonical`]: the 8-field signing payload and `pcs_id` derivation (CONTRACT section 2);
+//! - [`signing`]: HMAC-SHA256, Ed25519 and legacy pre-hash signatures;
+//! - [`verify`]: the verification function and per-tenant parameters (CONTRACT section 3);
+//! - [`decide`]: parse, tenant, signature, verify: the shard's pure decision function;
+//! - [`envelope`]: the versioned binary envelope of decision events.
+//!
+//! Invariant: every function here is deterministic; the same bytes and parameters give the same
+//! outcome on every machine, which is what makes rebuilding projections by replay possible.
+
+pub mod canonical;
+pub mod decide;
+pub mod decimal;
+pub mod envelope;
+pub mod pcs;
+pub mod signing;
+pub mod verify;
+
+pub use canonical::{SignedFields, derive_pcs_id};
+pub use decide::{Decision, TenantKey, TenantPolicy, Verdict, decide};
+pub use envelope::{DecisionEvent, EnvelopeError, SourceCoordinates, SubmissionSource};
+pub use pcs::{DecodeError, Pcs};
+pub use signing::{Ed25519Signer, SignatureError, VerifyingSecret, sign_hmac, sign_hmac_prehash};
+pub use verify::{Outcome, VerifyParams, verify};

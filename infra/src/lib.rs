@@ -1,0 +1,5 @@
+//! Infrastructure for FLK: configuration, telemetry, and the clients of Kafka, Postgres, Redis and
+//! the object store. Local service scripts live beside this crate in `infra/scripts/`.
+//!
+//! Nothing here decides anything; it moves bytes and reports failures classified by what the caller
+//! must do (bad input, retry later, fatal).
