@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Local FLK stack on 127.0.0.1 without systemd or docker:
+#   Kafka (KRaft, jars from Maven Central), PostgreSQL, 3 x Redis, S3 (moto).
+#
+# Usage: infra/scripts/stack.sh COMMAND [SERVICE...]
+# See usage() below and docs/runbooks/local-stack.md.
+set -euo pipefail
+
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=lib/kafka.sh
+source "$FLK_SCRIPTS_DIR/lib/kafka.sh"
+# shellcheck source=lib/postgres.sh
+source "$FLK_SCRIPTS_DIR/lib/postgres.sh"
+# shellcheck source=lib/redis.sh
+source "$FLK_SCRIPTS_DIR/lib/redis.sh"
+# shellcheck source=lib/s3.sh
+source "$FLK_SCRIPTS_DIR/lib/s3.sh"
+
+ALL_SERVICES=(postgres redis s3 kafka)
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") COMMAND [SERVICE...]
+
+Commands:
+  up [SVC...]       install what is missing, start services (default: all), wait until
+                    each answers, write $FLK_STACK_DIR/env.sh and print its export lines
+  down [SVC...]     stop services (default: all); state is kept
+  start SVC...      same as up, for the given services (e.g. after 'stop postgres')
+  stop SVC...       same as down, for the given services
+  restart SVC...    stop then start
+  status [SVC...]   one line per service; exit status 1 if any is not running
+  env               print the export lines (source them: eval "\$($0 env)")
+  reset [SVC...]    stop, then delete the services' state (Kafka topics, Postgres data)
+  help              this text
+
+Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), kafka.
+Ports (env): FLK_KAFKA_PORT=$FLK_KAFKA_PORT FLK_KAFKA_CONTROLLER_PORT=$FLK_KAFKA_CONTROLLER_PORT
+  FLK_POSTGRES_PORT=$FLK_POSTGRES_PORT FLK_REDIS_PORTS="$FLK_REDIS_PORTS" FLK_S3_PORT=$FLK_S3_PORT
+State: FLK_STACK_DIR=$FLK_STACK_DIR   Cache: $FLK_CACHE_DIR
+EOF
+}
+
+# Parse service names into SVCS (canonical names, in stack order) and
+# REDIS_PORTS_SEL (empty = all nodes).
+parse_services() {
+  SVCS=()
+  REDIS_PORTS_SEL=()
+  local want=() a s
+  if [[ $# -eq 0 ]]; then
+    want=("${ALL_SERVICES[@]}")
+  fi
+  for a in "$@"; do
+    case "$a" in
+      all) want+=("${ALL_SERVICES[@]}") ;;
+      kafka) want+=(kafka) ;;
+      postgres | postgresql | pg) want+=(postgres) ;;
+      redis) want+=(redis); _REDIS_ALL=1 ;;
+      redis:[0-9]*) want+=(redis); REDIS_PORTS_SEL+=("${a#redis:}") ;;
+      s3 | moto) want+=(s3) ;;
+      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 kafka all)" ;;
+    esac
+  done
+  if [[ "${_REDIS_ALL:-0}" == 1 ]]; then
+    REDIS_PORTS_SEL=()
+  fi
+  for s in "${ALL_SERVICES[@]}"; do
+    if [[ " ${want[*]} " == *" $s "* ]]; then
+      SVCS+=("$s")
+    fi
+  done
+}
+
+has_svc() { [[ " ${SVCS[*]} " == *" $1 "* ]]; }
+
+take_lock() {
+  mkdir -p "$FLK_STACK_DIR"
+  exec 9>"$FLK_STACK_DIR/.lock"
+  if ! flock -n 9; then
+    flk_log "another stack.sh is running; waiting for its lock ($FLK_STACK_DIR/.lock)"
+    flock -w 900 9 || flk_die "could not take the lock $FLK_STACK_DIR/.lock within 15 min"
+  fi
+}
+
+write_env_file() {
+  mkdir -p "$FLK_STACK_DIR"
+  {
+    echo "# Written by infra/scripts/stack.sh up at $(date -Is). Source it: . $FLK_STACK_DIR/env.sh"
+    flk_env_lines
+  } >"$FLK_STACK_DIR/env.sh.tmp"
+  mv "$FLK_STACK_DIR/env.sh.tmp" "$FLK_STACK_DIR/env.sh"
+}
+
+cmd_up() {
+  local t0; t0="$(flk_now_ms)"
+  take_lock
+  local s
+  # 1. Install / download whatever is missing (no-op when cached).
+  for s in "${SVCS[@]}"; do
+    "${s}_install"
+  done
+  # 2. Launch Kafka first (slowest to boot), start the others meanwhile, then
+  #    wait for Kafka to answer.
+  if has_svc kafka; then kafka_start; fi
+  if has_svc postgres; then postgres_start; fi
+  if has_svc redis; then redis_start "${REDIS_PORTS_SEL[@]}"; fi
+  if has_svc s3; then s3_start; fi
+  if has_svc kafka; then kafka_wait; fi
+  write_env_file
+  flk_log "up: ${SVCS[*]} ready in $(( ($(flk_now_ms) - t0) / 1000 )).$(( ($(flk_now_ms) - t0) % 1000 / 100 ))s; env written to $FLK_STACK_DIR/env.sh"
+  flk_env_lines
+}
+
+cmd_down() {
+  take_lock
+  # Reverse order: Kafka first, Postgres last.
+  if has_svc kafka; then kafka_stop; fi
+  if has_svc s3; then s3_stop; fi
+  if has_svc redis; then redis_stop "${REDIS_PORTS_SEL[@]}"; fi
+  if has_svc postgres; then postgres_stop; fi
+}
+
+cmd_status() {
+  local rc=0
+  if has_svc postgres; then postgres_status || rc=1; fi
+  if has_svc redis; then redis_status "${REDIS_PORTS_SEL[@]}" || rc=1; fi
+  if has_svc s3; then s3_status || rc=1; fi
+  if has_svc kafka; then kafka_status || rc=1; fi
+  return "$rc"
+}
+
+cmd_reset() {
+  cmd_down
+  local s d
+  for s in "${SVCS[@]}"; do
+    while IFS= read -r d; do
+      [[ -n "$d" && "$d" == "$FLK_STACK_DIR"/* ]] || continue
+      flk_log "reset: removing $d"
+      rm -rf "$d"
+    done < <("${s}_state_dirs")
+  done
+}
+
+main() {
+  local cmd="${1:-help}"
+  [[ $# -gt 0 ]] && shift
+  case "$cmd" in
+    up)
+      parse_services "$@"; cmd_up ;;
+    start)
+      [[ $# -gt 0 ]] || flk_die "start: name the services (e.g. 'start postgres'), or use 'up'"
+      parse_services "$@"; cmd_up ;;
+    down)
+      parse_services "$@"; cmd_down ;;
+    stop)
+      [[ $# -gt 0 ]] || flk_die "stop: name the services (e.g. 'stop postgres'), or use 'down'"
+      parse_services "$@"; cmd_down ;;
+    restart)
+      [[ $# -gt 0 ]] || flk_die "restart: name the services"
+      parse_services "$@"; cmd_down; cmd_up ;;
+    status)
+      parse_services "$@"; cmd_status ;;
+    env)
+      flk_env_lines ;;
+    reset)
+      parse_services "$@"; cmd_reset ;;
+    help | -h | --help)
+      usage ;;
+    *)
+      usage >&2; flk_die "unknown command '$cmd'" ;;
+  esac
+}
+
+main "$@"
