@@ -1,0 +1,15 @@
+package flk
+
+import (
+	"encoding/base64"
+	"testing"
+)
+
+func mustB64(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatalf("base64 %q: %v", s, err)
+	}
+	return b
+}
