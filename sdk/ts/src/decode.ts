@@ -1,17 +1,21 @@
 /**
  * Decoding untrusted PCS JSON into a typed {@link Pcs}, with the server's notion of "malformed"
- * (HTTP 400): not an object, a key with the wrong JSON type, a float where an integer belongs,
- * a bad `sent_at`, a number beyond the double range.
- *
- * Empty strings and empty `scales` are NOT malformed here: they decode, and verification step 1
- * reports them (`pcs_id is required`, ...), as the server does. Unknown keys are ignored.
+ * (HTTP 400), the same rule as the Rust `events` crate:
+ * - not JSON, not an object, a key of the wrong JSON type (a float such as `1.0` where an integer
+ *   belongs), an integer beyond 64 bits, a number beyond the double range, a bad `sent_at`: error;
+ * - a missing key that verification step 1 names (`pcs_id`, `schema`, `version`, `shard_id`,
+ *   `merkle_root`, `scales`) decodes as empty, so step 1 reports it as an outcome (202, not 400);
+ * - any other missing required key (`epoch`, `N_j`, `coh_star`, `D_hat`, `regime`, `budget`): error;
+ * - `null` on an optional key means absent; on a required key it is a type error.
+ * Unknown keys are ignored.
  *
  * @module
  */
 
 import { INT64_MAX, INT64_MIN, integerFromText, type WireInteger } from "./epoch.js";
 import { isJsonObject, JsonNumber, JsonSyntaxError, parseJson, type JsonObject, type JsonValue } from "./json.js";
-import type { FaultTolerance, Pcs, Regime } from "./pcs.js";
+import type { SignedFields } from "./canonical.js";
+import type { FaultTolerance, Pcs } from "./pcs.js";
 
 /** A PCS body the server would reject with 400. `key` names the offending JSON key. */
 export class PcsDecodeError extends Error {
@@ -25,11 +29,11 @@ export class PcsDecodeError extends Error {
   }
 }
 
-const REGIMES: readonly string[] = ["sticky", "mixed", "non_sticky"];
+const UINT64_MAX = 2n ** 64n - 1n;
 
-// RFC 3339 date-time; 't'/'z' may be lower case and a space may separate date and time (RFC 3339
-// section 5.6 note), as chrono on the server accepts.
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+// RFC 3339 date-time (section 5.6 ABNF: 'T' and 'Z' case-insensitive). The optional space separator
+// of the section 5.6 note is rejected, as the server does.
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
 
 /** True when `text` is an RFC 3339 timestamp with a zone (`Z` or an offset), with valid ranges. */
 export function isRfc3339(text: string): boolean {
@@ -62,7 +66,11 @@ export function isRfc3339(text: string): boolean {
 
 /** Reads one field of the body; each getter names its path in errors. */
 class Reader {
-  constructor(private readonly object: JsonObject) {}
+  /** @param label what is being decoded, for messages ("PCS", "signed fields"). */
+  constructor(
+    private readonly object: JsonObject,
+    private readonly label = "PCS",
+  ) {}
 
   /** The value, or undefined when the key is absent or JSON null (optional keys treat both alike). */
   private get(key: string): JsonValue | undefined {
@@ -72,7 +80,7 @@ class Reader {
 
   private fail(key: string, path: string, expected: string, value: JsonValue | undefined): never {
     const got = value === undefined ? "nothing" : describe(value);
-    throw new PcsDecodeError(key, `malformed PCS: \`${path}\` must be ${expected}, got ${got}`);
+    throw new PcsDecodeError(key, `malformed ${this.label}: \`${path}\` must be ${expected}, got ${got}`);
   }
 
   has(key: string): boolean {
@@ -81,16 +89,18 @@ class Reader {
 
   requiredPresent(key: string): void {
     if (!(key in this.object)) {
-      throw new PcsDecodeError(key, `malformed PCS: missing required key \`${key}\``);
+      throw new PcsDecodeError(key, `malformed ${this.label}: missing required key \`${key}\``);
     }
   }
 
-  /** A string that verification checks for emptiness: absent decodes as "", JSON null is malformed. */
+  /** A string that verification step 1 checks for emptiness: absent (or null) decodes as "". */
   checkedString(key: string): string {
+    return this.optionalString(key) ?? "";
+  }
+
+  requiredString(key: string): string {
+    this.requiredPresent(key);
     const value = this.object[key];
-    if (value === undefined) {
-      return "";
-    }
     return typeof value === "string" ? value : this.fail(key, key, "a string", value);
   }
 
@@ -138,8 +148,9 @@ class Reader {
     return value === undefined ? undefined : this.number(key, key, value);
   }
 
+  /** Absent (or null) decodes as [], which verification step 1 reports. */
   scales(): number[] {
-    const value = this.object["scales"];
+    const value = this.get("scales");
     if (value === undefined) {
       return [];
     }
@@ -147,19 +158,17 @@ class Reader {
       return this.fail("scales", "scales", "an array of positive integers", value);
     }
     return value.map((item, i) => {
-      const scale = this.integer("scales", `scales[${i}]`, item);
-      if (scale <= 0) {
-        return this.fail("scales", `scales[${i}]`, "a positive integer", item);
+      // Unsigned 64-bit on the server; a double is all log2 needs.
+      if (!(item instanceof JsonNumber) || !item.isIntegerLiteral || BigInt(item.raw) <= 0n || BigInt(item.raw) > UINT64_MAX) {
+        return this.fail("scales", `scales[${i}]`, "a positive 64-bit integer", item);
       }
-      return Number(scale);
+      return item.value;
     });
   }
 
   counts(): Record<string, number> {
+    this.requiredPresent("N_j");
     const value = this.object["N_j"];
-    if (value === undefined) {
-      return {};
-    }
     if (!isJsonObject(value)) {
       return this.fail("N_j", "N_j", "an object of integers", value);
     }
@@ -182,13 +191,11 @@ class Reader {
     return value.map((item, i) => this.number(key, `${key}[${i}]`, item));
   }
 
-  regime(): Regime {
+  /** Any string decodes; a value other than the three regimes fails verification step 5 instead. */
+  regime(): string {
     this.requiredPresent("regime");
     const value = this.object["regime"];
-    if (typeof value !== "string" || !REGIMES.includes(value)) {
-      return this.fail("regime", "regime", "one of sticky, mixed, non_sticky", value);
-    }
-    return value as Regime;
+    return typeof value === "string" ? value : this.fail("regime", "regime", "a string", value);
   }
 
   faultTolerance(): FaultTolerance | undefined {
@@ -291,21 +298,46 @@ export function pcsFromJson(value: JsonValue): Pcs {
 }
 
 /**
+ * Reads the 8 signed fields from a parsed JSON object, all required (`r` included), as signing tools
+ * take them: a forgotten `r` is an error here rather than a silent 0.0. Other keys are ignored.
+ * @throws PcsDecodeError naming the offending key.
+ */
+export function signedFieldsFromJson(value: JsonValue): SignedFields {
+  if (!isJsonObject(value)) {
+    throw new PcsDecodeError(null, "malformed signed fields: not a JSON object");
+  }
+  const reader = new Reader(value, "signed fields");
+  return {
+    pcs_id: reader.requiredString("pcs_id"),
+    merkle_root: reader.requiredString("merkle_root"),
+    epoch: reader.requiredInteger("epoch"),
+    shard_id: reader.requiredString("shard_id"),
+    D_hat: reader.requiredNumber("D_hat"),
+    coh_star: reader.requiredNumber("coh_star"),
+    r: reader.requiredNumber("r"),
+    budget: reader.requiredNumber("budget"),
+  };
+}
+
+/** Parses JSON text for the decoders, turning syntax errors into {@link PcsDecodeError}. */
+export function parseJsonForDecode(text: string): JsonValue {
+  try {
+    return parseJson(text);
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) {
+      throw new PcsDecodeError(error.key, `malformed JSON: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
+/**
  * Decodes PCS JSON text, checking the raw text of integers (`"epoch": 1.0` is malformed, which
  * `JSON.parse` cannot tell apart from `1`).
  * @throws PcsDecodeError naming the offending key (null when the body is not a JSON object).
  */
 export function decodePcs(text: string): Pcs {
-  let value: JsonValue;
-  try {
-    value = parseJson(text);
-  } catch (error) {
-    if (error instanceof JsonSyntaxError) {
-      throw new PcsDecodeError(error.key, `malformed PCS: ${error.message}`);
-    }
-    throw error;
-  }
-  return pcsFromJson(value);
+  return pcsFromJson(parseJsonForDecode(text));
 }
 
 /**

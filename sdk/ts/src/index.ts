@@ -17,3 +17,6 @@ export * from "./canonical.js";
 export * from "./signing.js";
 export * from "./decode.js";
 export * from "./verify.js";
+export * from "./errors.js";
+export * from "./client.js";
+export * from "./kafka.js";

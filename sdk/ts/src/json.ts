@@ -315,3 +315,37 @@ export function parseJson(text: string): JsonValue {
 export function isJsonObject(value: JsonValue | undefined): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof JsonNumber);
 }
+
+/**
+ * Serializes a plain JS value as compact JSON, writing `bigint` as an exact integer (which
+ * `JSON.stringify` refuses) so epochs beyond 2^53 survive. `undefined` object members are skipped.
+ * This is the transport form of a PCS; the signed bytes come from the canonical module instead.
+ * @throws TypeError for non-finite numbers and values JSON cannot hold.
+ */
+export function stringifyJson(value: unknown): string {
+  if (value === null || typeof value === "boolean" || typeof value === "string") {
+    return JSON.stringify(value);
+  }
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) {
+      throw new TypeError(`${value} cannot appear in JSON`);
+    }
+    return JSON.stringify(value);
+  }
+  if (typeof value === "bigint") {
+    return value.toString();
+  }
+  if (value instanceof JsonNumber) {
+    return value.raw;
+  }
+  if (Array.isArray(value)) {
+    return `[${value.map((item) => stringifyJson(item)).join(",")}]`;
+  }
+  if (typeof value === "object") {
+    const members = Object.entries(value)
+      .filter(([, item]) => item !== undefined)
+      .map(([key, item]) => `${JSON.stringify(key)}:${stringifyJson(item)}`);
+    return `{${members.join(",")}}`;
+  }
+  throw new TypeError(`a ${typeof value} cannot appear in JSON`);
+}

@@ -63,8 +63,8 @@ export interface Pcs {
   D_hat: number;
   /** Compression ratio; only feeds the budget, and counts as 0.0 when absent. */
   r?: number;
-  /** Claimed regime. */
-  regime: Regime;
+  /** Claimed regime, normally a {@link Regime}; any other string fails verification step 5. */
+  regime: Regime | (string & {});
   /** Claimed budget. */
   budget: number;
   /** Merkle root over the agent's canonical rows. */
