@@ -26,8 +26,8 @@ func (e *DecodeError) Error() string {
 	return fmt.Sprintf("malformed PCS: key %q: %s", e.Key, e.Msg)
 }
 
-// DecodePCS parses a PCS body as the gateway does. It is deliberately
-// stricter than json.Unmarshal into PCS, for agreement with the server:
+// DecodePCS parses a PCS body as the gateway does. It is stricter than
+// json.Unmarshal into PCS, for agreement with the server:
 //
 //   - integer fields (epoch, attempt, seed, scales, N_j values, ft counters)
 //     reject any JSON number with a fraction or exponent, even 1.0;
@@ -35,146 +35,152 @@ func (e *DecodeError) Error() string {
 //   - the body must be valid UTF-8 and strings must not hold lone UTF-16
 //     surrogate escapes, which encoding/json would silently turn into U+FFFD
 //     and so change the signed bytes;
-//   - a repeated top-level key is rejected, because two parsers picking
-//     different copies of a signed field is a signature-confusion hazard;
-//   - null is accepted only for optional keys, where it means absent.
+//   - null on an optional key means absent; on a required key it is a type
+//     error.
 //
-// Absent required keys decode to zero values: the contract reports them
-// through verification (CONTRACT section 3, step 1), not as malformed bodies.
-// Unknown keys are ignored. Errors are *DecodeError and name the key.
+// A missing key that verification step 1 names (pcs_id, schema, version,
+// shard_id, merkle_root, scales) decodes as empty, because the contract
+// answers it with an outcome (202), not a 400; any other missing required
+// key (epoch, N_j, coh_star, D_hat, regime, budget) is an error. This is the
+// server's rule, and keys are checked in the server's order so that a body
+// with several faults names the same key on both sides. A repeated key takes
+// its last value, as every JSON parser the project uses does. Unknown keys
+// are ignored. Errors are *DecodeError; nested keys are dotted (N_j.2,
+// ft.degraded).
 func DecodePCS(data []byte) (*PCS, error) {
-	fields, err := splitObject(data)
+	obj, err := splitObject(data)
 	if err != nil {
 		return nil, err
 	}
 	p := &PCS{}
-	for _, m := range fields {
-		if err := decodeField(p, m.key, m.raw); err != nil {
-			return nil, &DecodeError{Key: m.key, Msg: err.Error()}
+	steps := []func() error{
+		func() (err error) { p.Scales, err = optionalOr(obj, "scales", parseScales); return },
+		func() (err error) { p.NJ, err = required(obj, "N_j", parseNJ); return },
+		func() (err error) { p.FT, err = optionalPtr(obj, "ft", parseFT); return },
+		func() (err error) { p.SentAt, err = optionalOr(obj, "sent_at", parseSentAt); return },
+		func() (err error) { p.PcsID, err = optionalOr(obj, "pcs_id", parseString); return },
+		func() (err error) { p.Schema, err = optionalOr(obj, "schema", parseString); return },
+		func() (err error) { p.Version, err = optionalOr(obj, "version", parseString); return },
+		func() (err error) { p.ShardID, err = optionalOr(obj, "shard_id", parseString); return },
+		func() (err error) { p.Epoch, err = required(obj, "epoch", parseInt); return },
+		func() (err error) { p.Attempt, err = optionalPtr(obj, "attempt", parseInt); return },
+		func() (err error) { p.Seed, err = optionalPtr(obj, "seed", parseInt); return },
+		func() (err error) { p.CohStar, err = required(obj, "coh_star", parseFloat); return },
+		func() (err error) { p.VStar, err = optionalOr(obj, "v_star", parseFloats); return },
+		func() (err error) { p.DHat, err = required(obj, "D_hat", parseFloat); return },
+		func() (err error) { p.R, err = optionalPtr(obj, "r", parseFloat); return },
+		func() (err error) { p.Regime, err = required(obj, "regime", parseString); return },
+		func() (err error) { p.Budget, err = required(obj, "budget", parseFloat); return },
+		func() (err error) { p.MerkleRoot, err = optionalOr(obj, "merkle_root", parseString); return },
+		func() (err error) { p.Sig, err = optionalOr(obj, "sig", parseString); return },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, err
 		}
 	}
 	return p, nil
 }
 
-// member is one top-level key and its raw value.
-type member struct {
-	key string
-	raw json.RawMessage
+// object is a JSON object's members by key, with the prefix that nested
+// objects put before key names in errors ("ft.").
+type object struct {
+	members map[string]json.RawMessage
+	prefix  string
+}
+
+// keyError wraps a parse failure of key into a *DecodeError, keeping the
+// deeper key of a nested failure (N_j.2 rather than N_j).
+func (o object) keyError(key string, err error) error {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		return de
+	}
+	return &DecodeError{Key: o.prefix + key, Msg: err.Error()}
+}
+
+// required parses a key that must be present and not null.
+func required[T any](o object, key string, parse func(object, string, json.RawMessage) (T, error)) (T, error) {
+	raw, ok := o.members[key]
+	if !ok {
+		var zero T
+		return zero, &DecodeError{Key: o.prefix + key, Msg: "is required"}
+	}
+	v, err := parse(o, key, raw)
+	if err != nil {
+		return v, o.keyError(key, err)
+	}
+	return v, nil
+}
+
+// optionalOr parses a key that may be absent or null, giving the zero value.
+func optionalOr[T any](o object, key string, parse func(object, string, json.RawMessage) (T, error)) (T, error) {
+	raw, ok := o.members[key]
+	if !ok || isNull(raw) {
+		var zero T
+		return zero, nil
+	}
+	v, err := parse(o, key, raw)
+	if err != nil {
+		return v, o.keyError(key, err)
+	}
+	return v, nil
+}
+
+// optionalPtr is optionalOr for values whose absence must stay visible.
+func optionalPtr[T any](o object, key string, parse func(object, string, json.RawMessage) (T, error)) (*T, error) {
+	raw, ok := o.members[key]
+	if !ok || isNull(raw) {
+		return nil, nil
+	}
+	v, err := parse(o, key, raw)
+	if err != nil {
+		return nil, o.keyError(key, err)
+	}
+	return &v, nil
 }
 
 // splitObject checks that data is exactly one JSON object and returns its
-// top-level members in document order (so the first bad key is reported,
-// deterministically), rejecting duplicates.
-func splitObject(data []byte) ([]member, error) {
+// top-level members.
+func splitObject(data []byte) (object, error) {
 	if !utf8.Valid(data) {
-		return nil, &DecodeError{Msg: "body is not valid UTF-8"}
+		return object{}, &DecodeError{Msg: "body is not valid UTF-8"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil || tok != json.Delim('{') {
-		return nil, &DecodeError{Msg: "body is not a JSON object"}
+		return object{}, &DecodeError{Msg: "body is not a JSON object"}
 	}
-	var fields []member
-	seen := make(map[string]bool)
+	members := make(map[string]json.RawMessage)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, &DecodeError{Msg: "invalid JSON: " + err.Error()}
+			return object{}, &DecodeError{Msg: "invalid JSON: " + err.Error()}
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return nil, &DecodeError{Msg: "invalid JSON: object key is not a string"}
+			return object{}, &DecodeError{Msg: "invalid JSON: object key is not a string"}
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, &DecodeError{Key: key, Msg: "invalid JSON value: " + err.Error()}
+			return object{}, &DecodeError{Key: key, Msg: "invalid JSON value: " + err.Error()}
 		}
-		if seen[key] {
-			return nil, &DecodeError{Key: key, Msg: "duplicate key"}
-		}
-		seen[key] = true
 		if err := checkSurrogates(raw); err != nil {
-			return nil, &DecodeError{Key: key, Msg: err.Error()}
+			return object{}, &DecodeError{Key: key, Msg: err.Error()}
 		}
-		fields = append(fields, member{key, raw})
+		members[key] = raw // a repeated key keeps its last value
 	}
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return nil, &DecodeError{Msg: "invalid JSON: unterminated object"}
+		return object{}, &DecodeError{Msg: "invalid JSON: unterminated object"}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, &DecodeError{Msg: "invalid JSON: trailing data after the object"}
+		return object{}, &DecodeError{Msg: "invalid JSON: trailing data after the object"}
 	}
-	return fields, nil
-}
-
-// decodeField stores one top-level member into p.
-func decodeField(p *PCS, key string, raw json.RawMessage) error {
-	var err error
-	switch key {
-	case "pcs_id":
-		p.PcsID, err = parseString(raw)
-	case "schema":
-		p.Schema, err = parseString(raw)
-	case "version":
-		p.Version, err = parseString(raw)
-	case "shard_id":
-		p.ShardID, err = parseString(raw)
-	case "regime":
-		p.Regime, err = parseString(raw)
-	case "merkle_root":
-		p.MerkleRoot, err = parseString(raw)
-	case "epoch":
-		p.Epoch, err = parseInt(raw)
-	case "coh_star":
-		p.CohStar, err = parseFloat(raw)
-	case "D_hat":
-		p.DHat, err = parseFloat(raw)
-	case "budget":
-		p.Budget, err = parseFloat(raw)
-	case "scales":
-		p.Scales, err = parseScales(raw)
-	case "N_j":
-		p.NJ, err = parseNJ(raw)
-	case "attempt":
-		p.Attempt, err = optional(raw, parseInt)
-	case "seed":
-		p.Seed, err = optional(raw, parseInt)
-	case "r":
-		p.R, err = optional(raw, parseFloat)
-	case "v_star":
-		if !isNull(raw) {
-			p.VStar, err = parseArray(raw, parseFloat)
-		}
-	case "sent_at":
-		if !isNull(raw) {
-			p.SentAt, err = parseSentAt(raw)
-		}
-	case "sig":
-		if !isNull(raw) {
-			p.Sig, err = parseString(raw)
-		}
-	case "ft":
-		if !isNull(raw) {
-			p.FT, err = parseFT(raw)
-		}
-	}
-	return err
+	return object{members: members}, nil
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
-
-// optional parses a nullable value: null means absent.
-func optional[T any](raw json.RawMessage, parse func(json.RawMessage) (T, error)) (*T, error) {
-	if isNull(raw) {
-		return nil, nil
-	}
-	v, err := parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	return &v, nil
-}
 
 // jsonType names the JSON type of raw for error messages.
 func jsonType(raw json.RawMessage) string {
@@ -197,9 +203,9 @@ func jsonType(raw json.RawMessage) string {
 	}
 }
 
-func parseString(raw json.RawMessage) (string, error) {
+func parseString(_ object, _ string, raw json.RawMessage) (string, error) {
 	if len(raw) == 0 || raw[0] != '"' {
-		return "", fmt.Errorf("expected a string, got %s", jsonType(raw))
+		return "", fmt.Errorf("must be a string, got %s", jsonType(raw))
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
@@ -208,66 +214,79 @@ func parseString(raw json.RawMessage) (string, error) {
 	return s, nil
 }
 
-func parseBool(raw json.RawMessage) (bool, error) {
+func parseBool(_ object, _ string, raw json.RawMessage) (bool, error) {
 	switch string(raw) {
 	case "true":
 		return true, nil
 	case "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("expected a boolean, got %s", jsonType(raw))
+	return false, fmt.Errorf("must be a boolean, got %s", jsonType(raw))
 }
 
 // parseInt accepts only JSON integer literals: the contract makes 1.0 a
 // malformed epoch, so a float that happens to be integral is not enough.
-func parseInt(raw json.RawMessage) (int64, error) {
-	if jsonType(raw) != "a number" {
-		return 0, fmt.Errorf("expected an integer, got %s", jsonType(raw))
+func parseInt(_ object, _ string, raw json.RawMessage) (int64, error) {
+	if jsonType(raw) != "a number" || bytes.ContainsAny(raw, ".eE") {
+		return 0, fmt.Errorf("must be an integer, got %s", raw)
 	}
-	if bytes.ContainsAny(raw, ".eE") {
-		return 0, fmt.Errorf("expected an integer, got %s", raw)
-	}
-	var n json.Number
-	if err := json.Unmarshal(raw, &n); err != nil {
-		return 0, err
-	}
-	v, err := n.Int64()
+	v, err := json.Number(raw).Int64()
 	if err != nil {
-		return 0, fmt.Errorf("integer out of range: %s", raw)
+		return 0, fmt.Errorf("is out of range for a 64-bit signed integer: %s", raw)
 	}
 	return v, nil
 }
 
 // parseFloat accepts any JSON number; integers become floats. Numbers that
 // overflow float64 are malformed (JSON has no infinities).
-func parseFloat(raw json.RawMessage) (float64, error) {
+func parseFloat(_ object, _ string, raw json.RawMessage) (float64, error) {
 	if jsonType(raw) != "a number" {
-		return 0, fmt.Errorf("expected a number, got %s", jsonType(raw))
+		return 0, fmt.Errorf("must be a number, got %s", jsonType(raw))
 	}
-	var n json.Number
-	if err := json.Unmarshal(raw, &n); err != nil {
-		return 0, err
-	}
-	v, err := n.Float64()
+	v, err := json.Number(raw).Float64()
 	if err != nil {
-		return 0, fmt.Errorf("number out of range: %s", raw)
+		return 0, fmt.Errorf("is out of range for a 64-bit float: %s", raw)
 	}
 	return v, nil
 }
 
-func parseArray[T any](raw json.RawMessage, parse func(json.RawMessage) (T, error)) ([]T, error) {
+func parseItems(raw json.RawMessage) ([]json.RawMessage, error) {
 	if len(raw) == 0 || raw[0] != '[' {
-		return nil, fmt.Errorf("expected an array, got %s", jsonType(raw))
+		return nil, fmt.Errorf("must be an array, got %s", jsonType(raw))
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return nil, err
 	}
-	out := make([]T, 0, len(items))
+	return items, nil
+}
+
+func parseFloats(o object, key string, raw json.RawMessage) ([]float64, error) {
+	items, err := parseItems(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, 0, len(items))
 	for i, item := range items {
-		v, err := parse(item)
+		v, err := parseFloat(o, key, item)
 		if err != nil {
-			return nil, fmt.Errorf("element %d: %w", i, err)
+			return nil, fmt.Errorf("element %d %w", i, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func parseStrings(o object, key string, raw json.RawMessage) ([]string, error) {
+	items, err := parseItems(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(items))
+	for i, item := range items {
+		v, err := parseString(o, key, item)
+		if err != nil {
+			return nil, fmt.Errorf("element %d %w", i, err)
 		}
 		out = append(out, v)
 	}
@@ -276,79 +295,91 @@ func parseArray[T any](raw json.RawMessage, parse func(json.RawMessage) (T, erro
 
 // parseScales requires positive integers: a scale is a grid resolution, and
 // log2 of zero or a negative number has no meaning in the regression.
-func parseScales(raw json.RawMessage) ([]int64, error) {
-	return parseArray(raw, func(item json.RawMessage) (int64, error) {
-		v, err := parseInt(item)
-		if err == nil && v <= 0 {
-			err = fmt.Errorf("scale must be positive, got %d", v)
-		}
-		return v, err
-	})
-}
-
-func parseObject(raw json.RawMessage) (map[string]json.RawMessage, error) {
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, fmt.Errorf("expected an object, got %s", jsonType(raw))
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-func parseNJ(raw json.RawMessage) (map[string]int64, error) {
-	m, err := parseObject(raw)
+func parseScales(o object, key string, raw json.RawMessage) ([]int64, error) {
+	items, err := parseItems(raw)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]int64, len(m))
-	for k, v := range m {
-		n, err := parseInt(v)
-		if err != nil {
-			return nil, fmt.Errorf("entry %q: %w", k, err)
+	out := make([]int64, 0, len(items))
+	for i, item := range items {
+		v, err := parseInt(o, key, item)
+		if err == nil && v <= 0 {
+			err = fmt.Errorf("must be positive, got %d", v)
 		}
-		out[k] = n
+		if err != nil {
+			return nil, fmt.Errorf("element %d %w", i, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func parseObject(raw json.RawMessage, prefix string) (object, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return object{}, fmt.Errorf("must be an object, got %s", jsonType(raw))
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return object{}, err
+	}
+	return object{members: m, prefix: prefix}, nil
+}
+
+func parseNJ(_ object, key string, raw json.RawMessage) (map[string]int64, error) {
+	nj, err := parseObject(raw, key+".")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(nj.members))
+	for scale := range nj.members {
+		if out[scale], err = required(nj, scale, parseInt); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
 // parseSentAt requires RFC 3339 with an explicit zone; a zone-less time would
-// be read differently by every consumer.
-func parseSentAt(raw json.RawMessage) (string, error) {
-	s, err := parseString(raw)
+// be read differently by every consumer. RFC 3339 allows lowercase t and z,
+// which Go's parser does not, so they are normalised first.
+func parseSentAt(o object, key string, raw json.RawMessage) (string, error) {
+	s, err := parseString(o, key, raw)
 	if err != nil {
 		return "", err
 	}
-	if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
-		return "", fmt.Errorf("not an RFC 3339 time with zone: %q", s)
+	normal := []byte(s)
+	if len(normal) > 10 && normal[10] == 't' {
+		normal[10] = 'T'
+	}
+	if n := len(normal); n > 0 && normal[n-1] == 'z' {
+		normal[n-1] = 'Z'
+	}
+	if len(normal) <= 10 || normal[10] != 'T' {
+		return "", fmt.Errorf("must be an RFC 3339 timestamp with a zone, got %q", s)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, string(normal)); err != nil {
+		return "", fmt.Errorf("must be an RFC 3339 timestamp with a zone, got %q", s)
 	}
 	return s, nil
 }
 
-func parseFT(raw json.RawMessage) (*FT, error) {
-	m, err := parseObject(raw)
+func parseFT(_ object, key string, raw json.RawMessage) (FT, error) {
+	o, err := parseObject(raw, key+".")
 	if err != nil {
-		return nil, err
+		return FT{}, err
 	}
-	ft := &FT{}
-	for k, v := range m {
-		if isNull(v) {
-			continue
-		}
-		switch k {
-		case "outbox_seq":
-			ft.OutboxSeq, err = optional(v, parseInt)
-		case "degraded":
-			ft.Degraded, err = parseBool(v)
-		case "fallbacks":
-			ft.Fallbacks, err = parseArray(v, parseString)
-		case "clock_skew_ms":
-			ft.ClockSkewMs, err = optional(v, parseInt)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ft.%s: %w", k, err)
-		}
+	var ft FT
+	if ft.Fallbacks, err = optionalOr(o, "fallbacks", parseStrings); err != nil {
+		return FT{}, err
+	}
+	if ft.OutboxSeq, err = optionalPtr(o, "outbox_seq", parseInt); err != nil {
+		return FT{}, err
+	}
+	if ft.Degraded, err = optionalOr(o, "degraded", parseBool); err != nil {
+		return FT{}, err
+	}
+	if ft.ClockSkewMs, err = optionalPtr(o, "clock_skew_ms", parseInt); err != nil {
+		return FT{}, err
 	}
 	return ft, nil
 }

@@ -13,3 +13,7 @@ func mustB64(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// goldenDir holds the original agent's golden files, kept in the repo next
+// to the shared vectors so that every implementation reads the same copy.
+const goldenDir = "../../tests/vectors/golden/"

@@ -17,7 +17,7 @@ func contractSeed() []byte {
 
 func loadGolden(t *testing.T, name string) *PCS {
 	t.Helper()
-	data, err := os.ReadFile("testdata/golden/" + name)
+	data, err := os.ReadFile(goldenDir + name)
 	if err != nil {
 		t.Fatal(err)
 	}
