@@ -27,7 +27,8 @@ Commands:
   up [SVC...]       install what is missing, start services (default: all), wait until
                     each answers, write $FLK_STACK_DIR/env.sh and print its export lines
   down [SVC...]     stop services (default: all); state is kept
-  start SVC...      same as up, for the given services (e.g. after 'stop postgres')
+  start SVC...      same as up for the given services, without printing the env
+                    (e.g. after 'stop postgres')
   stop SVC...       same as down, for the given services
   restart SVC...    stop then start
   status [SVC...]   one line per service; exit status 1 if any is not running
@@ -92,8 +93,9 @@ write_env_file() {
   mv "$FLK_STACK_DIR/env.sh.tmp" "$FLK_STACK_DIR/env.sh"
 }
 
+# cmd_up [quiet]: quiet = do not print the export lines on stdout (start/restart).
 cmd_up() {
-  local t0; t0="$(flk_now_ms)"
+  local quiet="${1:-}" t0; t0="$(flk_now_ms)"
   take_lock
   local s
   # 1. Install / download whatever is missing (no-op when cached).
@@ -109,7 +111,7 @@ cmd_up() {
   if has_svc kafka; then kafka_wait; fi
   write_env_file
   flk_log "up: ${SVCS[*]} ready in $(( ($(flk_now_ms) - t0) / 1000 )).$(( ($(flk_now_ms) - t0) % 1000 / 100 ))s; env written to $FLK_STACK_DIR/env.sh"
-  flk_env_lines
+  [[ "$quiet" == quiet ]] || flk_env_lines
 }
 
 cmd_down() {
@@ -150,7 +152,7 @@ main() {
       parse_services "$@"; cmd_up ;;
     start)
       [[ $# -gt 0 ]] || flk_die "start: name the services (e.g. 'start postgres'), or use 'up'"
-      parse_services "$@"; cmd_up ;;
+      parse_services "$@"; cmd_up quiet ;;
     down)
       parse_services "$@"; cmd_down ;;
     stop)
@@ -158,7 +160,7 @@ main() {
       parse_services "$@"; cmd_down ;;
     restart)
       [[ $# -gt 0 ]] || flk_die "restart: name the services"
-      parse_services "$@"; cmd_down; cmd_up ;;
+      parse_services "$@"; cmd_down; cmd_up quiet ;;
     status)
       parse_services "$@"; cmd_status ;;
     env)

@@ -78,9 +78,11 @@ flk_apt_install() {
   fi
   command -v apt-get >/dev/null || flk_die "apt-get not found; install by hand: $*"
   export DEBIAN_FRONTEND=noninteractive
+  local log="$FLK_CACHE_DIR/apt.log"
+  mkdir -p "$FLK_CACHE_DIR"
   if [[ "$_FLK_APT_UPDATED" != 1 ]]; then
-    flk_log "apt-get update"
-    apt-get update -qq >&2 || flk_die "apt-get update failed"
+    flk_log "apt-get update (log: $log)"
+    apt-get update -qq >"$log" 2>&1 || { flk_tail_log "$log" 20; flk_die "apt-get update failed"; }
     _FLK_APT_UPDATED=1
   fi
   local policy=/usr/sbin/policy-rc.d placed=0
@@ -91,11 +93,11 @@ flk_apt_install() {
   fi
   flk_log "apt-get install -y $*"
   local rc=0
-  apt-get install -y -qq --no-install-recommends "$@" >&2 || rc=$?
+  apt-get install -y -qq --no-install-recommends "$@" >>"$log" 2>&1 || rc=$?
   if [[ $placed == 1 ]] && grep -q 'placed by flk infra/scripts' "$policy" 2>/dev/null; then
     rm -f "$policy"
   fi
-  [[ $rc -eq 0 ]] || flk_die "apt-get install $* failed (exit $rc)"
+  [[ $rc -eq 0 ]] || { flk_tail_log "$log" 30; flk_die "apt-get install $* failed (exit $rc)"; }
 }
 
 # Ensure commands exist, installing the Debian package that provides each.
@@ -115,6 +117,15 @@ flk_need_cmd() {
 # Processes, pid files and ports
 # ---------------------------------------------------------------------------
 
+# True if PID is a live process. A zombie counts as dead: daemons that we
+# detach are re-parented to PID 1, which may reap them only a second later.
+flk_proc_alive() {
+  local pid="$1" stat
+  kill -0 "$pid" 2>/dev/null || return 1
+  stat="$(cut -d')' -f2 "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f2)" || return 1
+  [[ -n "$stat" && "$stat" != Z ]]
+}
+
 # flk_pid_alive PIDFILE [CMDLINE_SUBSTRING]
 # True when the pid file names a live process (whose command line contains the
 # substring, if given: guards against a recycled pid).
@@ -123,7 +134,7 @@ flk_pid_alive() {
   [[ -s "$pidfile" ]] || return 1
   pid="$(head -n1 "$pidfile" 2>/dev/null | tr -dc '0-9')"
   [[ -n "$pid" ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
+  flk_proc_alive "$pid" || return 1
   if [[ -n "$match" ]]; then
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$match" || return 1
   fi
@@ -175,10 +186,10 @@ flk_stop_pidfile() {
   flk_log "$what: stopping (pid $pid, SIGTERM)"
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < timeout * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    flk_proc_alive "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if flk_proc_alive "$pid"; then
     flk_warn "$what: still alive after ${timeout}s, sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.2

@@ -146,6 +146,10 @@ _kafka_format_if_needed() {
   if [[ -f "$KAFKA_DATA/meta.properties" ]]; then
     return 0
   fi
+  if [[ -d "$KAFKA_DATA" && -n "$(ls -A "$KAFKA_DATA" 2>/dev/null)" ]]; then
+    flk_die "kafka: $KAFKA_DATA holds logs but no meta.properties (partly deleted state?).
+  Start from scratch with: infra/scripts/stack.sh reset kafka  (deletes all topics)"
+  fi
   local id; id="$(_kafka_random_cluster_id)"
   flk_log "kafka: formatting KRaft storage in $KAFKA_DATA (cluster id $id)"
   mkdir -p "$KAFKA_DATA"

@@ -115,8 +115,9 @@ postgres_stop() {
     flk_log "postgres: not running"
     return 0
   fi
-  flk_log "postgres: stopping (pg_ctl stop -m fast)"
-  _pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null \
+  local mode="${FLK_POSTGRES_STOP_MODE:-fast}"
+  flk_log "postgres: stopping (pg_ctl stop -m $mode)"
+  _pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -m "$mode" -w -t 60 stop >/dev/null \
     || flk_die "postgres: pg_ctl stop failed (see $PG_LOG)"
   flk_log "postgres: stopped"
 }
