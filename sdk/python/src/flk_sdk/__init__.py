@@ -13,6 +13,7 @@ Modules are small and single-purpose:
 - :mod:`flk_sdk.outbox` - a durable, crash-safe outbox of records to send.
 """
 
+from .agent import build_pcs, build_pcs_from_data, load_csv
 from .canonical import canonical_payload, compute_pcs_id, format_float, round9, signed_fields
 from .client import (
     Accepted,
@@ -60,6 +61,9 @@ __all__ = [
     "Unauthorized",
     "UnexpectedResponse",
     "VerifyParams",
+    "build_pcs",
+    "build_pcs_from_data",
+    "load_csv",
     "canonical_payload",
     "compute_pcs_id",
     "decode_pcs",
