@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Producer load generator from the cached jars (org.apache.kafka.tools.ProducerPerformance);
 # arguments are passed through unchanged, e.g.
 #   infra/scripts/kafka-perf.sh --topic t --num-records 20000 --record-size 512 --throughput -1 \

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # kafka-topics from the cached jars (org.apache.kafka.tools.TopicCommand).
 # --bootstrap-server defaults to $FLK_KAFKA_BROKERS or 127.0.0.1:$FLK_KAFKA_PORT.
 #   infra/scripts/kafka-topics.sh --create --topic flk.submissions --partitions 12 --replication-factor 1

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Local FLK stack on 127.0.0.1 without systemd or docker:
 #   Kafka (KRaft, jars from Maven Central), PostgreSQL, 3 x Redis, S3 (moto).
 #
