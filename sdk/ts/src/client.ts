@@ -131,7 +131,8 @@ export function parseRetryAfter(value: string | null, now: number = Date.now()):
   if (/^\d+$/.test(text)) {
     return Number(text) * 1000;
   }
-  const date = Date.parse(text);
+  // HTTP dates start with the day name; this keeps Date.parse from reading "-1" as a year.
+  const date = /^[A-Za-z]/.test(text) ? Date.parse(text) : Number.NaN;
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 

@@ -298,11 +298,12 @@ export function pcsFromJson(value: JsonValue): Pcs {
 }
 
 /**
- * Reads the 8 signed fields from a parsed JSON object, all required (`r` included), as signing tools
- * take them: a forgotten `r` is an error here rather than a silent 0.0. Other keys are ignored.
+ * Reads the 8 signed fields from a parsed JSON object. By default all 8 are required, `r` included,
+ * as signing tools take them (a forgotten `r` is an error rather than a silent 0.0); with
+ * `requireR: false` an absent `r` counts as 0.0, as in a PCS. Other keys are ignored.
  * @throws PcsDecodeError naming the offending key.
  */
-export function signedFieldsFromJson(value: JsonValue): SignedFields {
+export function signedFieldsFromJson(value: JsonValue, options: { requireR?: boolean } = {}): SignedFields {
   if (!isJsonObject(value)) {
     throw new PcsDecodeError(null, "malformed signed fields: not a JSON object");
   }
@@ -314,7 +315,7 @@ export function signedFieldsFromJson(value: JsonValue): SignedFields {
     shard_id: reader.requiredString("shard_id"),
     D_hat: reader.requiredNumber("D_hat"),
     coh_star: reader.requiredNumber("coh_star"),
-    r: reader.requiredNumber("r"),
+    r: options.requireR === false ? reader.optionalNumber("r") : reader.requiredNumber("r"),
     budget: reader.requiredNumber("budget"),
   };
 }

@@ -10,8 +10,8 @@ import type { SignedFields } from "../src/canonical.js";
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** The repository root (two levels above the package). */
 export const REPO_ROOT = join(PACKAGE_ROOT, "..", "..");
-/** tests/vectors at the repository root. */
-export const VECTORS_DIR = join(REPO_ROOT, "tests", "vectors");
+/** tests/vectors at the repository root (FLK_VECTORS_DIR overrides it, to try a candidate file). */
+export const VECTORS_DIR = process.env["FLK_VECTORS_DIR"] ?? join(REPO_ROOT, "tests", "vectors");
 /** The shared vector file and its pinned digest. */
 export const VECTOR_FILE = join(VECTORS_DIR, "pcs-vectors.json");
 export const VECTOR_SHA_FILE = join(VECTORS_DIR, "pcs-vectors.json.sha256");
