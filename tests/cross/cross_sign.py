@@ -29,7 +29,6 @@ import argparse
 import base64
 import json
 import math
-import os
 import random
 import shlex
 import struct

@@ -101,7 +101,7 @@ def test_normals_match_numpy_legacy_up_to_the_fma() -> None:
     values = [ours.normal() for _ in range(600)]
     theirs = np.random.RandomState(42).randn(600).tolist()
     # Not always bit-identical (numpy on x86 does not fuse x1*x1 + x2*x2), but within a few ulps.
-    for a, b in zip(values, theirs):
+    for a, b in zip(values, theirs):  # noqa: B905 (py3.9 has no strict=)
         assert math.isclose(a, b, rel_tol=1e-14, abs_tol=1e-300)
 
 

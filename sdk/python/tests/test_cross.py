@@ -89,7 +89,7 @@ def test_python_answers_match_an_independent_recomputation(tmp_path: Path) -> No
     cases, lines = cross.generate(300, 9)
     out = subprocess.run([sys.executable, "-m", "flk_sdk", "batch"], capture_output=True, check=True,
                          input=("\n".join(lines) + "\n").encode(), timeout=300)
-    for case, line in zip(cases, out.stdout.decode().splitlines()):
+    for case, line in zip(cases, out.stdout.decode().splitlines()):  # noqa: B905
         answer = json.loads(line)
         payload = answer["payload"].encode("ascii")
         decoded = json.loads(payload)

@@ -50,8 +50,8 @@ def test_every_append_and_ack_is_fsynced(tmp_path: Path) -> None:
             assert fsync.call_count == 2
 
 
-@pytest.mark.parametrize("torn", [b'{"op":"put","seq":2,"bo', b'{"op":"put","seq":2,"body":"{}"', b"\x00\x00\x00",
-                                  b'{"op":"a'])
+@pytest.mark.parametrize("torn", [b'{"op":"put","seq":2,"bo', b'{"op":"put","seq":2,"body":"{}"',
+                                  b"\x00\x00\x00", b'{"op":"a'])
 def test_torn_last_line_is_ignored_and_truncated(tmp_path: Path, torn: bytes) -> None:
     path = tmp_path / "o"
     with Outbox(path) as box:
@@ -174,5 +174,5 @@ def test_file_format_is_json_lines(tmp_path: Path) -> None:
     with Outbox(path) as box:
         box.append({"n": 0})
         box.ack(0)
-    lines = [json.loads(l) for l in path.read_text().splitlines()]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == [{"op": "put", "seq": 0, "body": '{"n":0}'}, {"op": "ack", "seq": 0}]

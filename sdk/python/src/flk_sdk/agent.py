@@ -13,7 +13,7 @@ import io
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from .canonical import compute_pcs_id
 from .merkle import merkle_root
@@ -26,7 +26,7 @@ from .signals import (
     regime_and_budget,
 )
 from .signing import sign_ed25519, sign_hmac
-from .verify import VerifyParams
+from .verify import DEFAULT_PARAMS, VerifyParams
 
 __all__ = ["DEFAULT_SCALES", "EventData", "build_pcs", "build_pcs_from_data", "load_csv"]
 
@@ -43,7 +43,7 @@ class EventData:
     """Canonical rows, for r and merkle_root."""
 
 
-def load_csv(source: Union[str, os.PathLike, io.TextIOBase]) -> EventData:
+def load_csv(source: Union[str, "os.PathLike[str]", io.TextIOBase]) -> EventData:
     """Read a ``timestamp,x,y,z`` CSV (header required) into points and canonical rows."""
     if isinstance(source, (str, os.PathLike)):
         with open(source, newline="", encoding="utf-8") as handle:
@@ -85,7 +85,7 @@ def build_pcs_from_data(
     sent_at: Optional[str] = None,
     attempt: int = 1,
     ft: Optional[FT] = None,
-    params: VerifyParams = VerifyParams(),
+    params: VerifyParams = DEFAULT_PARAMS,
 ) -> PCS:
     """Compute every signal and return the (optionally signed) PCS.
 
@@ -127,7 +127,7 @@ def build_pcs_from_data(
     return pcs
 
 
-def build_pcs(csv_path: Union[str, os.PathLike], shard_id: str = "test-shard-001", epoch: int = 1,
-              **kwargs) -> PCS:
+def build_pcs(csv_path: Union[str, "os.PathLike[str]"], shard_id: str = "test-shard-001",
+              epoch: int = 1, **kwargs: Any) -> PCS:
     """:func:`build_pcs_from_data` on a CSV file (keyword arguments are passed through)."""
     return build_pcs_from_data(load_csv(csv_path), shard_id, epoch, **kwargs)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Any, Mapping, Union
+from typing import Any, Dict, Mapping, Union
 
 __all__ = [
     "SIGNED_FLOAT_KEYS",
@@ -89,7 +89,7 @@ def _coerce_float(key: str, value: Any) -> float:
     return result
 
 
-def signed_fields(record: Any) -> dict:
+def signed_fields(record: Any) -> Dict[str, Any]:
     """Extract and normalize the signed subset from a mapping or a :class:`~flk_sdk.pcs.PCS`.
 
     ``r`` is optional in a PCS; an absent ``r`` signs as ``0.0`` (the decision the Rust server made,
@@ -100,7 +100,7 @@ def signed_fields(record: Any) -> dict:
         if to_dict is None:
             raise TypeError("record must be a mapping or a PCS")
         record = to_dict()
-    out: dict = {}
+    out: Dict[str, Any] = {}
     for key in ("pcs_id", "merkle_root", "shard_id"):
         value = record.get(key)
         if not isinstance(value, str):

@@ -22,7 +22,7 @@ import base64
 import binascii
 import json
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from .canonical import canonical_payload
 from .pcs import MalformedPCS, decode_pcs, integer, number, parse_json_object

@@ -16,13 +16,12 @@ from __future__ import annotations
 import http.client
 import json
 import random as _random
-import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Tuple, Type, Union
 from urllib.parse import quote, urlsplit
 
 from .pcs import PCS
@@ -139,7 +138,7 @@ class RetriesExhausted(FlkError):
 
 _ERRORS = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 413: PayloadTooLarge}
 
-_NETWORK_ERRORS: Tuple[type, ...] = (
+_NETWORK_ERRORS: Tuple[Type[BaseException], ...] = (
     OSError,  # ConnectionError, socket.timeout, ssl errors are all OSErrors
     http.client.HTTPException,  # RemoteDisconnected, IncompleteRead, BadStatusLine
 )
@@ -292,7 +291,7 @@ class Client:
         """Delay before retry number ``retry_index`` (0-based)."""
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        cap = min(self.backoff_max, self.backoff_base * (2 ** retry_index))
+        cap = min(self.backoff_max, self.backoff_base * (2.0 ** retry_index))
         return self._random() * cap
 
     def _error(self, resp: _Response) -> FlkError:
@@ -378,6 +377,3 @@ def _first_outcome(payload: Mapping[str, Any]) -> Optional[Outcome]:
             return Outcome.from_dict(nested)
     return None
 
-
-# Kept for callers that want to classify network errors the same way the client does.
-NETWORK_ERRORS = _NETWORK_ERRORS + (socket.timeout,)

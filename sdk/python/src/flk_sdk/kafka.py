@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 __all__ = ["DeliveryError", "KafkaRecord", "Delivered", "build_record", "produce_pcs"]
 
@@ -86,7 +86,7 @@ def produce_pcs(producer_or_config: Any, topic: str, pcs_json: Union[bytes, str]
     owned = isinstance(producer_or_config, Mapping)
     producer = _make_producer(producer_or_config) if owned else producer_or_config
     done = threading.Event()
-    result: dict = {}
+    result: Dict[str, Any] = {}
 
     def on_delivery(err: Any, msg: Any) -> None:
         result["err"], result["msg"] = err, msg

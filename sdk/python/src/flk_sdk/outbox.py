@@ -72,7 +72,7 @@ class Outbox:
         fsync: set ``False`` only in tests that do not care about power loss.
     """
 
-    def __init__(self, path: Union[str, os.PathLike], *, fsync: bool = True) -> None:
+    def __init__(self, path: Union[str, "os.PathLike[str]"], *, fsync: bool = True) -> None:
         self.path = os.fspath(path)
         self._dir = os.path.dirname(os.path.abspath(self.path))
         self._fsync = fsync

@@ -14,7 +14,7 @@ import numpy as np
 
 from .canonical import round9
 from .rng import random_unit_directions
-from .verify import VerifyParams, classify_regime, compute_budget, recompute_d_hat
+from .verify import DEFAULT_PARAMS, VerifyParams, classify_regime, compute_budget, recompute_d_hat
 
 __all__ = [
     "classify_regime",
@@ -87,6 +87,6 @@ def compute_compressibility(data: bytes) -> float:
 
 
 def regime_and_budget(D_hat: float, coh_star: float, r: float,
-                      params: VerifyParams = VerifyParams()) -> Tuple[str, float]:
+                      params: VerifyParams = DEFAULT_PARAMS) -> Tuple[str, float]:
     """Regime and budget exactly as the verifier will recompute them from the claimed values."""
     return classify_regime(D_hat, coh_star), compute_budget(D_hat, coh_star, r, params)

@@ -20,6 +20,7 @@ from .canonical import compute_pcs_id, round9
 from .pcs import PCS, SCHEMA
 
 __all__ = [
+    "DEFAULT_PARAMS",
     "Outcome",
     "VerifyParams",
     "classify_regime",
@@ -58,6 +59,10 @@ class VerifyParams:
         if unknown:
             raise ValueError(f"unknown verification parameters: {sorted(unknown)}")
         return cls(**{k: float(v) for k, v in overrides.items()})
+
+
+#: The contract's default parameters (immutable, so safe to share as a default argument).
+DEFAULT_PARAMS = VerifyParams()
 
 
 @dataclass
@@ -147,7 +152,7 @@ def recompute_d_hat(scales: Sequence[int], count_of: Callable[[int], Optional[in
     return round9(slopes[len(slopes) // 2])
 
 
-def compute_budget(D_hat: float, coh_star: float, r: float, params: VerifyParams = VerifyParams()) -> float:
+def compute_budget(D_hat: float, coh_star: float, r: float, params: VerifyParams = DEFAULT_PARAMS) -> float:
     """clamp01(base + alpha(1-r) + beta max(0, D_hat-D0) + gamma coh_star), round9 (CONTRACT 3.6).
 
     The terms are added left to right exactly as written: float addition is not associative, and
@@ -192,7 +197,7 @@ def _validate_structure(pcs: PCS) -> None:
         raise _StepFailure(f"pcs_id mismatch: expected {expected}, got {pcs.pcs_id}")
 
 
-def verify(pcs: PCS, params: VerifyParams = VerifyParams()) -> Outcome:
+def verify(pcs: PCS, params: VerifyParams = DEFAULT_PARAMS) -> Outcome:
     """Run CONTRACT section 3 on a decoded PCS; the first failing step decides. Pure."""
     try:
         _validate_structure(pcs)
