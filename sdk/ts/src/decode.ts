@@ -19,7 +19,11 @@ import type { FaultTolerance, Pcs } from "./pcs.js";
 
 /** A PCS body the server would reject with 400. `key` names the offending JSON key. */
 export class PcsDecodeError extends Error {
-  /** The top-level key at fault, or null when the body as a whole is wrong (not an object). */
+  /**
+   * The key at fault, as the server names it: top-level (`epoch`, `scales`), dotted inside objects
+   * (`N_j.16`, `ft.degraded`). For invalid JSON inside a top-level value (`"D_hat": 1e400`) it is
+   * that key, where the server only says "not valid JSON"; null when no key is involved.
+   */
   readonly key: string | null;
 
   constructor(key: string | null, message: string) {
@@ -81,10 +85,6 @@ class Reader {
   private fail(key: string, path: string, expected: string, value: JsonValue | undefined): never {
     const got = value === undefined ? "nothing" : describe(value);
     throw new PcsDecodeError(key, `malformed ${this.label}: \`${path}\` must be ${expected}, got ${got}`);
-  }
-
-  has(key: string): boolean {
-    return this.get(key) !== undefined;
   }
 
   requiredPresent(key: string): void {
@@ -175,7 +175,7 @@ class Reader {
     const counts: Record<string, number> = {};
     for (const [scale, count] of Object.entries(value)) {
       // Number(): counts only feed log2, where a double is what the server uses too.
-      counts[scale] = Number(this.integer("N_j", `N_j.${scale}`, count));
+      counts[scale] = Number(this.integer(`N_j.${scale}`, `N_j.${scale}`, count));
     }
     return counts;
   }
@@ -213,24 +213,24 @@ class Reader {
     };
     const outboxSeq = field("outbox_seq");
     if (outboxSeq !== undefined) {
-      ft.outbox_seq = this.integer("ft", "ft.outbox_seq", outboxSeq);
+      ft.outbox_seq = this.integer("ft.outbox_seq", "ft.outbox_seq", outboxSeq);
     }
     const degraded = field("degraded");
     if (degraded !== undefined) {
-      ft.degraded = typeof degraded === "boolean" ? degraded : this.fail("ft", "ft.degraded", "a boolean", degraded);
+      ft.degraded = typeof degraded === "boolean" ? degraded : this.fail("ft.degraded", "ft.degraded", "a boolean", degraded);
     }
     const fallbacks = field("fallbacks");
     if (fallbacks !== undefined) {
       if (!Array.isArray(fallbacks)) {
-        return this.fail("ft", "ft.fallbacks", "an array of strings", fallbacks);
+        return this.fail("ft.fallbacks", "ft.fallbacks", "an array of strings", fallbacks);
       }
       ft.fallbacks = fallbacks.map((item, i) =>
-        typeof item === "string" ? item : this.fail("ft", `ft.fallbacks[${i}]`, "a string", item),
+        typeof item === "string" ? item : this.fail("ft.fallbacks", `ft.fallbacks[${i}]`, "a string", item),
       );
     }
     const skew = field("clock_skew_ms");
     if (skew !== undefined) {
-      ft.clock_skew_ms = this.integer("ft", "ft.clock_skew_ms", skew);
+      ft.clock_skew_ms = this.integer("ft.clock_skew_ms", "ft.clock_skew_ms", skew);
     }
     return ft;
   }

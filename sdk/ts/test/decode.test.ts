@@ -72,10 +72,12 @@ describe("decodePcs", () => {
     rejects(withKey("scales", "[2, 0]"), "scales");
     rejects(withKey("scales", "[2, 4.0]"), "scales");
     rejects(withKey("scales", "{}"), "scales");
-    rejects(withKey("N_j", '{"2": 1.5}'), "N_j");
+    rejects(withKey("N_j", '{"2": 1.5}'), "N_j.2");
     rejects(withKey("v_star", '[1, "x"]'), "v_star");
-    rejects(withKey("ft", '{"degraded": "yes"}'), "ft");
-    rejects(withKey("ft", '{"fallbacks": [1]}'), "ft");
+    rejects(withKey("ft", '{"degraded": "yes"}'), "ft.degraded");
+    rejects(withKey("ft", '{"fallbacks": [1]}'), "ft.fallbacks");
+    rejects(withKey("ft", "[]"), "ft");
+    rejects(withKey("N_j", "[]"), "N_j");
     rejects(withKey("attempt", "1.5"), "attempt");
     rejects(withKey("sig", "false"), "sig");
   });
