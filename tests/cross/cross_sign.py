@@ -117,6 +117,8 @@ def number_json(rng: random.Random, value: Any) -> str:
     """
     if isinstance(value, int):
         return str(value)
+    if value == 0.0 and math.copysign(1.0, value) < 0 and rng.random() < 0.3:
+        return "-0"  # an integer literal, but IEEE -0.0 for every JSON parser that reads doubles
     if value == 0.0 or rng.random() < 0.5:
         return repr(value)  # json.dumps spelling
     style = rng.randrange(5)
@@ -172,7 +174,7 @@ def generate(count: int, seed: int) -> Tuple[List[Dict[str, Any]], List[str]]:
 
 def run_impl(name: str, command: str, stdin: bytes, count: int,
              timeout: float) -> Tuple[Optional[List[Any]], str]:
-    """Run one implementation; returns (parsed output lines or None, error text)."""
+    """Run one implementation on all lines; returns (parsed output lines or None, error text)."""
     try:
         proc = subprocess.run(command, shell=True, input=stdin, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -190,6 +192,32 @@ def run_impl(name: str, command: str, stdin: bytes, count: int,
         except ValueError:
             parsed.append({"<unparsable>": line})
     return parsed, ""
+
+
+def run_isolated(command: str, lines: Sequence[str], timeout: float) -> List[Any]:
+    """Run an implementation once per line, so one rejected line does not hide the others.
+
+    A line the implementation rejects is recorded as ``{"<error>": ...}``: every generated line is
+    valid input, so an error is a failure of that case.
+    """
+    answers: List[Any] = []
+    for line in lines:
+        try:
+            proc = subprocess.run(command, shell=True, input=(line + "\n").encode("utf-8"),
+                                  capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            answers.append({"<error>": "timed out"})
+            continue
+        out = [x for x in proc.stdout.decode("utf-8", "replace").split("\n") if x.strip()]
+        if proc.returncode != 0 or len(out) != 1:
+            err = proc.stderr.decode("utf-8", "replace").strip()[-500:]
+            answers.append({"<error>": f"exit status {proc.returncode}: {err}"})
+            continue
+        try:
+            answers.append(json.loads(out[0]))
+        except ValueError:
+            answers.append({"<unparsable>": out[0]})
+    return answers
 
 
 def parse_impls(specs: Sequence[str]) -> List[Tuple[str, str]]:
@@ -215,6 +243,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--show", type=int, default=5, help="how many differing cases to print")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per implementation")
     parser.add_argument("--dump", help="write the generated input lines to this file")
+    parser.add_argument("--no-isolate", action="store_true",
+                        help="do not re-run a failing implementation line by line")
     args = parser.parse_args(argv)
 
     impls = parse_impls(args.impl) or [("python", default_python_impl())]
@@ -230,16 +260,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         output, error = run_impl(name, command, stdin, len(cases), args.timeout)
         if output is None:
             errors.append(error)
-        else:
-            results[name] = output
-    for error in errors:
-        print(f"ERROR {error}", file=sys.stderr)
+            print(f"ERROR {error}", file=sys.stderr)
+            if args.no_isolate:
+                continue
+            print(f"re-running {name} line by line to find the failing cases", file=sys.stderr)
+            output = run_isolated(command, lines, args.timeout)
+        results[name] = output
 
     failed: List[int] = []
     names = list(results)
     for index in range(len(cases)):
         answers = [results[name][index] for name in names]
-        if any(answer != answers[0] for answer in answers[1:]):
+        broken = any("<error>" in a or "<unparsable>" in a for a in answers if isinstance(a, dict))
+        if broken or any(answer != answers[0] for answer in answers[1:]):
             failed.append(index)
 
     for index in failed[:args.show]:
@@ -252,9 +285,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     compared = ", ".join(names) if names else "none"
     print(f"implementations compared: {compared}")
-    passed = len(cases) - len(failed) if results else 0
-    failed_count = len(failed) if results else len(cases)
-    print(f"{passed} passed, {failed_count} failed")
+    if len(results) < len(impls):  # an implementation failed and was not isolated
+        failed = list(range(len(cases)))
+    print(f"{len(cases) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed or errors else 0
 
 

@@ -125,3 +125,9 @@ def test_verify_and_build(runner, golden: Path) -> None:
     assert out.returncode == 0
     assert out.stdout.decode() == (golden / "pcs_tiny_case_1.json").read_text() + "\n"
     assert run(runner, ["build", "--csv", "/nonexistent.csv"], b"").returncode == 1
+
+
+def test_batch_reads_minus_zero_as_negative_zero(runner) -> None:
+    line = json.dumps({"fields": FIELDS}).replace('"r": 0.871234568', '"r": -0')
+    out = run(runner, ["batch"], line.encode())
+    assert out.returncode == 0 and '\\"r\\":-0.0,' in out.stdout.decode()

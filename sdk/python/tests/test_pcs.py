@@ -127,3 +127,13 @@ def test_to_json_is_compact_and_reversible() -> None:
     assert " " not in text
     back = decode_pcs(text)
     assert back == pcs and back.degraded
+
+
+def test_minus_zero_literal_is_negative_zero_like_other_languages(golden1: str) -> None:
+    # Rust (serde_json), Go and JavaScript all read JSON "-0" as IEEE -0.0; so must we, or the
+    # canonical payload would say "0.0" where every other implementation says "-0.0".
+    import math
+    body = golden1.replace('"r": 0.318421053', '"r": -0')
+    pcs = decode_pcs(body)
+    assert pcs.r == 0.0 and math.copysign(1.0, pcs.r) < 0
+    assert key_of(golden1.replace('"epoch": 1', '"epoch": -0')) == "epoch"

@@ -95,13 +95,11 @@ def _cmd_canonical(_args: argparse.Namespace) -> None:
 
 def _batch_line(line: str, line_no: int) -> str:
     try:
-        item = json.loads(line)
-    except ValueError as exc:
-        raise UsageError(f"line {line_no}: not JSON: {exc}") from exc
-    if not isinstance(item, dict) or not isinstance(item.get("fields"), dict):
-        raise UsageError(f"line {line_no}: expected an object with a \"fields\" object")
-    try:
-        fields = parse_signed_fields(parse_json_object(json.dumps(item["fields"])))
+        item = parse_json_object(line)
+        fields_obj = item.get("fields")
+        if not isinstance(fields_obj, dict):
+            raise UsageError(f"line {line_no}: expected an object with a \"fields\" object")
+        fields = parse_signed_fields(fields_obj)
     except MalformedPCS as exc:
         raise UsageError(f"line {line_no}: {exc}") from exc
     payload = canonical_payload(fields)

@@ -26,7 +26,8 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .canonical import compute_pcs_id
 
-__all__ = ["FT", "PCS", "MalformedPCS", "SCHEMA", "VERSION", "decode_pcs", "parse_json_object"]
+__all__ = ["FT", "PCS", "MalformedPCS", "SCHEMA", "VERSION", "decode_pcs", "loads_json",
+           "parse_json_object"]
 
 SCHEMA = "fractal-lba-kakeya"
 VERSION = "0.1"
@@ -176,6 +177,30 @@ def _reject_constant(name: str) -> Any:
     raise MalformedPCS(f"body is not valid JSON: {name} is not a JSON number")
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedPCS("body is not valid JSON: number out of range")
+    return value
+
+
+def _parse_int(text: str) -> Any:
+    # JSON "-0" is IEEE negative zero for every parser that reads numbers as doubles (Rust's
+    # serde_json, Go, JavaScript); Python alone would read the integer 0 and sign "0.0" instead of
+    # "-0.0". Reading it as -0.0 keeps signatures identical across languages (and, as in Rust, makes
+    # "-0" a float, so not a valid epoch).
+    if text == "-0":
+        return -0.0
+    return int(text)
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` with the server's number semantics: no NaN/Infinity, no overflow to inf,
+    ``-0`` read as ``-0.0``."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float,
+                      parse_int=_parse_int)
+
+
 def _check_strings(value: Any) -> None:
     """Reject lone surrogates (``"\\ud800"``): valid escape syntax but not Unicode text."""
     stack = [value]
@@ -206,7 +231,7 @@ def parse_json_object(body: Union[str, bytes, bytearray]) -> Dict[str, Any]:
     else:
         text = body
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = loads_json(text)
     except MalformedPCS:
         raise
     except (ValueError, RecursionError) as exc:
