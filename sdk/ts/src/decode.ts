@@ -21,8 +21,8 @@ import type { FaultTolerance, Pcs } from "./pcs.js";
 export class PcsDecodeError extends Error {
   /**
    * The key at fault, as the server names it: top-level (`epoch`, `scales`), dotted inside objects
-   * (`N_j.16`, `ft.degraded`). For invalid JSON inside a top-level value (`"D_hat": 1e400`) it is
-   * that key, where the server only says "not valid JSON"; null when no key is involved.
+   * (`N_j.16`, `ft.degraded`); null when the body as a whole is wrong: not JSON (the message still
+   * names the key whose value broke the syntax, e.g. `"D_hat": 1e400`) or not an object.
    */
   readonly key: string | null;
 
@@ -326,7 +326,8 @@ export function parseJsonForDecode(text: string): JsonValue {
     return parseJson(text);
   } catch (error) {
     if (error instanceof JsonSyntaxError) {
-      throw new PcsDecodeError(error.key, `malformed JSON: ${error.message}`);
+      // Like the server, a syntax error is about the body, not a key; the message says where.
+      throw new PcsDecodeError(null, `malformed JSON: ${error.message}`);
     }
     throw error;
   }

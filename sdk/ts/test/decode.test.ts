@@ -14,7 +14,8 @@ function withKey(key: string, rawValue: string | undefined): string {
   return rawValue === undefined ? base : `${base.slice(0, -1)},${JSON.stringify(key)}:${rawValue}}`;
 }
 
-function rejects(body: string, key: string | null): PcsDecodeError {
+/** Asserts the body is malformed with `.key === key`; `mentioned` must appear in the message. */
+function rejects(body: string, key: string | null, mentioned: string | null = key): PcsDecodeError {
   let caught: unknown;
   try {
     decodePcs(body);
@@ -23,8 +24,8 @@ function rejects(body: string, key: string | null): PcsDecodeError {
   }
   assert.ok(caught instanceof PcsDecodeError, `expected a decode error for ${body}`);
   assert.equal(caught.key, key, caught.message);
-  if (key !== null) {
-    assert.ok(caught.message.includes(key), `message should name ${key}: ${caught.message}`);
+  if (mentioned !== null) {
+    assert.ok(caught.message.includes(mentioned), `message should name ${mentioned}: ${caught.message}`);
   }
   return caught;
 }
@@ -107,11 +108,12 @@ describe("decodePcs", () => {
     rejects(`${golden("pcs_tiny_case_1.json")} x`, null);
   });
 
-  it("rejects invalid JSON inside a value, naming the key", () => {
-    rejects(withKey("D_hat", "1e400"), "D_hat");
-    rejects(withKey("epoch", "01"), "epoch");
-    rejects(withKey("shard_id", '"\\ud800"'), "shard_id");
-    rejects(withKey("shard_id", '"a\u0001"'), "shard_id");
+  it("rejects invalid JSON inside a value with key null, naming the key in the message", () => {
+    rejects(withKey("D_hat", "1e400"), null, "D_hat");
+    rejects(withKey("epoch", "01"), null, "epoch");
+    rejects(withKey("shard_id", '"\\ud800"'), null, "shard_id");
+    rejects(withKey("shard_id", '"a\u0001"'), null, "shard_id");
+    rejects('{"pcs_id": ', null, "pcs_id");
   });
 
   it("decodes plain objects too (integer-ness judged from the number)", () => {

@@ -155,6 +155,8 @@ describe("shared vector file", { skip: SKIP }, () => {
           if (key !== null && key !== undefined) {
             assert.ok(error.message.includes(text(key, `${name}.key`)), `${name}: "${error.message}" does not mention ${String(key)}`);
           }
+          // Stricter than the format asks: the error's key is the one the server names.
+          assert.equal(error.key, key ?? null, `${name}: error key`);
           return true;
         },
         `${name}: accepted a malformed body`,
