@@ -113,7 +113,8 @@ class Reader {
   }
 
   integer(key: string, path: string, value: JsonValue | undefined): WireInteger {
-    if (!(value instanceof JsonNumber) || !value.isIntegerLiteral) {
+    // `-0` too: the server's JSON parser reads it as the float -0.0, so it is no integer there.
+    if (!(value instanceof JsonNumber) || !value.isIntegerLiteral || value.raw === "-0") {
       return this.fail(key, path, "an integer", value);
     }
     const big = BigInt(value.raw);

@@ -47,12 +47,17 @@ describe("decodePcs", () => {
     rejects(withKey("epoch", '"1"'), "epoch");
     rejects(withKey("epoch", "null"), "epoch");
     rejects(withKey("epoch", "18446744073709551615"), "epoch");
+    rejects(withKey("epoch", "-9223372036854775809"), "epoch");
+    rejects(withKey("epoch", "-0"), "epoch"); // a float (-0.0) to the server's parser
+    rejects(withKey("N_j", '{"2": -0}'), "N_j.2");
   });
 
   it("keeps big epochs exact and lets negative ones through to verification", () => {
     assert.equal(decodePcs(withKey("epoch", "9223372036854775807")).epoch, 9223372036854775807n);
     assert.equal(decodePcs(withKey("epoch", "9007199254740991")).epoch, 9007199254740991);
     assert.equal(decodePcs(withKey("epoch", "-1")).epoch, -1);
+    assert.equal(decodePcs(withKey("epoch", "-9223372036854775808")).epoch, -(2n ** 63n));
+    assert.ok(Object.is(decodePcs(withKey("D_hat", "-0")).D_hat, -0));
   });
 
   it("decodes missing step-1 keys as empty and rejects other missing required keys", () => {
