@@ -142,42 +142,65 @@ func optionalPtr[T any](o object, key string, parse func(object, string, json.Ra
 
 // splitObject checks that data is exactly one JSON object and returns its
 // top-level members.
+//
+// Faults of the document as a whole come first and name no key, as on the
+// server, which parses the whole body before looking at any key: invalid
+// UTF-8 or JSON, a lone surrogate escape or a number beyond float64 range
+// anywhere (even under a key nobody reads), or a body that is not an object.
 func splitObject(data []byte) (object, error) {
 	if !utf8.Valid(data) {
 		return object{}, &DecodeError{Msg: "body is not valid UTF-8"}
 	}
+	if !json.Valid(data) {
+		return object{}, &DecodeError{Msg: "body is not valid JSON"}
+	}
+	if err := checkSurrogates(data); err != nil {
+		return object{}, &DecodeError{Msg: "body is not valid JSON: " + err.Error()}
+	}
+	if err := checkNumberRange(data); err != nil {
+		return object{}, &DecodeError{Msg: "body is not valid JSON: " + err.Error()}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return object{}, &DecodeError{Msg: "body is not a JSON object"}
 	}
 	members := make(map[string]json.RawMessage)
 	for dec.More() {
+		// The document is valid JSON, so neither call can fail.
 		tok, err := dec.Token()
 		if err != nil {
-			return object{}, &DecodeError{Msg: "invalid JSON: " + err.Error()}
+			return object{}, &DecodeError{Msg: "body is not valid JSON: " + err.Error()}
 		}
-		key, ok := tok.(string)
-		if !ok {
-			return object{}, &DecodeError{Msg: "invalid JSON: object key is not a string"}
-		}
+		key, _ := tok.(string)
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return object{}, &DecodeError{Key: key, Msg: "invalid JSON value: " + err.Error()}
-		}
-		if err := checkSurrogates(raw); err != nil {
-			return object{}, &DecodeError{Key: key, Msg: err.Error()}
+			return object{}, &DecodeError{Msg: "body is not valid JSON: " + err.Error()}
 		}
 		members[key] = raw // a repeated key keeps its last value
 	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return object{}, &DecodeError{Msg: "invalid JSON: unterminated object"}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return object{}, &DecodeError{Msg: "invalid JSON: trailing data after the object"}
-	}
 	return object{members: members}, nil
+}
+
+// checkNumberRange rejects any number in a valid JSON document that
+// overflows float64: JSON has no infinities.
+func checkNumberRange(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n, ok := tok.(json.Number); ok {
+			if _, err := n.Float64(); err != nil {
+				return fmt.Errorf("number out of range: %s", n)
+			}
+		}
+	}
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
@@ -227,7 +250,9 @@ func parseBool(_ object, _ string, raw json.RawMessage) (bool, error) {
 // parseInt accepts only JSON integer literals: the contract makes 1.0 a
 // malformed epoch, so a float that happens to be integral is not enough.
 func parseInt(_ object, _ string, raw json.RawMessage) (int64, error) {
-	if jsonType(raw) != "a number" || bytes.ContainsAny(raw, ".eE") {
+	// "-0" is what JSON parsers that keep the sign of zero (the server's
+	// among them) read as the float -0.0, so it is not an integer either.
+	if jsonType(raw) != "a number" || bytes.ContainsAny(raw, ".eE") || string(raw) == "-0" {
 		return 0, fmt.Errorf("must be an integer, got %s", raw)
 	}
 	v, err := json.Number(raw).Int64()

@@ -69,7 +69,9 @@ func TestDecodeRejectsWithKey(t *testing.T) {
 		{"regime", "", "regime"},
 		{"budget", "", "budget"},
 		{"D_hat", `"1.0"`, "D_hat"},
-		{"D_hat", "1e400", "D_hat"},
+		{"D_hat", "1e400", ""},
+		{"unknown", "-1e309", ""},
+		{"epoch", "-0", "epoch"},
 		{"coh_star", "true", "coh_star"},
 		{"pcs_id", "5", "pcs_id"},
 		{"regime", "null", "regime"},
@@ -92,8 +94,9 @@ func TestDecodeRejectsWithKey(t *testing.T) {
 		{"seed", `"42"`, "seed"},
 		{"r", `"0.3"`, "r"},
 		{"sig", "1", "sig"},
-		{"merkle_root", `"\ud800"`, "merkle_root"},
-		{"shard_id", `"\udc00x"`, "shard_id"},
+		{"merkle_root", `"\ud800"`, ""},
+		{"shard_id", `"\udc00x"`, ""},
+		{"unknown", `["\ud800\u0041"]`, ""},
 	}
 	for _, c := range cases {
 		if got := decodeErrKey(t, goldenWith(t, c.key, c.value)); got != c.wantKey {
@@ -104,7 +107,7 @@ func TestDecodeRejectsWithKey(t *testing.T) {
 
 func TestDecodeRejectsNonObjects(t *testing.T) {
 	for _, body := range []string{"", "[1]", "null", "1", `"x"`, "{", `{"a":1} x`, `{"a":1}{}`, "\xff{}", `{"a"}`} {
-		if key := decodeErrKey(t, []byte(body)); key != "" && body != `{"a"}` {
+		if key := decodeErrKey(t, []byte(body)); key != "" {
 			t.Errorf("body %q: key %q, want none", body, key)
 		}
 	}
@@ -115,7 +118,7 @@ func TestDecodeLenientWhereTheContractIs(t *testing.T) {
 		{"pcs_id", ""}, {"schema", ""}, {"version", ""}, {"shard_id", ""},
 		{"merkle_root", ""}, {"scales", ""}, {"pcs_id", "null"}, {"scales", "null"},
 		{"r", "null"}, {"r", ""}, {"ft", "null"}, {"sig", "null"}, {"v_star", "null"},
-		{"D_hat", "1"}, {"budget", "0"}, {"epoch", "-3"}, {"epoch", "-0"},
+		{"D_hat", "1"}, {"budget", "0"}, {"epoch", "-3"}, {"D_hat", "-0"},
 		{"sent_at", `"2025-01-19T12:00:00+05:30"`}, {"sent_at", `"2025-01-19t12:00:00.5z"`},
 		{"N_j", `{"2": -1, "x": 0}`}, {"unknown", `{"deep": [1.5]}`},
 		{"ft", `{"degraded": true, "other": "x"}`},

@@ -242,6 +242,16 @@ func TestVectorsMalformed(t *testing.T) {
 			if c.Key != nil && !strings.Contains(err.Error(), *c.Key) {
 				t.Errorf("error %q does not mention key %q", err, *c.Key)
 			}
+			// Stricter than the format asks: the key is the same one the
+			// server names, and none for a body that is not an object.
+			var de *DecodeError
+			want := ""
+			if c.Key != nil {
+				want = *c.Key
+			}
+			if !errors.As(err, &de) || de.Key != want {
+				t.Errorf("error %v names key %q, want %q", err, de.Key, want)
+			}
 		})
 	}
 }
