@@ -65,6 +65,16 @@ export function isRfc3339(text: string): boolean {
   if (m[7] !== undefined && (Number(m[8]) > 23 || Number(m[9]) > 59)) {
     return false;
   }
+  const offsetMinutes = m[7] === undefined ? 0 : (m[7] === "-" ? -1 : 1) * (Number(m[8]) * 60 + Number(m[9]));
+  if (second === 60) {
+    // A leap second exists only as 23:59:60 UTC on the last day of a month (the server's rule too).
+    const utc = new Date(0);
+    utc.setUTCFullYear(year, month - 1, day); // not Date.UTC, which maps years 0-99 to 19xx
+    utc.setUTCHours(hour, minute - offsetMinutes, 59, 0);
+    const lastDay = new Date(0);
+    lastDay.setUTCFullYear(utc.getUTCFullYear(), utc.getUTCMonth() + 1, 0);
+    return utc.getUTCHours() === 23 && utc.getUTCMinutes() === 59 && utc.getUTCDate() === lastDay.getUTCDate();
+  }
   return true;
 }
 

@@ -103,6 +103,17 @@ describe("decodePcs", () => {
     for (const good of ["2025-01-19T12:00:00+05:30", "2024-02-29t23:59:59.123456z", "2025-01-19T12:00:00-00:00"]) {
       assert.ok(isRfc3339(good), good);
     }
+    // Leap seconds only at 23:59:60 UTC on a month's last day, offsets applied.
+    assert.ok(isRfc3339("2016-12-31T23:59:60Z"));
+    assert.ok(isRfc3339("2016-12-31T23:59:60.5Z"));
+    assert.ok(isRfc3339("2017-01-01T00:59:60+01:00"));
+    assert.ok(isRfc3339("2016-12-31T15:59:60-08:00"));
+    assert.ok(!isRfc3339("2016-12-30T23:59:60Z"));
+    assert.ok(!isRfc3339("2016-12-31T23:58:60Z"));
+    assert.ok(!isRfc3339("2016-12-31T23:59:60+01:00"));
+    assert.ok(!isRfc3339("2025-01-19T12:00:00+24:00"));
+    assert.ok(!isRfc3339("2025-01-19T12:00:00+05:60"));
+    assert.ok(!isRfc3339("2025-01-19T12:00:00.Z"));
   });
 
   it("rejects bodies that are not JSON objects with key null", () => {
