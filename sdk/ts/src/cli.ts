@@ -100,22 +100,24 @@ export function run(args: readonly string[], stdin: Uint8Array): { stdout: strin
       case "sign": {
         const flags = parseFlags(rest, ["key", "alg", "seed"]);
         const alg = flags.get("alg") ?? "hmac";
-        const fields = fieldsFromText(decodeUtf8(stdin, "stdin"));
+        const key = flags.get("key");
+        const seed = flags.get("seed");
+        // Arguments are checked before stdin, so a usage mistake is reported as one.
+        let sign: (fields: SignedFields) => string;
         if (alg === "hmac") {
-          const key = flags.get("key");
-          if (key === undefined || flags.has("seed")) {
+          if (key === undefined || seed !== undefined) {
             throw new CliError(`sign --alg hmac takes --key (and no --seed)\n${USAGE}`);
           }
-          return { stdout: `${signHmac(fields, key)}\n`, stderr: "", code: 0 };
-        }
-        if (alg === "ed25519") {
-          const seed = flags.get("seed");
-          if (seed === undefined || flags.has("key")) {
+          sign = (fields) => signHmac(fields, key);
+        } else if (alg === "ed25519") {
+          if (seed === undefined || key !== undefined) {
             throw new CliError(`sign --alg ed25519 takes --seed (and no --key)\n${USAGE}`);
           }
-          return { stdout: `${signEd25519(fields, seed)}\n`, stderr: "", code: 0 };
+          sign = (fields) => signEd25519(fields, seed);
+        } else {
+          throw new CliError(`unknown --alg ${JSON.stringify(alg)} (hmac or ed25519)`);
         }
-        throw new CliError(`unknown --alg ${JSON.stringify(alg)} (hmac or ed25519)`);
+        return { stdout: `${sign(fieldsFromText(decodeUtf8(stdin, "stdin")))}\n`, stderr: "", code: 0 };
       }
       case "canonical": {
         parseFlags(rest, []);

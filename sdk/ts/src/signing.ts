@@ -39,11 +39,18 @@ export function decodeBase64Strict(text: string): Buffer | null {
   return bytes.toString("base64") === text ? bytes : null;
 }
 
-function keyBytes(key: KeyMaterial): Buffer {
-  if (typeof key === "string") {
-    return Buffer.from(key, "utf8");
+/** A Buffer view of caller bytes, without copying. */
+function view(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Exactly 32 raw bytes, given raw or as standard base64 text. */
+function raw32(material: KeyMaterial, what: string): Buffer {
+  const bytes = typeof material === "string" ? decodeBase64Strict(material) : view(material);
+  if (bytes === null || bytes.length !== 32) {
+    throw new TypeError(`${what} must be 32 bytes (raw, or standard base64 text)`);
   }
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  return bytes;
 }
 
 function sha256(data: Uint8Array): Buffer {
@@ -51,7 +58,7 @@ function sha256(data: Uint8Array): Buffer {
 }
 
 function hmac(key: KeyMaterial, message: Uint8Array): Buffer {
-  return createHmac("sha256", keyBytes(key)).update(message).digest();
+  return createHmac("sha256", typeof key === "string" ? Buffer.from(key, "utf8") : view(key)).update(message).digest();
 }
 
 function equalsConstantTime(expected: Buffer, given: string): boolean {
@@ -96,19 +103,10 @@ export function verifyHmac(
 const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
-function seedBytes(seed: KeyMaterial): Buffer {
-  const bytes =
-    typeof seed === "string" ? decodeBase64Strict(seed) : Buffer.from(seed.buffer, seed.byteOffset, seed.byteLength);
-  if (bytes === null || bytes.length !== 32) {
-    throw new TypeError("ed25519 seed must be 32 bytes (raw, or standard base64 text)");
-  }
-  return bytes;
-}
-
 /** Builds a private key object from a 32-byte seed (raw bytes or standard base64). */
 export function ed25519PrivateKey(seed: KeyMaterial): KeyObject {
   return createPrivateKey({
-    key: Buffer.concat([PKCS8_ED25519_PREFIX, seedBytes(seed)]),
+    key: Buffer.concat([PKCS8_ED25519_PREFIX, raw32(seed, "ed25519 seed")]),
     format: "der",
     type: "pkcs8",
   });
@@ -144,12 +142,6 @@ export function verifyEd25519(fields: SignedFields, publicKey: KeyMaterial | Key
 }
 
 function ed25519PublicKeyObject(publicKey: KeyMaterial): KeyObject {
-  const raw =
-    typeof publicKey === "string"
-      ? decodeBase64Strict(publicKey)
-      : Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength);
-  if (raw === null || raw.length !== 32) {
-    throw new TypeError("ed25519 public key must be 32 bytes (raw, or standard base64 text)");
-  }
+  const raw = raw32(publicKey, "ed25519 public key");
   return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" });
 }
