@@ -314,7 +314,11 @@ describe("FlkClient.submit", () => {
     const c = new FlkClient({ baseUrl });
     const controller = new AbortController();
     const pending = c.submit(PCS_TEXT, { signal: controller.signal });
-    while (seen.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    const deadline = Date.now() + 5000;
+    while (seen.length === 0) {
+      assert.ok(Date.now() < deadline, "the request never reached the server");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     controller.abort(new Error("shutting down"));
     await assert.rejects(pending, /abort|shutting down/i);
   });
