@@ -211,7 +211,11 @@ mod tests {
         let decision = decide(GOLDEN_1, "default", Some(&policy(&["wrong"])));
         assert_eq!(decision.verdict.http_status(), 401);
         let unsigned = String::from_utf8_lossy(GOLDEN_1).replace("\"sig\"", "\"unsigned\"");
-        let decision = decide(unsigned.as_bytes(), "default", Some(&policy(&["testsecret"])));
+        let decision = decide(
+            unsigned.as_bytes(),
+            "default",
+            Some(&policy(&["testsecret"])),
+        );
         assert_eq!(
             decision.verdict,
             Verdict::SignatureRejected {

@@ -67,11 +67,7 @@ pub fn round9(value: f64) -> f64 {
     if kept.is_empty() {
         return if shortest.negative { -0.0 } else { 0.0 };
     }
-    let text = format!(
-        "{}{}e-9",
-        shortest.sign(),
-        String::from_utf8_lossy(&kept)
-    );
+    let text = format!("{}{}e-9", shortest.sign(), String::from_utf8_lossy(&kept));
     text.parse().unwrap_or(value)
 }
 

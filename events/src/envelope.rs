@@ -196,7 +196,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let event = sample();
-        assert_eq!(DecisionEvent::decode(&event.encode().unwrap()).unwrap(), event);
+        assert_eq!(
+            DecisionEvent::decode(&event.encode().unwrap()).unwrap(),
+            event
+        );
     }
 
     #[test]

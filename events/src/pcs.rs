@@ -215,7 +215,10 @@ fn decode_f64_array(key: &str, value: &Value) -> Result<Vec<f64>, DecodeError> {
         .as_array()
         .ok_or_else(|| DecodeError::wrong_type(key, EXPECTED))?
         .iter()
-        .map(|item| item.as_f64().ok_or_else(|| DecodeError::wrong_type(key, EXPECTED)))
+        .map(|item| {
+            item.as_f64()
+                .ok_or_else(|| DecodeError::wrong_type(key, EXPECTED))
+        })
         .collect()
 }
 
@@ -410,7 +413,10 @@ mod tests {
             assert_eq!(key_of(&body).as_deref(), Some("sent_at"), "{bad}");
         }
         let body = golden_with(|map| {
-            map.insert("sent_at".into(), Value::String("2025-01-19T12:00:00+05:30".into()));
+            map.insert(
+                "sent_at".into(),
+                Value::String("2025-01-19T12:00:00+05:30".into()),
+            );
         });
         assert!(Pcs::from_json_bytes(&body).is_ok());
     }

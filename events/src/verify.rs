@@ -190,9 +190,8 @@ pub fn verify(pcs: &Pcs, params: &VerifyParams) -> Outcome {
         return Outcome::escalate(false, reason).with_recomputed(Some(recomputed_d_hat), None);
     }
     let recomputed_budget = params.budget(pcs.d_hat, pcs.coh_star, pcs.r());
-    let recomputed = |outcome: Outcome| {
-        outcome.with_recomputed(Some(recomputed_d_hat), Some(recomputed_budget))
-    };
+    let recomputed =
+        |outcome: Outcome| outcome.with_recomputed(Some(recomputed_d_hat), Some(recomputed_budget));
     let expected_regime = classify_regime(pcs.d_hat, pcs.coh_star);
     if pcs.regime != expected_regime {
         let reason = format!(
@@ -270,7 +269,8 @@ pub fn recompute_d_hat(
     }
     let mut points = Vec::with_capacity(scales.len());
     for &scale in scales {
-        let count = count_of(scale).ok_or_else(|| format!("missing N_j entry for scale {scale}"))?;
+        let count =
+            count_of(scale).ok_or_else(|| format!("missing N_j entry for scale {scale}"))?;
         if count <= 0 {
             return Err(format!("N_j must be positive for scale {scale}"));
         }
@@ -350,7 +350,10 @@ mod tests {
     #[test]
     fn budget_contract_vectors() {
         let params = VerifyParams::default();
-        assert_eq!(params.budget(0.528320834, 0.066666667, 0.318421053), 0.317807017);
+        assert_eq!(
+            params.budget(0.528320834, 0.066666667, 0.318421053),
+            0.317807017
+        );
         assert_eq!(params.budget(1.41, 0.73, 0.87), 0.285);
         assert_eq!(params.budget(3.0, 1.0, 0.1), 0.97);
     }
