@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+if ! command -v go >/dev/null; then
+	echo "sdk/go: the go toolchain is not on PATH (Go 1.25 or newer is needed)" >&2
+	exit 1
+fi
+
 unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
 	echo "gofmt: these files need formatting:" >&2
