@@ -3,10 +3,11 @@
 //
 // The package is laid out by concern, one small file each:
 //
-//   - pcs.go, decode.go: the PCS record and its strict decoder. The decoder is
-//     stricter than encoding/json on purpose (integer-only epoch, no lone
-//     surrogates, no duplicate keys) so that a record the SDK accepts is one the
-//     server accepts too, and its errors name the offending key.
+//   - pcs.go, decode.go, decode_signed.go: the PCS record and its strict
+//     decoder. The decoder is stricter than encoding/json on purpose
+//     (integer-only epoch, no lone surrogates, required keys) and follows the
+//     server's rules, so that a record the SDK accepts is one the server
+//     accepts too, and its errors name the same offending key.
 //   - canonical.go: the canonical signing payload of CONTRACT section 2. It
 //     rounds and prints numbers in decimal arithmetic, the way the original
 //     Python agent does, because a single differing byte breaks every signature.
@@ -14,7 +15,9 @@
 //   - verify.go, dhat.go: the pure verification function of CONTRACT section 3,
 //     so an agent can predict the gateway's decision before submitting.
 //   - client*.go, retry.go: the HTTP gateway client with retries.
-//   - kafka.go: a producer helper for agents that write to Kafka directly.
+//   - the kafka subpackage: a producer for agents that write to Kafka
+//     directly, kept apart so HTTP-only programs do not link a Kafka client.
+//   - cmd/flk-sdk: sign, canonicalize and batch-sign from the command line.
 //
 // Nothing in the package keeps global state; every function is safe for
 // concurrent use, and a Client or Producer may be shared between goroutines.
