@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The one test command (README, `make test`, `.ci/run`): installs what it needs on a fresh machine,
+# then runs every gate. SDK suites run in the background while Rust builds, since they mostly wait
+# on package downloads; everything else runs in order so a failure is easy to read.
+#
+# Gates: cargo fmt --check, clippy -D warnings, cargo test (workspace), the `events` dependency
+# check, fuzz targets (build + a short run each), SDK suites (Python, Go, TypeScript) and the
+# cross-language signing check over 1,000 random records.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+logs="$repo/target/test-logs"
+mkdir -p "$logs"
+fuzz_seconds="${FLK_FUZZ_SECONDS:-20}"
+cross_count="${FLK_CROSS_COUNT:-1000}"
+
+step() { printf '\n==> %s\n' "$*"; }
+failures=()
+
+step "toolchains"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+step "SDK suites (background; logs in target/test-logs)"
+declare -A sdk_pids=()
+for sdk in python go ts; do
+    bash "sdk/$sdk/test.sh" >"$logs/sdk-$sdk.log" 2>&1 &
+    sdk_pids[$sdk]=$!
+done
+
+step "cargo fmt --check"
+cargo fmt --all --check || failures+=("cargo fmt")
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings || failures+=("clippy")
+
+step "cargo test"
+cargo test --workspace || failures+=("cargo test")
+
+step "events has no tokio, actix, rdkafka, postgres or redis in its normal dependencies"
+forbidden=$(cargo tree -p events -e normal --prefix none --format '{p}' \
+    | grep -Eo '^(tokio|actix[a-z_-]*|rdkafka[a-z_-]*|tokio-postgres|postgres[a-z_-]*|deadpool[a-z_-]*|redis[a-z_-]*) ' | sort -u || true)
+if [ -n "$forbidden" ]; then
+    echo "forbidden dependencies in events: $forbidden"
+    failures+=("events dependencies")
+else
+    echo "ok"
+fi
+
+step "fuzz targets (${fuzz_seconds}s each)"
+for target in pcs_decoder envelope_decoder; do
+    if ! (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$fuzz_seconds" \
+            >"$logs/fuzz-$target.log" 2>&1); then
+        tail -40 "$logs/fuzz-$target.log"
+        failures+=("fuzz $target")
+    else
+        grep -E '^Done|#[0-9]+.*DONE' "$logs/fuzz-$target.log" | tail -1 || true
+    fi
+done
+
+step "waiting for SDK suites"
+for sdk in python go ts; do
+    if wait "${sdk_pids[$sdk]}"; then
+        echo "sdk/$sdk: ok ($(grep -Eo '[0-9]+ passed|ok +[^ ]+|# pass [0-9]+' "$logs/sdk-$sdk.log" | tail -1))"
+    else
+        tail -60 "$logs/sdk-$sdk.log"
+        failures+=("sdk/$sdk")
+    fi
+done
+
+step "cross-language signing (${cross_count} random records, four implementations)"
+cargo build -q -p gateway --bin flk
+(cd sdk/go && go build -o "$repo/target/flk-sdk-go" ./cmd/flk-sdk)
+sdk/python/.venv/bin/python tests/cross/cross_sign.py --count "$cross_count" --seed "${FLK_CROSS_SEED:-20251125}" \
+    --impl rust="$repo/target/debug/flk pcs batch" \
+    --impl python="$repo/sdk/python/.venv/bin/python -m flk_sdk batch" \
+    --impl go="$repo/target/flk-sdk-go batch" \
+    --impl ts="node $repo/sdk/ts/dist/cli.js batch" || failures+=("cross-language")
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "FAILED: ${failures[*]}"
+    exit 1
+fi
+echo "all gates passed"
