@@ -1,5 +1,10 @@
-//! Infrastructure for FLK: configuration, telemetry, and the clients of Kafka, Postgres, Redis and
-//! the object store. Local service scripts live beside this crate in `infra/scripts/`.
+//! Infrastructure for FLK: configuration, telemetry, metrics, and the clients of Kafka, Postgres,
+//! Redis and the object store. Local service scripts live beside this crate in `infra/scripts/`.
 //!
 //! Nothing here decides anything; it moves bytes and reports failures classified by what the caller
 //! must do (bad input, retry later, fatal).
+
+pub mod config;
+pub mod kafka;
+pub mod metrics;
+pub mod telemetry;

@@ -1,0 +1,569 @@
+//! Configuration: one TOML file plus `FLK_*` environment overrides, validated once at start.
+//!
+//! Defaults live in one place (the `Default` impls below). The environment is passed in as a map so
+//! tests never touch the process environment. Secrets are never printed: `Debug` of a key redacts it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use events::{TenantKey, TenantPolicy, VerifyParams, VerifyingSecret};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Why a configuration cannot be used. Always names the setting.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Path given.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown keys.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value is out of its allowed range.
+    #[error("invalid setting `{setting}`: {problem}")]
+    Invalid {
+        /// Dotted name of the setting.
+        setting: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The whole configuration of one `flk` process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Region id recorded in every decision (`FLK_REGION`).
+    pub region: String,
+    /// Kafka settings.
+    pub kafka: KafkaConfig,
+    /// Postgres settings.
+    pub postgres: PostgresConfig,
+    /// Redis hot-tier settings.
+    pub redis: RedisConfig,
+    /// HTTP gateway settings.
+    pub gateway: GatewayConfig,
+    /// Projector settings.
+    pub projector: ProjectorConfig,
+    /// Tenants by name.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut tenants = BTreeMap::new();
+        tenants.insert("default".to_owned(), TenantConfig::default());
+        Config {
+            region: "local".to_owned(),
+            kafka: KafkaConfig::default(),
+            postgres: PostgresConfig::default(),
+            redis: RedisConfig::default(),
+            gateway: GatewayConfig::default(),
+            projector: ProjectorConfig::default(),
+            tenants,
+        }
+    }
+}
+
+/// Kafka: the log of record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers (`FLK_KAFKA_BROKERS`).
+    pub brokers: String,
+    /// Prefix of every topic and consumer group name (`FLK_TOPIC_PREFIX`), e.g. `test123.`.
+    pub topic_prefix: String,
+    /// Partitions of the topics FLK creates.
+    pub partitions: i32,
+    /// Replication factor of the topics FLK creates.
+    pub replication_factor: i32,
+    /// Producer linger: small, because every gateway request waits for its record.
+    pub linger_ms: u64,
+    /// Longest a consumer fetch waits for data: small, for the same reason.
+    pub fetch_wait_max_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:19092".to_owned(),
+            topic_prefix: String::new(),
+            partitions: 12,
+            replication_factor: 1,
+            linger_ms: 1,
+            fetch_wait_max_ms: 5,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// `flk.submissions` with the prefix.
+    pub fn submissions_topic(&self) -> String {
+        format!("{}flk.submissions", self.topic_prefix)
+    }
+
+    /// `flk.decisions` with the prefix.
+    pub fn decisions_topic(&self) -> String {
+        format!("{}flk.decisions", self.topic_prefix)
+    }
+
+    /// A consumer group name with the prefix (`flk-shard`, `flk-projector`).
+    pub fn group(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+}
+
+/// Postgres: dedup, audit and offsets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// Connection URL (`FLK_POSTGRES_URL`).
+    pub url: String,
+    /// Schema holding the projections (`FLK_POSTGRES_SCHEMA`); tests use one each.
+    pub schema: String,
+    /// Pool size.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: "postgres://postgres@127.0.0.1:15432/flk".to_owned(),
+            schema: "flk".to_owned(),
+            pool_size: 8,
+        }
+    }
+}
+
+/// Redis: the hot tier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Node URLs (`FLK_REDIS_URLS`, comma-separated); keys spread by a consistent hash ring.
+    pub urls: Vec<String>,
+    /// Prefix of every key (`FLK_REDIS_PREFIX`).
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            urls: vec!["redis://127.0.0.1:16379".to_owned()],
+            key_prefix: "flk".to_owned(),
+        }
+    }
+}
+
+/// The HTTP gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Listen address (`FLK_GATEWAY_LISTEN`); port 0 picks a free port.
+    pub listen: String,
+    /// Largest accepted body; larger gets 413 before anything is logged.
+    pub max_body_bytes: usize,
+    /// How long a request waits for its committed decision before answering 503.
+    pub decision_timeout_ms: u64,
+    /// Seconds advertised in `Retry-After` with 503.
+    pub retry_after_secs: u64,
+    /// Basic Auth for `/metrics` (`user:password`), none by default.
+    pub metrics_basic_auth_opt: Option<String>,
+    /// HTTP worker threads (0 = one per core).
+    pub workers: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            max_body_bytes: 1024 * 1024,
+            decision_timeout_ms: 5_000,
+            retry_after_secs: 1,
+            metrics_basic_auth_opt: None,
+            workers: 0,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The decision deadline as a duration.
+    pub fn decision_timeout(&self) -> Duration {
+        Duration::from_millis(self.decision_timeout_ms)
+    }
+}
+
+/// The projector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectorConfig {
+    /// Most decisions applied in one Postgres transaction.
+    pub max_batch: usize,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        ProjectorConfig { max_batch: 500 }
+    }
+}
+
+/// One tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// Disabled tenants get 403 (their submissions are still logged and decided).
+    pub enabled: bool,
+    /// Verification keys; empty turns signing off for the tenant.
+    pub keys: Vec<KeyConfig>,
+    /// Accept legacy pre-hash HMAC signatures.
+    pub accept_legacy_prehash: bool,
+    /// Verification parameters (defaults of CONTRACT section 3).
+    pub params: VerifyParams,
+    /// Bump when `params` change, so decisions record which rules applied.
+    pub params_version: u32,
+    /// Dedup window: first write wins for this long.
+    pub dedup_ttl_secs: u64,
+    /// How long an outcome stays in the Redis hot tier.
+    pub hot_ttl_secs: u64,
+    /// Sustained submissions per second (token bucket refill); 0 disables the limit.
+    pub rate_per_second: f64,
+    /// Bucket size: the burst allowed above the rate.
+    pub rate_burst: f64,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        TenantConfig {
+            enabled: true,
+            keys: Vec::new(),
+            accept_legacy_prehash: false,
+            params: VerifyParams::default(),
+            params_version: 1,
+            dedup_ttl_secs: 14 * 24 * 3600,
+            hot_ttl_secs: 3600,
+            rate_per_second: 0.0,
+            rate_burst: 0.0,
+        }
+    }
+}
+
+/// One verification key. Exactly one of `hmac_secret` / `ed25519_public` is set.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Key id recorded in decisions.
+    pub id: String,
+    /// HMAC secret (UTF-8).
+    #[serde(default)]
+    pub hmac_secret: Option<String>,
+    /// Ed25519 public key, standard base64 of 32 bytes.
+    #[serde(default)]
+    pub ed25519_public: Option<String>,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("id", &self.id)
+            .field(
+                "hmac_secret",
+                &self.hmac_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ed25519_public", &self.ed25519_public)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads `path` (or defaults when `None`), applies `FLK_*` overrides from `env`, validates.
+    pub fn load(
+        path_opt: Option<&str>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match path_opt {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::from_toml(&text)?
+            }
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML (no environment, no validation).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))
+    }
+
+    /// Applies the `FLK_*` overrides.
+    pub fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        let get = |name: &str| env.get(name).filter(|value| !value.is_empty()).cloned();
+        if let Some(value) = get("FLK_REGION") {
+            self.region = value;
+        }
+        if let Some(value) = get("FLK_KAFKA_BROKERS") {
+            self.kafka.brokers = value;
+        }
+        if let Some(value) = get("FLK_TOPIC_PREFIX") {
+            self.kafka.topic_prefix = value;
+        }
+        if let Some(value) = get("FLK_KAFKA_PARTITIONS") {
+            self.kafka.partitions = value
+                .parse()
+                .map_err(|_| invalid("FLK_KAFKA_PARTITIONS", "must be an integer"))?;
+        }
+        if let Some(value) = get("FLK_POSTGRES_URL") {
+            self.postgres.url = value;
+        }
+        if let Some(value) = get("FLK_POSTGRES_SCHEMA") {
+            self.postgres.schema = value;
+        }
+        if let Some(value) = get("FLK_REDIS_URLS") {
+            self.redis.urls = value.split(',').map(|url| url.trim().to_owned()).collect();
+        }
+        if let Some(value) = get("FLK_REDIS_PREFIX") {
+            self.redis.key_prefix = value;
+        }
+        if let Some(value) = get("FLK_GATEWAY_LISTEN") {
+            self.gateway.listen = value;
+        }
+        if let Some(value) = get("FLK_METRICS_BASIC_AUTH") {
+            self.gateway.metrics_basic_auth_opt = Some(value);
+        }
+        Ok(())
+    }
+
+    /// Checks every setting once, with errors that name it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.region.is_empty() {
+            return Err(invalid("region", "must not be empty"));
+        }
+        if self.kafka.brokers.is_empty() {
+            return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        if !(1..=1000).contains(&self.kafka.partitions) {
+            return Err(invalid("kafka.partitions", "must be between 1 and 1000"));
+        }
+        let prefix_ok = self
+            .kafka
+            .topic_prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
+        if !prefix_ok {
+            return Err(invalid(
+                "kafka.topic_prefix",
+                "may hold only ASCII letters, digits, `.`, `_` and `-`",
+            ));
+        }
+        let schema_ok = !self.postgres.schema.is_empty()
+            && self.postgres.schema.len() <= 40
+            && self
+                .postgres
+                .schema
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+            && !self
+                .postgres
+                .schema
+                .starts_with(|ch: char| ch.is_ascii_digit());
+        if !schema_ok {
+            return Err(invalid(
+                "postgres.schema",
+                "must be 1-40 lowercase letters, digits or `_`, not starting with a digit",
+            ));
+        }
+        if self.postgres.pool_size == 0 {
+            return Err(invalid("postgres.pool_size", "must be at least 1"));
+        }
+        if self.redis.urls.is_empty() {
+            return Err(invalid("redis.urls", "needs at least one node"));
+        }
+        if self.gateway.max_body_bytes == 0 {
+            return Err(invalid("gateway.max_body_bytes", "must be positive"));
+        }
+        if self.gateway.decision_timeout_ms == 0 {
+            return Err(invalid("gateway.decision_timeout_ms", "must be positive"));
+        }
+        if let Some(auth) = &self.gateway.metrics_basic_auth_opt {
+            if !auth.contains(':') {
+                return Err(invalid(
+                    "gateway.metrics_basic_auth_opt",
+                    "must be `user:password`",
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&self.projector.max_batch) {
+            return Err(invalid(
+                "projector.max_batch",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.tenants.is_empty() {
+            return Err(invalid("tenants", "at least one tenant is required"));
+        }
+        for (name, tenant) in &self.tenants {
+            tenant.validate(name)?;
+        }
+        Ok(())
+    }
+
+    /// The decider's view of every tenant.
+    pub fn tenant_policies(&self) -> Result<HashMap<String, TenantPolicy>, ConfigError> {
+        self.tenants
+            .iter()
+            .map(|(name, tenant)| Ok((name.clone(), tenant.policy(name)?)))
+            .collect()
+    }
+}
+
+impl TenantConfig {
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let setting = |field: &str| format!("tenants.{name}.{field}");
+        if name.is_empty() || name.len() > 128 || name.contains('/') {
+            return Err(invalid(
+                format!("tenants.{name}"),
+                "tenant names are 1-128 characters without `/`",
+            ));
+        }
+        self.params
+            .validate()
+            .map_err(|problem| invalid(setting("params"), problem))?;
+        if self.dedup_ttl_secs == 0 {
+            return Err(invalid(setting("dedup_ttl_secs"), "must be positive"));
+        }
+        if !(self.rate_per_second >= 0.0 && self.rate_burst >= 0.0) {
+            return Err(invalid(
+                setting("rate_per_second"),
+                "rates must not be negative",
+            ));
+        }
+        if self.rate_per_second > 0.0 && self.rate_burst < 1.0 {
+            return Err(invalid(
+                setting("rate_burst"),
+                "must be at least 1 when a rate is set",
+            ));
+        }
+        self.policy(name).map(|_| ())
+    }
+
+    /// The pure decider's view of this tenant.
+    pub fn policy(&self, name: &str) -> Result<TenantPolicy, ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        let keys = self
+            .keys
+            .iter()
+            .map(|key| {
+                let setting = format!("tenants.{name}.keys.{}", key.id);
+                if key.id.is_empty() || !seen.insert(key.id.clone()) {
+                    return Err(invalid(setting, "key ids must be non-empty and unique"));
+                }
+                let secret = match (&key.hmac_secret, &key.ed25519_public) {
+                    (Some(secret), None) => VerifyingSecret::Hmac(secret.as_bytes().to_vec()),
+                    (None, Some(public)) => VerifyingSecret::ed25519_from_base64(public)
+                        .map_err(|error| invalid(&setting, error.to_string()))?,
+                    _ => {
+                        return Err(invalid(
+                            setting,
+                            "set exactly one of `hmac_secret` and `ed25519_public`",
+                        ));
+                    }
+                };
+                Ok(TenantKey {
+                    id: key.id.clone(),
+                    secret,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TenantPolicy {
+            enabled: self.enabled,
+            keys,
+            accept_legacy_prehash: self.accept_legacy_prehash,
+            params: self.params,
+            params_version: self.params_version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::load(None, &HashMap::new()).unwrap();
+    }
+
+    #[test]
+    fn toml_with_tenants_and_env_overrides() {
+        let text = r#"
+            region = "eu"
+            [kafka]
+            topic_prefix = "t1."
+            [tenants.acme]
+            rate_per_second = 10.0
+            rate_burst = 20.0
+            params = { tol_D = 0.2 }
+            [[tenants.acme.keys]]
+            id = "k1"
+            hmac_secret = "testsecret"
+            [[tenants.acme.keys]]
+            id = "k2"
+            ed25519_public = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
+        "#;
+        let mut config = Config::from_toml(text).unwrap();
+        let env = HashMap::from([("FLK_REGION".to_owned(), "us".to_owned())]);
+        config.apply_env(&env).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.region, "us");
+        assert_eq!(config.kafka.submissions_topic(), "t1.flk.submissions");
+        let policies = config.tenant_policies().unwrap();
+        assert_eq!(policies["acme"].keys.len(), 2);
+        assert_eq!(policies["acme"].params.tol_d, 0.2);
+        assert!(
+            !policies.contains_key("default"),
+            "listing tenants replaces the default"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let unknown = Config::from_toml("[kafka]\nbrokerz = \"x\"").unwrap_err();
+        assert!(unknown.to_string().contains("brokerz"), "{unknown}");
+        let text = "[tenants.a]\n[[tenants.a.keys]]\nid = \"k\"\n";
+        let error = Config::from_toml(text).unwrap().validate().unwrap_err();
+        assert!(error.to_string().contains("tenants.a.keys.k"), "{error}");
+        let mut config = Config::default();
+        config.postgres.schema = "Bad-Schema".into();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("postgres.schema")
+        );
+        let debug = format!(
+            "{:?}",
+            Config::from_toml(
+                "[tenants.a]\n[[tenants.a.keys]]\nid = \"k\"\nhmac_secret = \"s3cret\"\n"
+            )
+            .unwrap()
+        );
+        assert!(!debug.contains("s3cret"));
+    }
+}

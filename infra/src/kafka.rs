@@ -1,0 +1,127 @@
+//! Kafka clients: the idempotent producer of the log, consumers tuned for low latency, topic
+//! creation, and the header names of ARCHITECTURE section 2.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
+use thiserror::Error;
+
+use crate::config::KafkaConfig;
+
+/// Header names carried on `flk.submissions` records.
+pub mod headers {
+    /// Tenant of the submission (absent means `default`).
+    pub const TENANT: &str = "flk-tenant";
+    /// Milliseconds since the epoch when the gateway received the body.
+    pub const RECEIVED_AT: &str = "flk-received-at";
+    /// `gateway`, `kafka` (when absent) or `replica`.
+    pub const SOURCE: &str = "flk-source";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// Region that first logged a mirrored record.
+    pub const ORIGIN_REGION: &str = "flk-origin-region";
+    /// Partition in the origin region.
+    pub const ORIGIN_PARTITION: &str = "flk-origin-partition";
+    /// Offset in the origin region.
+    pub const ORIGIN_OFFSET: &str = "flk-origin-offset";
+    /// Times a record has been mirrored.
+    pub const HOPS: &str = "flk-hops";
+}
+
+/// Kafka failures, classified by what the caller must do.
+#[derive(Debug, Error)]
+pub enum KafkaClientError {
+    /// The cluster is unreachable or the request timed out: retry later (HTTP 503).
+    #[error("kafka unavailable: {0}")]
+    Unavailable(String),
+    /// A setting or topic is wrong: fix the configuration.
+    #[error("kafka misconfigured: {0}")]
+    Fatal(String),
+}
+
+impl From<KafkaError> for KafkaClientError {
+    fn from(error: KafkaError) -> Self {
+        match &error {
+            KafkaError::ClientCreation(_) => KafkaClientError::Fatal(error.to_string()),
+            _ => KafkaClientError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+/// The idempotent, acks=all producer every write to the log goes through (I1).
+pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaClientError> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", config.linger_ms.to_string())
+        .set("message.timeout.ms", "30000")
+        .set("socket.nagle.disable", "true")
+        .create()?)
+}
+
+/// A consumer in `group` that commits only the offsets the caller stores (at-least-once).
+pub fn consumer<C: ConsumerContext + 'static>(
+    config: &KafkaConfig,
+    group: &str,
+    context: C,
+) -> Result<StreamConsumer<C>, KafkaClientError> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "500")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
+        .set("fetch.min.bytes", "1")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("socket.nagle.disable", "true")
+        .create_with_context(context)?)
+}
+
+/// Creates the submissions and decisions topics if missing (same partition count: co-partitioned).
+pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaClientError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()?;
+    let submissions = config.submissions_topic();
+    let decisions = config.decisions_topic();
+    let replication = || TopicReplication::Fixed(config.replication_factor);
+    let topics = [
+        NewTopic::new(&submissions, config.partitions, replication()),
+        NewTopic::new(&decisions, config.partitions, replication()),
+    ];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics(&topics, &options).await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaClientError::Fatal(format!(
+                    "cannot create topic {topic}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value of header `name` as UTF-8, if present and valid.
+pub fn header_str<'a, M: Message>(message: &'a M, name: &str) -> Option<&'a str> {
+    message
+        .headers()?
+        .iter()
+        .find(|header| header.key == name)
+        .and_then(|header| header.value)
+        .and_then(|value| std::str::from_utf8(value).ok())
+}

@@ -1,0 +1,128 @@
+//! Every Prometheus metric of FLK, named in one place. Labels are bounded: tenant (from config),
+//! partition, role or status class; never a pcs_id or any other per-record value.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The process's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Registry rendered at `/metrics`.
+    pub registry: Registry,
+    /// Submissions received by the gateway, by tenant (kept from the original stack).
+    pub ingest_total: IntCounterVec,
+    /// Duplicate submissions answered from the first decision, by tenant.
+    pub dedup_hits: IntCounterVec,
+    /// Accepted outcomes, by tenant.
+    pub accepted: IntCounterVec,
+    /// Escalated outcomes, by tenant.
+    pub escalated: IntCounterVec,
+    /// Missing or invalid signatures, by tenant.
+    pub signature_errors: IntCounterVec,
+    /// Gateway answers by HTTP status.
+    pub http_responses: IntCounterVec,
+    /// Gateway submit latency (seconds), by status.
+    pub submit_latency: HistogramVec,
+    /// Decisions produced by shard actors.
+    pub decisions_produced: IntCounterVec,
+    /// Decisions applied by projectors, by dedup result.
+    pub decisions_applied: IntCounterVec,
+    /// Actor restarts, by actor.
+    pub actor_restarts: IntCounterVec,
+    /// Partitions currently owned, by role.
+    pub partitions_owned: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|_| unreachable_metric(name));
+    let _ = registry.register(Box::new(metric.clone()));
+    metric
+}
+
+#[allow(clippy::panic)] // metric names are constants below; a bad one is a programming error
+fn unreachable_metric(name: &str) -> ! {
+    panic!("invalid metric definition {name}")
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let tenant = &["tenant"];
+        let latency = HistogramVec::new(
+            HistogramOpts::new("flk_submit_latency_seconds", "gateway submit latency").buckets(
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+            &["status"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_submit_latency_seconds"));
+        let _ = registry.register(Box::new(latency.clone()));
+        let owned = IntGaugeVec::new(
+            Opts::new("flk_partitions_owned", "partitions currently owned"),
+            &["role"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_partitions_owned"));
+        let _ = registry.register(Box::new(owned.clone()));
+        Metrics {
+            ingest_total: counter(
+                &registry,
+                "flk_ingest_total",
+                "submissions received",
+                tenant,
+            ),
+            dedup_hits: counter(&registry, "flk_dedup_hits", "duplicate submissions", tenant),
+            accepted: counter(&registry, "flk_accepted", "accepted outcomes", tenant),
+            escalated: counter(&registry, "flk_escalated", "escalated outcomes", tenant),
+            signature_errors: counter(
+                &registry,
+                "flk_signature_errors",
+                "missing or invalid signatures",
+                tenant,
+            ),
+            http_responses: counter(
+                &registry,
+                "flk_http_responses_total",
+                "gateway answers",
+                &["status"],
+            ),
+            submit_latency: latency,
+            decisions_produced: counter(
+                &registry,
+                "flk_decisions_produced_total",
+                "decisions produced by shards",
+                &["verdict"],
+            ),
+            decisions_applied: counter(
+                &registry,
+                "flk_decisions_applied_total",
+                "decisions applied by projectors",
+                &["dedup_result"],
+            ),
+            actor_restarts: counter(
+                &registry,
+                "flk_actor_restarts_total",
+                "actor restarts",
+                &["actor"],
+            ),
+            partitions_owned: owned,
+            registry,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
