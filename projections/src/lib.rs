@@ -3,3 +3,67 @@
 //! transaction per batch), and the Redis hot cache filled only after commit.
 //!
 //! No actix here: projections are plain async functions the actors call.
+//!
+//! # Layout
+//!
+//! - [`store`]: [`ProjectionStore`], the deadpool pool bound to one Postgres schema, and its
+//!   public operations (each delegating to one module below);
+//! - [`migrations`]: numbered SQL files (`migrations/0001_*.sql`, ...) applied at connect time
+//!   under an advisory lock;
+//! - [`offsets`]: claims and owner epochs (fencing);
+//! - [`apply`]: `apply_batch`, the one-transaction fold of a batch;
+//! - [`dedup`]: first write wins per (tenant, `pcs_id`);
+//! - [`audit`]: the hash-chained audit log, its canonical bytes and verification;
+//! - [`notify`]: `pg_notify` after commit and the [`DecidedListener`];
+//! - [`state_hash`]: the digest that proves a rebuild equals the live store;
+//! - [`rebuild`]: swapping a rebuilt schema in;
+//! - [`hot_cache`] and [`ring`]: the Redis hot tier over a consistent hash ring;
+//! - [`error`]: [`StoreError`], classified by what the caller must do;
+//! - [`model`]: the values handed back; [`canonical_json`]: hashing `jsonb` values.
+//!
+//! # Invariants kept here
+//!
+//! - I2: only verified records touch the dedup table or the cache; 400/401/403 get an audit entry
+//!   and nothing else.
+//! - I3: a dedup row is never overwritten while live; a different digest is a 409 conflict that
+//!   answers with the stored first outcome.
+//! - I4: offsets, dedup and audit commit in one transaction, fenced by the owner epoch; a replayed
+//!   batch (offsets below `next_offset`, or sources already audited) changes nothing.
+//! - I5: [`HotCache::put_many`] is called by the projector only after `apply_batch` returned; the
+//!   cache is best effort and may be flushed at any time.
+//! - I6: [`ProjectionStore::state_hash`] covers only columns derived from events (expiry uses the
+//!   event's `received_at_ms`, never a clock), so replaying the decisions from offset 0 into a
+//!   fresh schema with the same TTLs gives the same hex. It assumes records of one (tenant,
+//!   `pcs_id`) share a decisions partition (the topic key is `<tenant>/<pcs_id>`); otherwise the
+//!   interleaving of partitions decides which record is first.
+//! - I7: every lookup takes the tenant; cache keys escape it.
+//! - I8: the database refuses UPDATE, DELETE and TRUNCATE on `audit_log`.
+//!
+//! Text values are stored with NUL replaced by U+FFFD (Postgres refuses NUL; see `sanitize`).
+
+pub mod apply;
+pub mod audit;
+pub mod canonical_json;
+pub mod dedup;
+pub mod error;
+pub mod hot_cache;
+pub mod migrations;
+pub mod model;
+pub mod notify;
+pub mod offsets;
+pub mod rebuild;
+pub mod ring;
+mod sanitize;
+pub mod state_hash;
+pub mod store;
+
+pub use audit::{AuditEntry, GENESIS_HASH, chain_hash};
+pub use error::StoreError;
+pub use hot_cache::{CacheEntry, CacheError, CachedOutcome, HotCache, HotCacheConfig};
+pub use model::{
+    Applied, ChainBreak, ChainBreakKind, ChainReport, Claim, DEFAULT_DEDUP_TTL_MS, DedupResult,
+    StoredOutcome, SwapReport, TenantTtl,
+};
+pub use notify::DecidedListener;
+pub use ring::{DEFAULT_VIRTUAL_NODES, HashRing};
+pub use store::{ProjectionStore, StoreOptions};

@@ -1,0 +1,390 @@
+//! The dedup table: first write wins per (tenant, `pcs_id`) for the tenant's TTL (I3).
+//!
+//! Within a batch transaction the rows of every key the batch touches are locked (`FOR UPDATE`,
+//! in key order, so two projectors touching overlapping keys do not deadlock), folded in memory
+//! event by event, then written back with one multi-row INSERT (new keys) and one UPDATE (rows an
+//! expired first record gave up). A concurrent projector inserting the same new key makes the
+//! INSERT fail with a unique violation; the whole batch transaction is then retried and sees it.
+
+use std::collections::HashMap;
+
+use events::SourceCoordinates;
+use serde_json::Value;
+use tokio_postgres::Row;
+
+use crate::error::{AttemptError, StoreError};
+use crate::model::{DedupResult, StoredOutcome};
+
+/// (tenant, `pcs_id`).
+pub(crate) type DedupKey = (String, String);
+
+/// The columns of a dedup row this crate folds (tier is left to the demoter).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DedupRow {
+    /// Signed digest of the first record.
+    pub signed_digest: [u8; 32],
+    /// Status answered for the first record.
+    pub status: u16,
+    /// The first outcome JSON.
+    pub outcome: Value,
+    /// Coordinates of the first record.
+    pub first_source: SourceCoordinates,
+    /// Received at, ms.
+    pub received_at_ms: i64,
+    /// Decided at, ms.
+    pub decided_at_ms: i64,
+    /// `received_at_ms` + TTL.
+    pub expires_at_ms: i64,
+}
+
+/// How a verified record relates to the row stored for its key (pure; no I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// No live row: this record becomes the first.
+    First,
+    /// Same digest as the live row.
+    Duplicate,
+    /// Different digest from the live row.
+    Conflict,
+}
+
+/// First write wins; a row expired before `received_at_ms` no longer counts.
+pub(crate) fn resolve(
+    existing_opt: Option<&DedupRow>,
+    signed_digest: &[u8; 32],
+    received_at_ms: i64,
+) -> Resolution {
+    match existing_opt {
+        None => Resolution::First,
+        Some(row) if row.expires_at_ms < received_at_ms => Resolution::First,
+        Some(row) if row.signed_digest == *signed_digest => Resolution::Duplicate,
+        Some(_) => Resolution::Conflict,
+    }
+}
+
+/// What the batch must write for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    /// Loaded and unchanged.
+    Stored,
+    /// New key: INSERT.
+    Inserted,
+    /// Existing key whose expired row was replaced: UPDATE.
+    Replaced,
+}
+
+#[derive(Debug)]
+struct Slot {
+    row: DedupRow,
+    state: SlotState,
+}
+
+/// The answer the dedup table gives one verified record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DedupAnswer {
+    /// Relation to the stored row.
+    pub result: DedupResult,
+    /// Status to answer.
+    pub status: u16,
+    /// Body to answer (the first outcome).
+    pub body: Value,
+    /// Expiry of the row that answered (first or duplicate).
+    pub expires_at_ms_opt: Option<i64>,
+}
+
+/// The locked rows of one batch, folded in memory.
+#[derive(Debug, Default)]
+pub(crate) struct DedupBatch {
+    slots: HashMap<DedupKey, Slot>,
+}
+
+const ROW_COLUMNS: &str = "tenant, pcs_id, signed_digest, status, outcome::text, first_topic, \
+     first_partition, first_offset, received_at_ms, decided_at_ms, expires_at_ms, tier";
+
+fn row_from_sql(row: &Row) -> Result<(DedupKey, DedupRow, String), StoreError> {
+    let digest: Vec<u8> = row.try_get(2)?;
+    let signed_digest: [u8; 32] = digest.try_into().map_err(|bytes: Vec<u8>| {
+        StoreError::Corrupt(format!("dedup signed_digest has {} bytes", bytes.len()))
+    })?;
+    let status: i16 = row.try_get(3)?;
+    let outcome_text: String = row.try_get(4)?;
+    let outcome = serde_json::from_str(&outcome_text)
+        .map_err(|error| StoreError::Corrupt(format!("dedup outcome is not JSON: {error}")))?;
+    Ok((
+        (row.try_get(0)?, row.try_get(1)?),
+        DedupRow {
+            signed_digest,
+            status: u16::try_from(status)
+                .map_err(|_| StoreError::Corrupt(format!("dedup status {status}")))?,
+            outcome,
+            first_source: SourceCoordinates {
+                topic: row.try_get(5)?,
+                partition: row.try_get(6)?,
+                offset: row.try_get(7)?,
+            },
+            received_at_ms: row.try_get(8)?,
+            decided_at_ms: row.try_get(9)?,
+            expires_at_ms: row.try_get(10)?,
+        },
+        row.try_get(11)?,
+    ))
+}
+
+impl DedupBatch {
+    /// Locks and loads the rows of `keys` (duplicates allowed) for the rest of the transaction.
+    pub(crate) async fn load_for_update(
+        transaction: &deadpool_postgres::Transaction<'_>,
+        keys: &[DedupKey],
+    ) -> Result<Self, AttemptError> {
+        let mut batch = DedupBatch::default();
+        if keys.is_empty() {
+            return Ok(batch);
+        }
+        let tenants: Vec<&str> = keys.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let pcs_ids: Vec<&str> = keys.iter().map(|(_, pcs_id)| pcs_id.as_str()).collect();
+        let statement = transaction
+            .prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM dedup \
+                 WHERE (tenant, pcs_id) IN (SELECT k.tenant, k.pcs_id \
+                     FROM unnest($1::text[], $2::text[]) AS k(tenant, pcs_id)) \
+                 ORDER BY tenant, pcs_id FOR UPDATE"
+            ))
+            .await?;
+        for row in transaction.query(&statement, &[&tenants, &pcs_ids]).await? {
+            let (key, row, _tier) = row_from_sql(&row)?;
+            batch.slots.insert(
+                key,
+                Slot {
+                    row,
+                    state: SlotState::Stored,
+                },
+            );
+        }
+        Ok(batch)
+    }
+
+    /// Folds one verified record whose own first-record row would be `candidate`.
+    pub(crate) fn decide(&mut self, key: DedupKey, candidate: DedupRow) -> DedupAnswer {
+        let existing_opt = self.slots.get(&key).map(|slot| &slot.row);
+        match resolve(
+            existing_opt,
+            &candidate.signed_digest,
+            candidate.received_at_ms,
+        ) {
+            Resolution::First => {
+                let answer = DedupAnswer {
+                    result: DedupResult::First,
+                    status: candidate.status,
+                    body: candidate.outcome.clone(),
+                    expires_at_ms_opt: Some(candidate.expires_at_ms),
+                };
+                let state = match self.slots.get(&key).map(|slot| slot.state) {
+                    None | Some(SlotState::Inserted) => SlotState::Inserted,
+                    Some(SlotState::Stored | SlotState::Replaced) => SlotState::Replaced,
+                };
+                self.slots.insert(
+                    key,
+                    Slot {
+                        row: candidate,
+                        state,
+                    },
+                );
+                answer
+            }
+            Resolution::Duplicate => {
+                let stored = existing_opt.cloned().unwrap_or(candidate);
+                DedupAnswer {
+                    result: DedupResult::Duplicate,
+                    status: stored.status,
+                    body: stored.outcome,
+                    expires_at_ms_opt: Some(stored.expires_at_ms),
+                }
+            }
+            Resolution::Conflict => DedupAnswer {
+                result: DedupResult::Conflict,
+                status: 409,
+                body: existing_opt
+                    .map(|row| row.outcome.clone())
+                    .unwrap_or(Value::Null),
+                expires_at_ms_opt: None,
+            },
+        }
+    }
+
+    /// Writes new and replaced rows.
+    pub(crate) async fn write(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<(), AttemptError> {
+        let mut inserted = RowArrays::default();
+        let mut replaced = RowArrays::default();
+        for (key, slot) in &self.slots {
+            match slot.state {
+                SlotState::Stored => {}
+                SlotState::Inserted => inserted.push(key, &slot.row),
+                SlotState::Replaced => replaced.push(key, &slot.row),
+            }
+        }
+        const ARRAYS: &str = "unnest($1::text[], $2::text[], $3::bytea[], $4::int2[], \
+             $5::text[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int8[], $11::int8[]) \
+             AS u(tenant, pcs_id, digest, status, outcome, topic, part, off, received, decided, expires)";
+        if !inserted.tenants.is_empty() {
+            let statement = transaction
+                .prepare_cached(&format!(
+                    "INSERT INTO dedup (tenant, pcs_id, signed_digest, status, outcome, \
+                         first_topic, first_partition, first_offset, received_at_ms, \
+                         decided_at_ms, expires_at_ms) \
+                     SELECT u.tenant, u.pcs_id, u.digest, u.status, u.outcome::jsonb, u.topic, \
+                         u.part, u.off, u.received, u.decided, u.expires FROM {ARRAYS}"
+                ))
+                .await?;
+            transaction.execute(&statement, &inserted.params()).await?;
+        }
+        if !replaced.tenants.is_empty() {
+            let statement = transaction
+                .prepare_cached(&format!(
+                    "UPDATE dedup SET signed_digest = u.digest, status = u.status, \
+                         outcome = u.outcome::jsonb, first_topic = u.topic, \
+                         first_partition = u.part, first_offset = u.off, \
+                         received_at_ms = u.received, decided_at_ms = u.decided, \
+                         expires_at_ms = u.expires, tier = 'hot' \
+                     FROM {ARRAYS} \
+                     WHERE dedup.tenant = u.tenant AND dedup.pcs_id = u.pcs_id"
+                ))
+                .await?;
+            transaction.execute(&statement, &replaced.params()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Column arrays for one multi-row statement.
+#[derive(Debug, Default)]
+struct RowArrays {
+    tenants: Vec<String>,
+    pcs_ids: Vec<String>,
+    digests: Vec<Vec<u8>>,
+    statuses: Vec<i16>,
+    outcomes: Vec<String>,
+    topics: Vec<String>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    received: Vec<i64>,
+    decided: Vec<i64>,
+    expires: Vec<i64>,
+}
+
+impl RowArrays {
+    fn push(&mut self, key: &DedupKey, row: &DedupRow) {
+        self.tenants.push(key.0.clone());
+        self.pcs_ids.push(key.1.clone());
+        self.digests.push(row.signed_digest.to_vec());
+        // Statuses are HTTP codes (< 600); the cast cannot truncate.
+        self.statuses
+            .push(i16::try_from(row.status).unwrap_or(i16::MAX));
+        self.outcomes.push(row.outcome.to_string());
+        self.topics.push(row.first_source.topic.clone());
+        self.partitions.push(row.first_source.partition);
+        self.offsets.push(row.first_source.offset);
+        self.received.push(row.received_at_ms);
+        self.decided.push(row.decided_at_ms);
+        self.expires.push(row.expires_at_ms);
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
+        [
+            &self.tenants,
+            &self.pcs_ids,
+            &self.digests,
+            &self.statuses,
+            &self.outcomes,
+            &self.topics,
+            &self.partitions,
+            &self.offsets,
+            &self.received,
+            &self.decided,
+            &self.expires,
+        ]
+    }
+}
+
+/// The dedup row of (tenant, `pcs_id`).
+pub(crate) async fn lookup(
+    client: &deadpool_postgres::Client,
+    tenant: &str,
+    pcs_id: &str,
+) -> Result<Option<StoredOutcome>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM dedup WHERE tenant = $1 AND pcs_id = $2"
+        ))
+        .await?;
+    let row_opt = client.query_opt(&statement, &[&tenant, &pcs_id]).await?;
+    let Some(row) = row_opt else {
+        return Ok(None);
+    };
+    let ((tenant, pcs_id), row, tier) = row_from_sql(&row)?;
+    Ok(Some(StoredOutcome {
+        tenant,
+        pcs_id,
+        signed_digest: row.signed_digest,
+        status: row.status,
+        body: row.outcome,
+        first_source: row.first_source,
+        received_at_ms: row.received_at_ms,
+        decided_at_ms: row.decided_at_ms,
+        expires_at_ms: row.expires_at_ms,
+        tier,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(digest: u8, expires_at_ms: i64) -> DedupRow {
+        DedupRow {
+            signed_digest: [digest; 32],
+            status: 200,
+            outcome: json!({"accepted": true, "escalated": false}),
+            first_source: SourceCoordinates {
+                topic: "s".into(),
+                partition: 0,
+                offset: 1,
+            },
+            received_at_ms: 0,
+            decided_at_ms: 1,
+            expires_at_ms,
+        }
+    }
+
+    #[test]
+    fn first_write_wins_until_expiry() {
+        assert_eq!(resolve(None, &[1; 32], 5), Resolution::First);
+        let stored = row(1, 100);
+        assert_eq!(resolve(Some(&stored), &[1; 32], 50), Resolution::Duplicate);
+        assert_eq!(resolve(Some(&stored), &[2; 32], 50), Resolution::Conflict);
+        // Expiry is inclusive of its last millisecond.
+        assert_eq!(resolve(Some(&stored), &[2; 32], 100), Resolution::Conflict);
+        assert_eq!(resolve(Some(&stored), &[2; 32], 101), Resolution::First);
+    }
+
+    #[test]
+    fn in_batch_fold_inserts_once_and_answers_later_records_from_it() {
+        let mut batch = DedupBatch::default();
+        let key: DedupKey = ("t".into(), "p".into());
+        let first = batch.decide(key.clone(), row(1, 100));
+        assert_eq!(first.result, DedupResult::First);
+        let mut second_candidate = row(1, 200);
+        second_candidate.status = 202;
+        let second = batch.decide(key.clone(), second_candidate);
+        assert_eq!(second.result, DedupResult::Duplicate);
+        assert_eq!(second.status, 200);
+        let third = batch.decide(key.clone(), row(9, 200));
+        assert_eq!(third.result, DedupResult::Conflict);
+        assert_eq!(third.status, 409);
+        assert_eq!(batch.slots[&key].state, SlotState::Inserted);
+        assert_eq!(batch.slots[&key].row.expires_at_ms, 100);
+    }
+}

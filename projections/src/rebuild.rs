@@ -1,0 +1,120 @@
+//! Rebuild support (I6): replay the decisions from offset 0 into a fresh schema (a second
+//! [`crate::ProjectionStore`], conventionally `<live>_rebuild`), compare state hashes, then swap.
+//!
+//! [`swap_in`] runs in one transaction under the migration advisory lock of the live name:
+//! 1. bumps every `owner_epoch` in the live schema, so an in-flight or later `apply_batch` of an
+//!    old owner fails [`StoreError::Fenced`] instead of writing into the retired schema (it waits
+//!    for the row locks of batches in flight, so none straddles the swap);
+//! 2. renames live -> `<live>_old_<unix ms>` and rebuild -> live.
+//!
+//! The old schema is KEPT for inspection (diffing, audit questions); drop it later with
+//! [`drop_schema`]. After the swap, projectors re-claim their partitions (stores keep working:
+//! `search_path` resolves the live name again) and continue from the rebuild's offsets, so records
+//! decided while the rebuild ran are replayed into the new live schema, not lost. The rebuild's
+//! listeners were on `<live>_rebuild_decided`; open new ones on the live store.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio_postgres::NoTls;
+
+use crate::error::StoreError;
+use crate::migrations::validate_schema_name;
+use crate::model::SwapReport;
+
+async fn connect(pg_config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = pg_config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "rebuild admin connection ended with an error");
+        }
+    });
+    Ok(client)
+}
+
+async fn schema_exists(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+) -> Result<bool, StoreError> {
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await?
+        .is_some())
+}
+
+pub(crate) async fn swap_in(
+    pg_config: &tokio_postgres::Config,
+    rebuild_schema: &str,
+    live_schema: &str,
+) -> Result<SwapReport, StoreError> {
+    validate_schema_name(rebuild_schema)?;
+    validate_schema_name(live_schema)?;
+    if rebuild_schema == live_schema {
+        return Err(StoreError::InvalidInput(
+            "rebuild and live schema are the same".into(),
+        ));
+    }
+    let mut client = connect(pg_config).await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('flk.projections.migrate:' || $1::text, 0))",
+            &[&live_schema],
+        )
+        .await?;
+    if !schema_exists(&transaction, rebuild_schema).await? {
+        return Err(StoreError::InvalidInput(format!(
+            "rebuild schema {rebuild_schema} does not exist"
+        )));
+    }
+    let old_schema_opt = if schema_exists(&transaction, live_schema).await? {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let old = format!("{live_schema}_old_{millis}");
+        transaction
+            .batch_execute(&format!(
+                "UPDATE \"{live_schema}\".projection_offsets SET owner_epoch = owner_epoch + 1;\n\
+                 ALTER SCHEMA \"{live_schema}\" RENAME TO \"{old}\";"
+            ))
+            .await?;
+        Some(old)
+    } else {
+        None
+    };
+    transaction
+        .batch_execute(&format!(
+            "ALTER SCHEMA \"{rebuild_schema}\" RENAME TO \"{live_schema}\";"
+        ))
+        .await?;
+    transaction.commit().await?;
+    tracing::info!(rebuild_schema, live_schema, old_schema = ?old_schema_opt, "swapped rebuilt projections in");
+    Ok(SwapReport {
+        live_schema: live_schema.to_owned(),
+        old_schema_opt,
+    })
+}
+
+pub(crate) async fn drop_schema(
+    pg_config: &tokio_postgres::Config,
+    schema: &str,
+) -> Result<(), StoreError> {
+    // Old schemas carry a millisecond suffix and may exceed the length limit for new names.
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && !schema.starts_with("pg_")
+        && schema != "public";
+    if !valid {
+        return Err(StoreError::InvalidInput(format!(
+            "refusing to drop schema {schema:?}"
+        )));
+    }
+    let client = connect(pg_config).await?;
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await?;
+    Ok(())
+}

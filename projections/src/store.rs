@@ -1,0 +1,248 @@
+//! [`ProjectionStore`]: the pool, the schema it lives in, and the public operations (each one
+//! delegating to the module that owns it).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use events::{DecisionEvent, SourceCoordinates};
+use tokio_postgres::NoTls;
+
+use crate::error::StoreError;
+use crate::migrations::{migrate, validate_schema_name};
+use crate::model::{Applied, ChainReport, Claim, StoredOutcome, SwapReport, TenantTtl};
+use crate::notify::DecidedListener;
+use crate::{apply, audit, dedup, notify, offsets, rebuild, state_hash};
+
+/// Tuning for a [`ProjectionStore`]; `Default` is the local default.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Largest number of pooled connections.
+    pub pool_size: usize,
+    /// How long to wait for a pooled connection before [`StoreError::Unavailable`].
+    pub wait_timeout: Duration,
+    /// How long to wait for a new connection before [`StoreError::Unavailable`].
+    pub connect_timeout: Duration,
+    /// Dedup TTL per tenant. A rebuild must use the same TTLs as the live store, or I6 fails.
+    pub dedup_ttl: TenantTtl,
+    /// Capacity of a [`DecidedListener`]'s queue of coordinates.
+    pub listener_capacity: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            pool_size: 8,
+            wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            dedup_ttl: TenantTtl::default(),
+            listener_capacity: 65_536,
+        }
+    }
+}
+
+/// The Postgres read models of one schema: offsets, dedup, audit log.
+#[derive(Debug, Clone)]
+pub struct ProjectionStore {
+    /// Pool whose connections all start with `search_path` set to `schema`.
+    pool: Pool,
+    /// Connection settings, kept for the dedicated listener connection.
+    pg_config: tokio_postgres::Config,
+    /// The schema the tables live in.
+    schema: String,
+    /// Options the store was opened with.
+    options: StoreOptions,
+}
+
+/// Name of the NOTIFY channel of a schema: `<schema>_decided`.
+pub fn decided_channel(schema: &str) -> String {
+    format!("{schema}_decided")
+}
+
+impl ProjectionStore {
+    /// Connects with default options; see [`ProjectionStore::connect_with`].
+    pub async fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, schema, StoreOptions::default()).await
+    }
+
+    /// Connects to `url`, creates `schema` if missing and applies pending migrations in it. Every
+    /// pooled connection sets `search_path` to `schema` at startup, so statements are unqualified.
+    pub async fn connect_with(
+        url: &str,
+        schema: &str,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        validate_schema_name(schema)?;
+        let mut pg_config = parse_url(url)?;
+        pg_config
+            .connect_timeout(options.connect_timeout)
+            .application_name("flk-projections")
+            .options(format!("-c search_path={schema}"));
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|error| StoreError::InvalidInput(format!("pool: {error}")))?;
+        let store = ProjectionStore {
+            pool,
+            pg_config,
+            schema: schema.to_owned(),
+            options,
+        };
+        let mut client = store.client().await?;
+        migrate(&mut client, schema).await?;
+        Ok(store)
+    }
+
+    /// The schema this store lives in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The NOTIFY channel this store's commits signal on.
+    pub fn channel(&self) -> String {
+        decided_channel(&self.schema)
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    pub(crate) async fn client(&self) -> Result<Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Claims a decisions partition for `consumer`: bumps its owner epoch (creating the row at
+    /// offset 0 if missing). Every older claim is fenced from now on.
+    pub async fn claim_partition(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Claim, StoreError> {
+        let client = self.client().await?;
+        offsets::claim(&client, consumer, topic, partition).await
+    }
+
+    /// The stored offsets row, without claiming (for status pages and tests).
+    pub async fn partition_offsets(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Claim>, StoreError> {
+        let client = self.client().await?;
+        offsets::read(&client, consumer, topic, partition).await
+    }
+
+    /// Folds a batch of decision events of one decisions partition in ONE transaction (I4); see
+    /// the [`crate::apply`] module for the rules. `batch` holds `(decisions offset, event)` in
+    /// strictly ascending offset order. Returns one [`Applied`] per event at or after the stored
+    /// `next_offset`, in batch order; events before it were applied earlier and are skipped.
+    pub async fn apply_batch(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: i32,
+        claim_epoch: i64,
+        batch: &[(i64, DecisionEvent)],
+    ) -> Result<Vec<Applied>, StoreError> {
+        apply::apply_batch(self, consumer, topic, partition, claim_epoch, batch).await
+    }
+
+    /// The answer recorded for a submission, from its audit entry (for a gateway that missed the
+    /// notification). `None` when it has not been decided yet.
+    pub async fn result_for_source(
+        &self,
+        source: &SourceCoordinates,
+    ) -> Result<Option<Applied>, StoreError> {
+        let client = self.client().await?;
+        audit::result_for_source(&client, source).await
+    }
+
+    /// Opens a dedicated connection that LISTENs on [`ProjectionStore::channel`] and yields the
+    /// source coordinates of every committed decision.
+    pub async fn listen_decided(&self) -> Result<DecidedListener, StoreError> {
+        notify::listen(
+            &self.pg_config,
+            &self.channel(),
+            self.options.listener_capacity,
+        )
+        .await
+    }
+
+    /// The dedup row of (tenant, `pcs_id`), scoped by tenant (I7).
+    pub async fn lookup(
+        &self,
+        tenant: &str,
+        pcs_id: &str,
+    ) -> Result<Option<StoredOutcome>, StoreError> {
+        let client = self.client().await?;
+        dedup::lookup(&client, tenant, pcs_id).await
+    }
+
+    /// Hex SHA-256 over every deterministic column of the dedup and audit tables (I6); see
+    /// [`crate::state_hash`].
+    pub async fn state_hash(&self) -> Result<String, StoreError> {
+        let mut client = self.client().await?;
+        state_hash::state_hash(&mut client).await
+    }
+
+    /// Decisions partitions that have audit entries.
+    pub async fn audit_partitions(&self) -> Result<Vec<i32>, StoreError> {
+        let client = self.client().await?;
+        audit::partitions(&client).await
+    }
+
+    /// Up to `limit` audit entries of a partition from `from_seq` on, in chain order (for the
+    /// anchorer and audit queries).
+    pub async fn audit_entries(
+        &self,
+        partition: i32,
+        from_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<audit::AuditEntry>, StoreError> {
+        let client = self.client().await?;
+        audit::entries(&client, partition, from_seq, limit).await
+    }
+
+    /// Recomputes the hash chain of one partition's audit log.
+    pub async fn verify_audit_chain(&self, partition: i32) -> Result<ChainReport, StoreError> {
+        let mut client = self.client().await?;
+        audit::verify_chain(&mut client, partition).await
+    }
+
+    /// The conventional schema a rebuild of `live_schema` is replayed into: `<live>_rebuild`.
+    pub fn rebuild_schema_name(live_schema: &str) -> String {
+        format!("{live_schema}_rebuild")
+    }
+
+    /// Makes `rebuild_schema` the live one, in one transaction; see [`crate::rebuild`].
+    pub async fn swap_in(
+        url: &str,
+        rebuild_schema: &str,
+        live_schema: &str,
+    ) -> Result<SwapReport, StoreError> {
+        rebuild::swap_in(&parse_url(url)?, rebuild_schema, live_schema).await
+    }
+
+    /// Drops a schema and everything in it (an old live schema after inspection, a test schema).
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        rebuild::drop_schema(&parse_url(url)?, schema).await
+    }
+}
+
+pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    tokio_postgres::Config::from_str(url)
+        .map_err(|error| StoreError::InvalidInput(format!("postgres url: {error}")))
+}
