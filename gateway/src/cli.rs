@@ -1,6 +1,7 @@
 //! The `flk` command line (clap). Each subcommand group lives in its own module under `cli/`.
 
 mod pcs;
+mod service;
 
 use clap::{Parser, Subcommand};
 
@@ -19,11 +20,20 @@ pub enum Command {
     /// Work with single PCS records offline: canonical payload, signing, verification.
     #[command(subcommand)]
     Pcs(pcs::PcsCommand),
+    /// Run the service: gateway, shard and projector roles (all by default).
+    Serve(service::ServeArgs),
+    /// Rebuild every projection from offset 0 of the decisions topic, then swap it in.
+    Replay(service::ReplayArgs),
+    /// Print a digest of the dedup and audit state (equal after a faithful rebuild).
+    StateHash(service::ConfigArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Pcs(command) => pcs::run(command),
+        Command::Serve(args) => service::serve(args),
+        Command::Replay(args) => service::replay(args),
+        Command::StateHash(args) => service::state_hash(args),
     }
 }

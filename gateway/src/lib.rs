@@ -1,4 +1,8 @@
 //! The HTTP gateway and the `flk` command line: the composition root that wires config, actors and
-//! routes. Also home of the one mapping from errors to HTTP statuses.
+//! routes. Also home of the one mapping from results and errors to HTTP statuses (`http::respond`).
 
 pub mod cli;
+pub mod http;
+pub mod rate_limit;
+pub mod replay;
+pub mod serve;

@@ -60,6 +60,8 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaClientError
         .set("bootstrap.servers", &config.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        // Java-compatible key hashing, so a key lands in the same partition whichever client wrote it.
+        .set("partitioner", "murmur2_random")
         .set("linger.ms", config.linger_ms.to_string())
         .set("message.timeout.ms", "30000")
         .set("socket.nagle.disable", "true")

@@ -1,0 +1,260 @@
+//! Projector actor: folds decision events into Postgres, one transaction per partition batch (dedup,
+//! audit log and offsets together, I4), then fills the Redis hot cache (after commit, I5) and wakes
+//! the gateway requests waiting for those records.
+//!
+//! Ownership: on assignment a partition is claimed in Postgres, which bumps its owner epoch and
+//! fences any previous owner (a stale process's next commit fails instead of double-applying).
+//! Positions: Postgres `next_offset` is the truth; events below it are skipped by the store. Kafka
+//! offsets are committed only after the Postgres commit, so Kafka is never ahead of Postgres and a
+//! restart never skips an event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use events::DecisionEvent;
+use infra::config::KafkaConfig;
+use infra::kafka;
+use infra::metrics::Metrics;
+use projections::{Applied, Claim, ProjectionStore, StoreError};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Message as _, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::decision_bus::DecisionBus;
+use crate::supervision::{Backoff, Heartbeat, Restart};
+
+/// Consumer name recorded with the projection offsets.
+pub const CONSUMER: &str = "flk-projector";
+
+/// Something that wants the results of every committed batch (the hot cache, for instance).
+pub trait AfterCommit: Send + Sync + std::fmt::Debug {
+    /// Called after a batch committed; must not fail the projector (best effort).
+    fn after_commit(&self, applied: &[Applied]) -> futures::future::BoxFuture<'static, ()>;
+}
+
+/// What a projector needs; cloned into each (re)start.
+#[derive(Debug, Clone)]
+pub struct ProjectorDeps {
+    /// Kafka settings.
+    pub kafka: KafkaConfig,
+    /// The Postgres projections.
+    pub store: ProjectionStore,
+    /// Most events per transaction.
+    pub max_batch: usize,
+    /// Wakes waiting gateway requests in this process.
+    pub bus: DecisionBus,
+    /// Best-effort side effects after commit (hot cache).
+    pub after_commit_opt: Option<Arc<dyn AfterCommit>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Progress heartbeat watched by the supervisor.
+    pub heartbeat: Heartbeat,
+}
+
+/// The supervised projector actor; its working state lives in the spawned loop.
+#[derive(Debug)]
+pub struct ProjectorActor {
+    /// Dependencies.
+    deps: ProjectorDeps,
+    /// Restart backoff (supervision state).
+    backoff: Backoff,
+}
+
+impl ProjectorActor {
+    /// A projector that starts consuming when started.
+    pub fn new(deps: ProjectorDeps) -> Self {
+        ProjectorActor {
+            deps,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+impl Actor for ProjectorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let deps = self.deps.clone();
+        let delay = self.backoff.next_delay();
+        let work = async move {
+            actix::clock::sleep(delay).await;
+            run(deps).await
+        };
+        ctx.spawn(work.into_actor(self).map(|result, actor, ctx| {
+            if let Err(error) = result {
+                tracing::error!(actor = "projector", error = %format!("{error:#}"), "projector stopped; restarting");
+                actor.deps.metrics.actor_restarts.with_label_values(&["projector"]).inc();
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+impl Supervised for ProjectorActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.deps.heartbeat.beat();
+    }
+}
+
+impl Handler<Restart> for ProjectorActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Restart, ctx: &mut Self::Context) {
+        tracing::warn!(actor = "projector", "heartbeat stale; restarting");
+        ctx.stop();
+    }
+}
+
+/// Partition changes reported by librdkafka's rebalance callback.
+#[derive(Debug)]
+enum PartitionChange {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Consumer context forwarding rebalances to the projector loop.
+struct RebalanceForwarder {
+    changes: mpsc::UnboundedSender<PartitionChange>,
+}
+
+impl ClientContext for RebalanceForwarder {}
+
+impl ConsumerContext for RebalanceForwarder {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let _ = self
+                .changes
+                .send(PartitionChange::Revoked(partitions(list)));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let _ = self
+                .changes
+                .send(PartitionChange::Assigned(partitions(list)));
+        }
+    }
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements()
+        .iter()
+        .map(|element| element.partition())
+        .collect()
+}
+
+async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
+    let topic = deps.kafka.decisions_topic();
+    let (changes_tx, mut changes) = mpsc::unbounded_channel();
+    let consumer = kafka::consumer(
+        &deps.kafka,
+        &deps.kafka.group("flk-projector"),
+        RebalanceForwarder {
+            changes: changes_tx,
+        },
+    )?;
+    consumer
+        .subscribe(&[&topic])
+        .context("subscribing to decisions")?;
+    tracing::info!(topic = %topic, "projector consuming");
+    let mut owned: HashMap<i32, Claim> = HashMap::new();
+    let owned_gauge = deps
+        .metrics
+        .partitions_owned
+        .with_label_values(&["projector"]);
+    loop {
+        // Wait for the first event, then take whatever else is already buffered.
+        let first = tokio::select! {
+            received = consumer.recv() => Some(received.context("consuming decisions")?.detach()),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => None,
+        };
+        deps.heartbeat.beat();
+        while let Ok(change) = changes.try_recv() {
+            match change {
+                PartitionChange::Assigned(list) => {
+                    for partition in list {
+                        let claim = deps
+                            .store
+                            .claim_partition(CONSUMER, &topic, partition)
+                            .await?;
+                        tracing::info!(
+                            partition,
+                            next_offset = claim.next_offset,
+                            epoch = claim.owner_epoch,
+                            "partition claimed"
+                        );
+                        owned.insert(partition, claim);
+                    }
+                }
+                PartitionChange::Revoked(list) => {
+                    for partition in list {
+                        owned.remove(&partition);
+                    }
+                }
+            }
+            owned_gauge.set(owned.len() as i64);
+        }
+        let Some(first) = first else { continue };
+        let mut by_partition: BTreeMap<i32, Vec<(i64, DecisionEvent)>> = BTreeMap::new();
+        let mut count = 0;
+        let mut pending = Some(first);
+        while let Some(message) = pending.take() {
+            count += 1;
+            match message.payload().map(DecisionEvent::decode) {
+                Some(Ok(event)) => by_partition
+                    .entry(message.partition())
+                    .or_default()
+                    .push((message.offset(), event)),
+                // A record that is not a decision cannot be projected; it is skipped loudly rather
+                // than wedging the partition (the shard only writes valid envelopes).
+                other => tracing::error!(
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    error = ?other.map(|result| result.err()),
+                    "undecodable decision record skipped"
+                ),
+            }
+            if count < deps.max_batch {
+                if let Some(Ok(next)) = futures::FutureExt::now_or_never(consumer.recv()) {
+                    pending = Some(next.detach());
+                }
+            }
+        }
+        for (partition, batch) in by_partition {
+            let Some(claim) = owned.get(&partition).copied() else {
+                tracing::debug!(partition, "event for an unowned partition ignored");
+                continue;
+            };
+            let last_offset = batch.last().map_or(-1, |(offset, _)| *offset);
+            match deps
+                .store
+                .apply_batch(CONSUMER, &topic, partition, claim.owner_epoch, &batch)
+                .await
+            {
+                Ok(applied) => {
+                    for result in &applied {
+                        deps.metrics
+                            .decisions_applied
+                            .with_label_values(&[result.dedup_result.as_str()])
+                            .inc();
+                    }
+                    if let Some(after_commit) = &deps.after_commit_opt {
+                        after_commit.after_commit(&applied).await;
+                    }
+                    deps.bus.publish_applied(applied);
+                    consumer.store_offset(&topic, partition, last_offset)?;
+                }
+                Err(error @ StoreError::Fenced { .. }) => {
+                    // Another owner claimed it (a rebalance we have not seen yet, or a rebuilt
+                    // schema swapped in). Restarting rejoins the group and re-claims from Postgres.
+                    return Err(error).context("fenced");
+                }
+                Err(error) => return Err(error).context("applying decisions"),
+            }
+        }
+    }
+}

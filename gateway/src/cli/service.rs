@@ -1,0 +1,110 @@
+//! `flk serve`, `flk replay`, `flk state-hash`: commands that talk to the running stack.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context as _;
+use clap::Args;
+use infra::config::Config;
+use infra::telemetry::{self, LogFormat};
+
+use crate::serve::Role;
+
+/// Options every service command takes.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// TOML config file (defaults apply without one); `FLK_*` environment variables override it.
+    #[arg(long, short = 'c', env = "FLK_CONFIG")]
+    pub config: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Pretty)]
+    pub log_format: LogFormatArg,
+}
+
+/// Log formats on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable.
+    Pretty,
+}
+
+/// `flk serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config and logging.
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Roles to run (comma-separated); all by default. Scale shard and projector roles by starting
+    /// more processes: they share partitions through Kafka consumer groups.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub roles: Vec<Role>,
+}
+
+/// `flk replay` options.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Config and logging.
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Decisions per Postgres transaction during the rebuild.
+    #[arg(long, default_value_t = 2000)]
+    pub batch: usize,
+    /// Build the fresh projections but do not swap them in (prints both state hashes).
+    #[arg(long)]
+    pub no_swap: bool,
+    /// Hide the progress bar (for logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn load(common: &ConfigArgs, default_filter: &str) -> anyhow::Result<Config> {
+    let format = match common.log_format {
+        LogFormatArg::Json => LogFormat::Json,
+        LogFormatArg::Pretty => LogFormat::Pretty,
+    };
+    telemetry::init(format, default_filter);
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("FLK_"))
+        .collect();
+    Ok(Config::load(common.config.as_deref(), &env)?)
+}
+
+/// Runs `flk serve` until interrupted.
+pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let config = load(&args.common, "info,rdkafka=warn")?;
+    let roles: HashSet<Role> = if args.roles.is_empty() {
+        [Role::Gateway, Role::Shard, Role::Projector]
+            .into_iter()
+            .collect()
+    } else {
+        args.roles.into_iter().collect()
+    };
+    actix_rt::System::new().block_on(crate::serve::serve(config, roles))?;
+    Ok(0)
+}
+
+/// Runs `flk replay`.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
+    let config = load(&args.common, "warn")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(crate::replay::replay(
+        &config,
+        args.batch,
+        !args.no_swap,
+        !args.quiet,
+    ))?;
+    Ok(0)
+}
+
+/// Runs `flk state-hash`.
+pub fn state_hash(args: ConfigArgs) -> anyhow::Result<u8> {
+    let config = load(&args, "warn")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let hash = runtime.block_on(async {
+        let store = crate::serve::open_store(&config, &config.postgres.schema).await?;
+        anyhow::Ok(store.state_hash().await?)
+    })?;
+    println!("{hash}");
+    Ok(0)
+}

@@ -1,0 +1,71 @@
+//! The HTTP gateway (actix-web): routes, shared state, and the one mapping from outcomes and
+//! errors to HTTP statuses (`respond`).
+
+mod ops;
+mod respond;
+mod submit;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actix_web::web;
+use actors::decision_bus::DecisionBus;
+use infra::config::GatewayConfig;
+use infra::metrics::Metrics;
+use projections::ProjectionStore;
+use rdkafka::producer::FutureProducer;
+
+use crate::rate_limit::RateLimiter;
+
+pub use respond::error_response;
+
+/// Everything a request handler needs (shared by all workers).
+#[derive(Clone)]
+pub struct AppState {
+    /// Producer of the write-ahead log.
+    pub producer: FutureProducer,
+    /// `flk.submissions` with prefix.
+    pub submissions_topic: String,
+    /// Where requests wait for their committed decision.
+    pub bus: DecisionBus,
+    /// Postgres projections (results, lookups, readiness).
+    pub store: ProjectionStore,
+    /// Per-tenant rate limits.
+    pub limiter: Arc<RateLimiter>,
+    /// Configured tenant names (for bounded metric labels).
+    pub tenant_names: Arc<HashSet<String>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Gateway settings.
+    pub config: GatewayConfig,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("submissions_topic", &self.submissions_topic)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Metric label for a tenant: its name when configured, `unknown` otherwise (bounded).
+    pub fn tenant_label<'a>(&self, tenant: &'a str) -> &'a str {
+        if self.tenant_names.contains(tenant) {
+            tenant
+        } else {
+            "unknown"
+        }
+    }
+}
+
+/// Registers every route.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/pcs/submit", web::post().to(submit::submit))
+        .route("/v1/pcs/{pcs_id}", web::get().to(submit::lookup))
+        .route("/health", web::get().to(ops::health))
+        .route("/ready", web::get().to(ops::ready))
+        .route("/metrics", web::get().to(ops::metrics));
+}

@@ -1,0 +1,73 @@
+//! Operational routes: liveness, readiness (log and stores reachable), Prometheus metrics.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use rdkafka::producer::Producer as _;
+use serde_json::json;
+
+use super::AppState;
+
+/// `GET /health`: `OK` while the process runs.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("OK")
+}
+
+/// `GET /ready`: 200 when Kafka and Postgres answer, 503 naming what does not.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let producer = state.producer.clone();
+    let topic = state.submissions_topic.clone();
+    let kafka_ok = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(2))
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    let postgres_ok = state.store.lookup("", "").await.is_ok();
+    let body = json!({"kafka": kafka_ok, "postgres": postgres_ok});
+    if kafka_ok && postgres_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", state.config.retry_after_secs.to_string()))
+            .json(body)
+    }
+}
+
+/// `GET /metrics`: Prometheus text, behind Basic Auth when configured.
+pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    if let Some(expected) = &state.config.metrics_basic_auth_opt {
+        let given = request
+            .headers()
+            .get("Authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Basic "))
+            .and_then(|encoded| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+            });
+        let authorized = given.is_some_and(|bytes| subtle_equal(&bytes, expected.as_bytes()));
+        if !authorized {
+            return HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Basic realm=\"flk-metrics\""))
+                .finish();
+        }
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+/// Constant-time comparison of credentials.
+fn subtle_equal(left: &[u8], right: &[u8]) -> bool {
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}

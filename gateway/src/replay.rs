@@ -1,0 +1,167 @@
+//! `flk replay`: rebuilds every projection from offset 0 of `flk.decisions` into a fresh schema,
+//! then swaps it in for the live one (I6). Run it with the projector role stopped: a projector
+//! that keeps writing the old schema during the swap would have its later writes fenced or lost
+//! to the rebuilt copy (see docs/runbooks/projection-rebuild.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use events::DecisionEvent;
+use indicatif::{ProgressBar, ProgressStyle};
+use infra::config::Config;
+use projections::ProjectionStore;
+use rdkafka::consumer::{Consumer as _, DefaultConsumerContext, StreamConsumer};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+
+use crate::serve::open_store;
+
+/// What a replay did.
+#[derive(Debug)]
+pub struct ReplayReport {
+    /// Decisions applied.
+    pub decisions: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// State hash of the rebuilt projections.
+    pub state_hash: String,
+}
+
+/// Rebuilds, optionally swaps in, and prints a summary.
+pub async fn replay(
+    config: &Config,
+    batch_size: usize,
+    swap: bool,
+    progress: bool,
+) -> anyhow::Result<ReplayReport> {
+    let live = &config.postgres.schema;
+    let rebuild_schema = ProjectionStore::rebuild_schema_name(live);
+    ProjectionStore::drop_schema(&config.postgres.url, &rebuild_schema).await?;
+    let rebuild = open_store(config, &rebuild_schema).await?;
+    let topic = config.kafka.decisions_topic();
+
+    let consumer: StreamConsumer<DefaultConsumerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set(
+            "group.id",
+            format!("{}flk-replay", config.kafka.topic_prefix),
+        )
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .context("creating the replay consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .context("reading topic metadata")?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic {topic} has no partitions (does it exist?)");
+    }
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    let mut total = 0u64;
+    for &partition in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+            .context("reading watermarks")?;
+        if high > low {
+            ends.insert(partition, high);
+            total += (high - low) as u64;
+            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
+        }
+        rebuild
+            .claim_partition(actors::projector::CONSUMER, &topic, partition)
+            .await?;
+    }
+    let mut epochs = HashMap::new();
+    for &partition in &partitions {
+        if let Some(claim) = rebuild
+            .partition_offsets(actors::projector::CONSUMER, &topic, partition)
+            .await?
+        {
+            epochs.insert(partition, claim.owner_epoch);
+        }
+    }
+    let bar = if progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} replay [{bar:40}] {pos}/{len} decisions ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut applied = 0u64;
+    if !ends.is_empty() {
+        consumer.assign(&assignment)?;
+    }
+    let mut pending: BTreeMap<i32, Vec<(i64, DecisionEvent)>> = BTreeMap::new();
+    while !ends.is_empty() {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .context("no decision arrived for 30 s during replay")??;
+        let partition = message.partition();
+        let offset = message.offset();
+        let Some(&end) = ends.get(&partition) else {
+            continue;
+        };
+        if offset >= end {
+            continue;
+        }
+        match message.payload().map(DecisionEvent::decode) {
+            Some(Ok(event)) => pending.entry(partition).or_default().push((offset, event)),
+            _ => tracing::error!(partition, offset, "undecodable decision record skipped"),
+        }
+        let done = offset + 1 >= end;
+        let batch_full = pending
+            .get(&partition)
+            .is_some_and(|batch| batch.len() >= batch_size);
+        if done || batch_full {
+            if let Some(batch) = pending.remove(&partition) {
+                let epoch = epochs.get(&partition).copied().unwrap_or_default();
+                rebuild
+                    .apply_batch(
+                        actors::projector::CONSUMER,
+                        &topic,
+                        partition,
+                        epoch,
+                        &batch,
+                    )
+                    .await?;
+                applied += batch.len() as u64;
+                bar.set_position(applied);
+            }
+        }
+        if done {
+            ends.remove(&partition);
+        }
+    }
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    let state_hash = rebuild.state_hash().await?;
+    let rate = applied as f64 / elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "replayed {applied} decisions in {:.2} s ({rate:.0}/s)",
+        elapsed.as_secs_f64()
+    );
+    println!("rebuilt state hash: {state_hash}");
+    if swap {
+        ProjectionStore::swap_in(&config.postgres.url, &rebuild_schema, live).await?;
+        println!("swapped the rebuilt projections into schema {live}");
+    } else {
+        let live_hash = open_store(config, live).await?.state_hash().await?;
+        println!("live state hash:    {live_hash}");
+    }
+    Ok(ReplayReport {
+        decisions: applied,
+        elapsed,
+        state_hash,
+    })
+}
