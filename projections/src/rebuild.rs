@@ -5,7 +5,10 @@
 //! 1. bumps every `owner_epoch` in the live schema, so an in-flight or later `apply_batch` of an
 //!    old owner fails [`StoreError::Fenced`] instead of writing into the retired schema (it waits
 //!    for the row locks of batches in flight, so none straddles the swap);
-//! 2. renames live -> `<live>_old_<unix ms>` and rebuild -> live.
+//! 2. renames live -> `<live>_old_<unix ms>` and rebuild -> live;
+//! 3. lifts every epoch of the new live schema above the old schema's largest, so no claim made
+//!    before the swap (on either schema) matches by coincidence: old owners are fenced and must
+//!    re-claim, which seeks them to the rebuild's offsets.
 //!
 //! The old schema is KEPT for inspection (diffing, audit questions); drop it later with
 //! [`drop_schema`]. After the swap, projectors re-claim their partitions (stores keep working:
@@ -87,6 +90,16 @@ pub(crate) async fn swap_in(
             "ALTER SCHEMA \"{rebuild_schema}\" RENAME TO \"{live_schema}\";"
         ))
         .await?;
+    if let Some(old) = &old_schema_opt {
+        // Claims made before the swap, on either schema, must not match an epoch of the new live
+        // schema by coincidence: lift every epoch above all the old ones.
+        transaction
+            .batch_execute(&format!(
+                "UPDATE \"{live_schema}\".projection_offsets SET owner_epoch = owner_epoch + \
+                     (SELECT coalesce(max(owner_epoch), 0) FROM \"{old}\".projection_offsets);"
+            ))
+            .await?;
+    }
     transaction.commit().await?;
     tracing::info!(rebuild_schema, live_schema, old_schema = ?old_schema_opt, "swapped rebuilt projections in");
     Ok(SwapReport {
