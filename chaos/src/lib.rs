@@ -1,2 +1,38 @@
-//! Fault scenarios (process kills, dependency outages at named places) and the history checker that
-//! proves no acknowledged record was lost or applied twice.
+//! Fault scenarios and the history checker: the harness the service tests stand on.
+//!
+//! - [`deployment`]: a throwaway FLK deployment on the real local stack (its own topic prefix,
+//!   Postgres schema and Redis key prefix, so tests run side by side and leave nothing behind);
+//! - [`process`]: `flk serve` child processes that can be killed with SIGKILL at any moment;
+//! - [`records`]: signed PCS records, unique per call;
+//! - [`history`]: checks that every acknowledged record was decided exactly once and that the audit
+//!   log accounts for every record of the write-ahead log.
+//!
+//! The stack's addresses come from the environment `infra/scripts/stack.sh env` prints.
+
+pub mod deployment;
+pub mod history;
+pub mod http;
+pub mod process;
+pub mod records;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns `Some` or the deadline passes (no fixed sleeps in tests).
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,194 @@
+//! A throwaway deployment: unique names on the shared local stack, and its config file.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+/// Addresses of the local stack, from the environment (`infra/scripts/stack.sh env`).
+#[derive(Debug, Clone)]
+pub struct StackEnv {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Postgres URL.
+    pub postgres_url: String,
+    /// Redis node URLs.
+    pub redis_urls: Vec<String>,
+}
+
+impl StackEnv {
+    /// Reads the stack's addresses; a clear error when the stack's environment is missing.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let get = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!("{name} is not set: start the stack with `infra/scripts/stack.sh up` and `. .local/stack/env.sh`")
+            })
+        };
+        Ok(StackEnv {
+            brokers: get("FLK_KAFKA_BROKERS")?,
+            postgres_url: get("FLK_POSTGRES_URL")?,
+            redis_urls: get("FLK_REDIS_URLS")?
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+}
+
+/// One tenant of a test deployment.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    /// Name (the `X-Tenant-Id`).
+    pub name: String,
+    /// HMAC secret; `None` turns signing off.
+    pub hmac_secret_opt: Option<String>,
+    /// Enabled or not.
+    pub enabled: bool,
+    /// Rate limit `(per second, burst)`.
+    pub rate_opt: Option<(f64, f64)>,
+}
+
+impl TestTenant {
+    /// An enabled tenant signing with `secret`, without a rate limit.
+    pub fn signed(name: &str, secret: &str) -> Self {
+        TestTenant {
+            name: name.to_owned(),
+            hmac_secret_opt: Some(secret.to_owned()),
+            enabled: true,
+            rate_opt: None,
+        }
+    }
+}
+
+/// Unique topic prefix, schema and key prefix on the shared stack, plus a config file.
+#[derive(Debug)]
+pub struct Deployment {
+    /// Stack addresses.
+    pub stack: StackEnv,
+    /// Random id the names derive from.
+    pub id: String,
+    /// Kafka topic prefix (`<id>.`).
+    pub topic_prefix: String,
+    /// Postgres schema.
+    pub schema: String,
+    /// Partitions of the topics.
+    pub partitions: i32,
+    /// Tenants.
+    pub tenants: Vec<TestTenant>,
+    /// Decision deadline of the gateway.
+    pub decision_timeout_ms: u64,
+    /// Largest body.
+    pub max_body_bytes: usize,
+    /// Directory holding the config file and process logs.
+    pub dir: PathBuf,
+}
+
+impl Deployment {
+    /// A deployment with fresh names and the given tenants.
+    pub fn new(tenants: Vec<TestTenant>) -> anyhow::Result<Self> {
+        let stack = StackEnv::from_env()?;
+        let id = format!("t{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let dir = std::env::temp_dir().join(format!("flk-test-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Deployment {
+            stack,
+            topic_prefix: format!("{id}."),
+            schema: id.clone(),
+            id,
+            partitions: 4,
+            tenants,
+            decision_timeout_ms: 10_000,
+            max_body_bytes: 1024 * 1024,
+            dir,
+        })
+    }
+
+    /// `<prefix>flk.submissions`.
+    pub fn submissions_topic(&self) -> String {
+        format!("{}flk.submissions", self.topic_prefix)
+    }
+
+    /// `<prefix>flk.decisions`.
+    pub fn decisions_topic(&self) -> String {
+        format!("{}flk.decisions", self.topic_prefix)
+    }
+
+    /// The TOML config of this deployment (gateway on a free port).
+    pub fn config_toml(&self) -> String {
+        let mut text = format!(
+            "region = \"test\"\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\npartitions = {}\n\
+             [postgres]\nurl = \"{}\"\nschema = \"{}\"\npool_size = 4\n\
+             [redis]\nurls = {:?}\nkey_prefix = \"{}\"\n\
+             [gateway]\nlisten = \"127.0.0.1:0\"\ndecision_timeout_ms = {}\nmax_body_bytes = {}\nworkers = 2\n",
+            self.stack.brokers,
+            self.topic_prefix,
+            self.partitions,
+            self.stack.postgres_url,
+            self.schema,
+            self.stack.redis_urls,
+            self.id,
+            self.decision_timeout_ms,
+            self.max_body_bytes,
+        );
+        for tenant in &self.tenants {
+            text.push_str(&format!(
+                "[tenants.{:?}]\nenabled = {}\n",
+                tenant.name, tenant.enabled
+            ));
+            if let Some((rate, burst)) = tenant.rate_opt {
+                text.push_str(&format!(
+                    "rate_per_second = {rate:?}\nrate_burst = {burst:?}\n"
+                ));
+            }
+            if let Some(secret) = &tenant.hmac_secret_opt {
+                text.push_str(&format!(
+                    "[[tenants.{:?}.keys]]\nid = \"k1\"\nhmac_secret = {secret:?}\n",
+                    tenant.name
+                ));
+            }
+        }
+        text
+    }
+
+    /// Writes the config file and returns its path.
+    pub fn write_config(&self) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("flk.toml");
+        std::fs::write(&path, self.config_toml())?;
+        Ok(path)
+    }
+
+    /// A Postgres client whose `search_path` is this deployment's schema.
+    pub async fn postgres(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.stack.postgres_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path = {}", self.schema))
+            .await?;
+        Ok(client)
+    }
+
+    /// Drops the schema and topics (best effort; called at the end of a test).
+    pub async fn cleanup(&self) {
+        if let Ok((client, connection)) =
+            tokio_postgres::connect(&self.stack.postgres_url, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(connection);
+            for schema in [self.schema.clone(), format!("{}_rebuild", self.schema)] {
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await;
+            }
+        }
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> =
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &self.stack.brokers)
+                .create();
+        if let Ok(admin) = admin {
+            let topics = [self.submissions_topic(), self.decisions_topic()];
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,77 @@
+//! A small HTTP client for the gateway.
+
+use serde_json::Value;
+
+/// One gateway answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// `Idempotent-Replayed: true` was present.
+    pub replayed: bool,
+    /// `Retry-After`, when present.
+    pub retry_after_opt: Option<String>,
+    /// JSON body (`Null` when not JSON).
+    pub body: Value,
+}
+
+/// POSTs `body` to `/v1/pcs/submit` as `tenant_opt`.
+pub async fn submit(
+    client: &reqwest::Client,
+    url: &str,
+    tenant_opt: Option<&str>,
+    body: Vec<u8>,
+) -> anyhow::Result<Answer> {
+    let mut request = client.post(format!("{url}/v1/pcs/submit")).body(body);
+    if let Some(tenant) = tenant_opt {
+        request = request.header("X-Tenant-Id", tenant);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let replayed = header("Idempotent-Replayed").as_deref() == Some("true");
+    let retry_after_opt = header("Retry-After");
+    let bytes = response.bytes().await?;
+    Ok(Answer {
+        status,
+        replayed,
+        retry_after_opt,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    })
+}
+
+/// POSTs a JSON record.
+pub async fn submit_json(
+    client: &reqwest::Client,
+    url: &str,
+    tenant_opt: Option<&str>,
+    record: &Value,
+) -> anyhow::Result<Answer> {
+    submit(client, url, tenant_opt, serde_json::to_vec(record)?).await
+}
+
+/// `GET /v1/pcs/{pcs_id}` as `tenant`: `(status, body)`.
+pub async fn lookup(
+    client: &reqwest::Client,
+    url: &str,
+    tenant: &str,
+    pcs_id: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let response = client
+        .get(format!("{url}/v1/pcs/{pcs_id}"))
+        .header("X-Tenant-Id", tenant)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}

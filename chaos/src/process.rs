@@ -1,0 +1,132 @@
+//! `flk serve` as a child process that a test can kill with SIGKILL at any moment.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::deployment::Deployment;
+
+/// The `flk` binary under test: `$FLK_BIN`, else `target/debug/flk` of this workspace.
+pub fn flk_binary() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var("FLK_BIN") {
+        Ok(path) => PathBuf::from(path),
+        Err(_) => {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("debug/flk")
+        }
+    };
+    anyhow::ensure!(
+        path.exists(),
+        "{} does not exist: build it with `cargo build -p gateway --bin flk`",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A running `flk serve`.
+#[derive(Debug)]
+pub struct FlkProcess {
+    /// The child.
+    child: Child,
+    /// Base URL of its gateway, when it runs one.
+    pub url_opt: Option<String>,
+    /// Its log file (stderr).
+    pub log_path: PathBuf,
+}
+
+impl FlkProcess {
+    /// Starts `flk serve --roles <roles>` for the deployment; waits for the gateway to listen when
+    /// `gateway` is among the roles.
+    pub fn start(deployment: &Deployment, roles: &str, name: &str) -> anyhow::Result<Self> {
+        let config = deployment.write_config()?;
+        let log_path = deployment.dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let mut child = Command::new(flk_binary()?)
+            .args(["serve", "--roles", roles, "--log-format", "json", "-c"])
+            .arg(&config)
+            .env("RUST_LOG", "info,rdkafka=warn,actix_server=warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting flk serve")?;
+        let mut url_opt = None;
+        if roles.split(',').any(|role| role == "gateway") {
+            let stdout = child.stdout.take().context("no stdout")?;
+            let (sender, receiver) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(url) = line.strip_prefix("flk: listening on ") {
+                        let _ = sender.send(url.to_owned());
+                    }
+                }
+            });
+            match receiver.recv_timeout(Duration::from_secs(60)) {
+                Ok(url) => url_opt = Some(url),
+                Err(_) => {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    anyhow::bail!("flk serve did not start listening within 60 s; log:\n{log}");
+                }
+            }
+        }
+        Ok(FlkProcess {
+            child,
+            url_opt,
+            log_path,
+        })
+    }
+
+    /// The gateway URL (panics in tests that did not start a gateway).
+    pub fn url(&self) -> &str {
+        self.url_opt
+            .as_deref()
+            .unwrap_or("http://gateway-not-started")
+    }
+
+    /// SIGKILL: no shutdown hooks, no flushing; the crash a real machine has.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for FlkProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `flk <args>` with the deployment's config to completion; returns stdout.
+pub fn run_flk(deployment: &Deployment, args: &[&str]) -> anyhow::Result<String> {
+    let config = deployment.write_config()?;
+    let output = Command::new(flk_binary()?)
+        .args(args)
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .context("running flk")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "flk {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
