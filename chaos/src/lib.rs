@@ -12,6 +12,7 @@
 pub mod deployment;
 pub mod history;
 pub mod http;
+pub mod load;
 pub mod process;
 pub mod records;
 

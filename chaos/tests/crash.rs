@@ -1,0 +1,97 @@
+//! Crashes in the middle of a load: `kill -9` of the process running the projector, and of one of
+//! two processes sharing the partitions. Afterwards the history checker must find every
+//! acknowledged record decided exactly once and the audit log covering the whole WAL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chaos::deployment::{Deployment, TestTenant};
+use chaos::process::FlkProcess;
+use chaos::{history, load, wait_until};
+
+const SECRET: &str = "testsecret";
+
+async fn wait_for_progress(progress: &AtomicUsize, at_least: usize) {
+    wait_until("load progress", Duration::from_secs(60), || async {
+        (progress.load(Ordering::SeqCst) >= at_least).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_projector_process_loses_nothing() {
+    let mut deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
+    deployment.decision_timeout_ms = 2_000;
+    let gateway = FlkProcess::start(&deployment, "gateway", "gateway").unwrap();
+    let mut workers = FlkProcess::start(&deployment, "shard,projector", "workers-1").unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(load::run(
+        gateway.url().to_owned(),
+        SECRET,
+        1_000,
+        300,
+        8,
+        Duration::from_secs(120),
+        progress.clone(),
+    ));
+    wait_for_progress(&progress, 100).await;
+    workers.kill9();
+    let _workers = FlkProcess::start(&deployment, "shard,projector", "workers-2").unwrap();
+    let result = load.await.unwrap();
+    assert!(result.undecided.is_empty(), "undecided: {:?}", result.undecided);
+    assert_eq!(result.acknowledged.len(), 300);
+    let report = history::check(&deployment, &result.acknowledged).await.unwrap();
+    assert!(report.wal_records >= 300, "{report:?}");
+    assert_eq!(report.dedup_rows, 300, "{report:?}");
+    drop(gateway);
+    deployment.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_partitions_and_survive_one_kill() {
+    let mut deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
+    deployment.decision_timeout_ms = 3_000;
+    let first = FlkProcess::start(&deployment, "gateway,shard,projector", "first").unwrap();
+    let mut second = FlkProcess::start(&deployment, "shard,projector", "second").unwrap();
+    // Both must own partitions before the kill, or the test proves nothing.
+    let client = deployment.postgres().await.unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(load::run(
+        first.url().to_owned(),
+        SECRET,
+        5_000,
+        300,
+        8,
+        Duration::from_secs(150),
+        progress.clone(),
+    ));
+    wait_for_progress(&progress, 60).await;
+    wait_until("the second process to own partitions", Duration::from_secs(30), || async {
+        second.log().contains("partition claimed").then_some(())
+    })
+    .await
+    .unwrap();
+    let owners_before: i64 = client
+        .query_one("SELECT count(*) FROM projection_offsets WHERE owner_epoch > 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    second.kill9();
+    let result = load.await.unwrap();
+    assert!(result.undecided.is_empty(), "undecided: {:?}", result.undecided);
+    assert_eq!(result.acknowledged.len(), 300);
+    let report = history::check(&deployment, &result.acknowledged).await.unwrap();
+    assert_eq!(report.dedup_rows, 300, "{report:?}");
+    // The survivor claimed the dead process's partitions (epochs moved on).
+    let owners_after: i64 = client
+        .query_one("SELECT count(*) FROM projection_offsets WHERE owner_epoch > 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(owners_after >= owners_before, "{owners_before} -> {owners_after}");
+    drop(first);
+    deployment.cleanup().await;
+}
