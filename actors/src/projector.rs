@@ -242,10 +242,15 @@ async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
                             .with_label_values(&[result.dedup_result.as_str()])
                             .inc();
                     }
-                    if let Some(after_commit) = &deps.after_commit_opt {
-                        after_commit.after_commit(&applied).await;
-                    }
+                    // Waiters first (they only need the commit), then the best-effort cache.
+                    let side_effects = deps
+                        .after_commit_opt
+                        .as_ref()
+                        .map(|after_commit| after_commit.after_commit(&applied));
                     deps.bus.publish_applied(applied);
+                    if let Some(side_effects) = side_effects {
+                        side_effects.await;
+                    }
                     consumer.store_offset(&topic, partition, last_offset)?;
                 }
                 Err(error @ StoreError::Fenced { .. }) => {

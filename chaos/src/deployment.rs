@@ -167,7 +167,7 @@ impl Deployment {
         Ok(client)
     }
 
-    /// Drops the schema and topics (best effort; called at the end of a test).
+    /// Drops the schema, topics and Redis keys (best effort; called at the end of a test).
     pub async fn cleanup(&self) {
         if let Ok((client, connection)) =
             tokio_postgres::connect(&self.stack.postgres_url, tokio_postgres::NoTls).await
@@ -188,6 +188,11 @@ impl Deployment {
             let topics = [self.submissions_topic(), self.decisions_topic()];
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+        }
+        let cache_config =
+            projections::HotCacheConfig::new(self.stack.redis_urls.clone(), self.id.clone());
+        if let Ok(cache) = projections::HotCache::new(cache_config) {
+            let _ = cache.flush_all_prefix().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -42,7 +42,8 @@ pub async fn run(
     let end = Instant::now() + deadline;
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, next, progress) = (client.clone(), url.clone(), next.clone(), progress.clone());
+        let (client, url, next, progress) =
+            (client.clone(), url.clone(), next.clone(), progress.clone());
         let secret = secret.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut result = LoadResult::default();
@@ -68,7 +69,12 @@ pub async fn run(
                         Ok(answer) if answer.status == 503 => result.unavailable += 1,
                         Ok(answer) => {
                             // Any other status is a wrong answer for a valid record: report it.
-                            result.undecided.push(format!("{}: {} {:?}", pcs_id(&record), answer.status, answer.body));
+                            result.undecided.push(format!(
+                                "{}: {} {:?}",
+                                pcs_id(&record),
+                                answer.status,
+                                answer.body
+                            ));
                             decided = true;
                             break;
                         }

@@ -41,9 +41,15 @@ async fn kill_9_of_the_projector_process_loses_nothing() {
     workers.kill9();
     let _workers = FlkProcess::start(&deployment, "shard,projector", "workers-2").unwrap();
     let result = load.await.unwrap();
-    assert!(result.undecided.is_empty(), "undecided: {:?}", result.undecided);
+    assert!(
+        result.undecided.is_empty(),
+        "undecided: {:?}",
+        result.undecided
+    );
     assert_eq!(result.acknowledged.len(), 300);
-    let report = history::check(&deployment, &result.acknowledged).await.unwrap();
+    let report = history::check(&deployment, &result.acknowledged)
+        .await
+        .unwrap();
     assert!(report.wal_records >= 300, "{report:?}");
     assert_eq!(report.dedup_rows, 300, "{report:?}");
     drop(gateway);
@@ -69,29 +75,46 @@ async fn two_processes_share_partitions_and_survive_one_kill() {
         progress.clone(),
     ));
     wait_for_progress(&progress, 60).await;
-    wait_until("the second process to own partitions", Duration::from_secs(30), || async {
-        second.log().contains("partition claimed").then_some(())
-    })
+    wait_until(
+        "the second process to own partitions",
+        Duration::from_secs(30),
+        || async { second.log().contains("partition claimed").then_some(()) },
+    )
     .await
     .unwrap();
     let owners_before: i64 = client
-        .query_one("SELECT count(*) FROM projection_offsets WHERE owner_epoch > 1", &[])
+        .query_one(
+            "SELECT count(*) FROM projection_offsets WHERE owner_epoch > 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     second.kill9();
     let result = load.await.unwrap();
-    assert!(result.undecided.is_empty(), "undecided: {:?}", result.undecided);
+    assert!(
+        result.undecided.is_empty(),
+        "undecided: {:?}",
+        result.undecided
+    );
     assert_eq!(result.acknowledged.len(), 300);
-    let report = history::check(&deployment, &result.acknowledged).await.unwrap();
+    let report = history::check(&deployment, &result.acknowledged)
+        .await
+        .unwrap();
     assert_eq!(report.dedup_rows, 300, "{report:?}");
     // The survivor claimed the dead process's partitions (epochs moved on).
     let owners_after: i64 = client
-        .query_one("SELECT count(*) FROM projection_offsets WHERE owner_epoch > 1", &[])
+        .query_one(
+            "SELECT count(*) FROM projection_offsets WHERE owner_epoch > 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert!(owners_after >= owners_before, "{owners_before} -> {owners_after}");
+    assert!(
+        owners_after >= owners_before,
+        "{owners_before} -> {owners_after}"
+    );
     drop(first);
     deployment.cleanup().await;
 }

@@ -321,3 +321,60 @@ async fn replay_rebuilds_the_same_state() {
     drop(flk);
     deployment.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_cache_fills_after_commit_and_refills_after_a_flush() {
+    let deployment = Deployment::new(tenants()).unwrap();
+    let flk = FlkProcess::start(&deployment, "gateway,shard,projector", "all").unwrap();
+    let client = reqwest::Client::new();
+    let record = signed_record(30, SECRET);
+    assert_eq!(
+        submit_json(&client, flk.url(), None, &record)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let cache = projections::HotCache::new(projections::HotCacheConfig::new(
+        deployment.stack.redis_urls.clone(),
+        deployment.id.clone(),
+    ))
+    .unwrap();
+    // Filled after the commit (the answer came after the commit, the fill right after it).
+    let cached = wait_until(
+        "the hot cache to hold the outcome",
+        Duration::from_secs(10),
+        || async { cache.get("default", &pcs_id(&record)).await.ok().flatten() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(cached.status, 200);
+    assert_eq!(
+        lookup(&client, flk.url(), "default", &pcs_id(&record))
+            .await
+            .unwrap()
+            .1["source"],
+        "cache"
+    );
+    // Flushing Redis loses nothing: the lookup falls back to Postgres and refills.
+    assert!(cache.flush_all_prefix().await.unwrap() >= 1);
+    let (status, body) = lookup(&client, flk.url(), "default", &pcs_id(&record))
+        .await
+        .unwrap();
+    assert_eq!((status, body["source"].as_str()), (200, Some("postgres")));
+    assert!(
+        cache
+            .get("default", &pcs_id(&record))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Duplicates are still answered from Postgres truth, with the replay header.
+    let again = submit_json(&client, flk.url(), None, &record)
+        .await
+        .unwrap();
+    assert_eq!((again.status, again.replayed), (200, true));
+    drop(flk);
+    let _ = cache.flush_all_prefix().await;
+    deployment.cleanup().await;
+}

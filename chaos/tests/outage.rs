@@ -18,7 +18,11 @@ const SECRET: &str = "testsecret";
 
 fn stack(args: &[&str]) {
     let script = format!("{}/../infra/scripts/stack.sh", env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("bash").arg(script).args(args).status().unwrap();
+    let status = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .status()
+        .unwrap();
     assert!(status.success(), "stack.sh {args:?} failed");
 }
 
@@ -48,21 +52,35 @@ async fn postgres_and_redis_outages_degrade_and_recover() {
     let stalled_at = progress.load(Ordering::SeqCst);
     // While Postgres is down, requests get 503 (with Retry-After), not hangs or 500s.
     let client = reqwest::Client::new();
-    let answer = chaos::http::submit_json(&client, flk.url(), None, &chaos::records::signed_record(1, SECRET))
-        .await
-        .unwrap();
+    let answer = chaos::http::submit_json(
+        &client,
+        flk.url(),
+        None,
+        &chaos::records::signed_record(1, SECRET),
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status, 503, "{:?}", answer.body);
     assert!(answer.retry_after_opt.is_some());
     stack(&["start", "postgres"]);
     let result = running.await.unwrap();
-    assert!(result.undecided.is_empty(), "undecided: {:?}", result.undecided);
+    assert!(
+        result.undecided.is_empty(),
+        "undecided: {:?}",
+        result.undecided
+    );
     assert!(result.unavailable > 0, "the outage was not observed");
     assert!(progress.load(Ordering::SeqCst) > stalled_at);
     let mut acknowledged = result.acknowledged;
     // The probe record above was logged too; it must have been decided after recovery.
-    let probe = chaos::http::submit_json(&client, flk.url(), None, &chaos::records::signed_record(1, SECRET))
-        .await
-        .unwrap();
+    let probe = chaos::http::submit_json(
+        &client,
+        flk.url(),
+        None,
+        &chaos::records::signed_record(1, SECRET),
+    )
+    .await
+    .unwrap();
     assert_eq!((probe.status, probe.replayed), (200, true));
     acknowledged.push(history::Acknowledged {
         tenant: "default".into(),
@@ -73,9 +91,22 @@ async fn postgres_and_redis_outages_degrade_and_recover() {
     // Redis down: the hot tier is best effort, so every answer is still a decision.
     stack(&["stop", "redis"]);
     let progress = Arc::new(AtomicUsize::new(0));
-    let result = load::run(flk.url().to_owned(), SECRET, 30_000, 50, 4, Duration::from_secs(60), progress).await;
+    let result = load::run(
+        flk.url().to_owned(),
+        SECRET,
+        30_000,
+        50,
+        4,
+        Duration::from_secs(60),
+        progress,
+    )
+    .await;
     stack(&["start", "redis"]);
-    assert!(result.undecided.is_empty(), "undecided: {:?}", result.undecided);
+    assert!(
+        result.undecided.is_empty(),
+        "undecided: {:?}",
+        result.undecided
+    );
     assert_eq!(result.acknowledged.len(), 50);
     acknowledged.extend(result.acknowledged);
 

@@ -2,6 +2,7 @@
 //! routes. Also home of the one mapping from results and errors to HTTP statuses (`http::respond`).
 
 pub mod cli;
+pub mod hot_tier;
 pub mod http;
 pub mod rate_limit;
 pub mod replay;

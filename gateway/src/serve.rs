@@ -14,8 +14,9 @@ use actors::supervision::{Heartbeat, Watchdog};
 use anyhow::Context as _;
 use infra::config::Config;
 use infra::metrics::Metrics;
-use projections::{ProjectionStore, StoreOptions, TenantTtl};
+use projections::{HotCache, HotCacheConfig, ProjectionStore, StoreOptions, TenantTtl};
 
+use crate::hot_tier::HotCacheFiller;
 use crate::http::{self, AppState};
 use crate::rate_limit::RateLimiter;
 
@@ -53,6 +54,18 @@ pub async fn open_store(config: &Config, schema: &str) -> anyhow::Result<Project
         .with_context(|| format!("opening the projection store (schema {schema})"))
 }
 
+/// The Redis hot tier with each tenant's hot TTL.
+pub fn open_hot_cache(config: &Config) -> anyhow::Result<HotCache> {
+    let mut cache_config =
+        HotCacheConfig::new(config.redis.urls.clone(), config.redis.key_prefix.clone());
+    cache_config.ttl.per_tenant_ms = config
+        .tenants
+        .iter()
+        .map(|(name, tenant)| (name.clone(), tenant.hot_ttl_secs as i64 * 1000))
+        .collect();
+    HotCache::new(cache_config).context("configuring the redis hot tier")
+}
+
 /// Runs the given roles until the process is stopped. Must run inside an actix `System`.
 pub async fn serve(config: Config, roles: HashSet<Role>) -> anyhow::Result<()> {
     infra::kafka::ensure_topics(&config.kafka)
@@ -62,6 +75,7 @@ pub async fn serve(config: Config, roles: HashSet<Role>) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let bus = DecisionBus::default();
     let tenants = Arc::new(config.tenant_policies()?);
+    let hot_cache = open_hot_cache(&config)?;
     let mut watched = Vec::new();
 
     if roles.contains(&Role::Shard) {
@@ -84,7 +98,9 @@ pub async fn serve(config: Config, roles: HashSet<Role>) -> anyhow::Result<()> {
             store: store.clone(),
             max_batch: config.projector.max_batch,
             bus: bus.clone(),
-            after_commit_opt: None,
+            after_commit_opt: Some(Arc::new(HotCacheFiller {
+                cache: hot_cache.clone(),
+            })),
             metrics: metrics.clone(),
             heartbeat: heartbeat.clone(),
         };
@@ -106,6 +122,7 @@ pub async fn serve(config: Config, roles: HashSet<Role>) -> anyhow::Result<()> {
         submissions_topic: config.kafka.submissions_topic(),
         bus,
         store,
+        hot_cache,
         limiter: Arc::new(RateLimiter::new(config.tenants.iter().map(
             |(name, tenant)| (name.clone(), tenant.rate_per_second, tenant.rate_burst),
         ))),

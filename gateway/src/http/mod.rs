@@ -12,7 +12,7 @@ use actix_web::web;
 use actors::decision_bus::DecisionBus;
 use infra::config::GatewayConfig;
 use infra::metrics::Metrics;
-use projections::ProjectionStore;
+use projections::{HotCache, ProjectionStore};
 use rdkafka::producer::FutureProducer;
 
 use crate::rate_limit::RateLimiter;
@@ -30,6 +30,8 @@ pub struct AppState {
     pub bus: DecisionBus,
     /// Postgres projections (results, lookups, readiness).
     pub store: ProjectionStore,
+    /// Redis hot tier, read before Postgres by lookups.
+    pub hot_cache: HotCache,
     /// Per-tenant rate limits.
     pub limiter: Arc<RateLimiter>,
     /// Configured tenant names (for bounded metric labels).

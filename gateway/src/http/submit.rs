@@ -270,17 +270,38 @@ pub async fn lookup(
         Err(response) => return response,
     };
     let pcs_id = path.into_inner();
+    match state.hot_cache.get(&tenant, &pcs_id).await {
+        Ok(Some(cached)) => {
+            return HttpResponse::Ok().json(json!({
+                "pcs_id": pcs_id,
+                "tenant": tenant,
+                "status": cached.status,
+                "outcome": cached.body,
+                "tier": "hot",
+                "source": "cache",
+            }));
+        }
+        Ok(None) => {}
+        Err(error) => tracing::debug!(error = %error, "hot cache miss by error"),
+    }
     match state.store.lookup(&tenant, &pcs_id).await {
-        Ok(Some(stored)) => HttpResponse::Ok().json(json!({
-            "pcs_id": stored.pcs_id,
-            "tenant": stored.tenant,
-            "status": stored.status,
-            "outcome": stored.body,
-            "first_seen_at_ms": stored.received_at_ms,
-            "decided_at_ms": stored.decided_at_ms,
-            "expires_at_ms": stored.expires_at_ms,
-            "tier": stored.tier,
-        })),
+        Ok(Some(stored)) => {
+            let refill = [projections::CacheEntry::from_stored(&stored)];
+            if let Err(error) = state.hot_cache.put_many(&refill).await {
+                tracing::debug!(error = %error, "hot cache not refilled");
+            }
+            HttpResponse::Ok().json(json!({
+                "pcs_id": stored.pcs_id,
+                "tenant": stored.tenant,
+                "status": stored.status,
+                "outcome": stored.body,
+                "first_seen_at_ms": stored.received_at_ms,
+                "decided_at_ms": stored.decided_at_ms,
+                "expires_at_ms": stored.expires_at_ms,
+                "tier": stored.tier,
+                "source": "postgres",
+            }))
+        }
         Ok(None) => error_response(
             404,
             "not_found",
