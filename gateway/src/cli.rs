@@ -1,5 +1,6 @@
 //! The `flk` command line (clap). Each subcommand group lives in its own module under `cli/`.
 
+mod load;
 mod pcs;
 mod service;
 
@@ -26,6 +27,9 @@ pub enum Command {
     Replay(service::ReplayArgs),
     /// Print a digest of the dedup and audit state (equal after a faithful rebuild).
     StateHash(service::ConfigArgs),
+    /// Send a mixed demo load (accepted, escalated, duplicates, conflicts, bad signatures) to a
+    /// gateway and print the answers by status.
+    Load(load::LoadArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -35,5 +39,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => service::serve(args),
         Command::Replay(args) => service::replay(args),
         Command::StateHash(args) => service::state_hash(args),
+        Command::Load(args) => load::run(args),
     }
 }

@@ -3,9 +3,10 @@
 # then runs every gate. SDK suites run in the background while Rust builds, since they mostly wait
 # on package downloads; everything else runs in order so a failure is easy to read.
 #
-# Gates: cargo fmt --check, clippy -D warnings, cargo test (workspace), the `events` dependency
-# check, fuzz targets (build + a short run each), SDK suites (Python, Go, TypeScript) and the
-# cross-language signing check over 1,000 random records.
+# Gates: cargo fmt --check, clippy -D warnings, cargo test (workspace, including the service tests
+# on a real local stack: Kafka, PostgreSQL, Redis, S3), the `events` dependency check, fuzz targets
+# (build + a short run each), SDK suites (Python, Go, TypeScript) and the cross-language signing
+# check over 1,000 random records.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,6 +24,10 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
+step "local stack (background; log in target/test-logs/stack.log)"
+bash infra/scripts/stack.sh up >"$logs/stack.env" 2>"$logs/stack.log" &
+stack_pid=$!
+
 step "SDK suites (background; logs in target/test-logs)"
 declare -A sdk_pids=()
 for sdk in python go ts; do
@@ -36,7 +41,17 @@ cargo fmt --all --check || failures+=("cargo fmt")
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings || failures+=("clippy")
 
-step "cargo test"
+step "waiting for the local stack"
+if ! wait "$stack_pid"; then
+    tail -40 "$logs/stack.log"
+    echo "the local stack did not start"
+    exit 1
+fi
+# shellcheck disable=SC1091
+. "$repo/.local/stack/env.sh"
+
+step "cargo test (unit, property, vector and service tests)"
+cargo build -q -p gateway --bin flk
 cargo test --workspace || failures+=("cargo test")
 
 step "events has no tokio, actix, rdkafka, postgres or redis in its normal dependencies"
@@ -78,6 +93,10 @@ sdk/python/.venv/bin/python tests/cross/cross_sign.py --count "$cross_count" --s
     --impl python="$repo/sdk/python/.venv/bin/python -m flk_sdk batch" \
     --impl go="$repo/target/flk-sdk-go batch" \
     --impl ts="node $repo/sdk/ts/dist/cli.js batch" || failures+=("cross-language")
+
+if [ "${CI:-}" = "true" ]; then
+    bash infra/scripts/stack.sh down >/dev/null 2>&1 || true
+fi
 
 echo
 if [ ${#failures[@]} -gt 0 ]; then
