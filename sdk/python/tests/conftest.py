@@ -23,3 +23,10 @@ def golden_dir() -> Path:
 @pytest.fixture(scope="session")
 def golden() -> Path:
     return golden_dir()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "integration: needs a running flk serve (FLK_GATEWAY_URL); see infra/scripts/sdk-integration.sh",
+    )

@@ -282,6 +282,37 @@ def test_lookup(server) -> None:
     assert client.lookup("x") is not None and sleeps == [2.0]
 
 
+def test_lookup_unwraps_the_gateways_envelope(server) -> None:
+    # What `flk serve` answers: the stored outcome nested under "outcome", bookkeeping beside it.
+    url, script = server
+    script.add(200, {"pcs_id": "p1", "tenant": "default", "status": 202, "tier": "hot", "source": "cache",
+                     "outcome": dict(ESC_BODY, pcs_id="p1")})
+    client, _ = make_client(url)
+    outcome = client.lookup("p1")
+    assert outcome is not None and outcome.accepted and outcome.escalated
+    assert outcome.reason == ESC_BODY["reason"] and outcome.http_status == 202
+    assert outcome.extra["status"] == 202 and outcome.extra["tenant"] == "default"
+    assert outcome.extra["pcs_id"] == "p1" and "outcome" not in outcome.extra
+
+
+def test_lookup_without_an_outcome_is_unexpected(server) -> None:
+    url, script = server
+    script.add(200, {"pcs_id": "p1", "status": 200})
+    client, _ = make_client(url)
+    with pytest.raises(UnexpectedResponse):
+        client.lookup("p1")
+
+
+def test_exhausted_429_carries_retry_after_and_code(server) -> None:
+    url, script = server
+    script.add(429, {"error": "rate_limited", "message": "retry in 2 s"}, {"Retry-After": "2"})
+    client, sleeps = make_client(url, max_retries=0)
+    with pytest.raises(RetriesExhausted) as info:
+        client.submit(sample_pcs())
+    assert info.value.status == 429 and info.value.retry_after == 2.0
+    assert info.value.code == "rate_limited" and info.value.attempts == 1 and sleeps == []
+
+
 def test_base_url_prefix(server) -> None:
     url, script = server
     script.add(200, OK_BODY)

@@ -84,3 +84,21 @@ def test_confluent_kafka_is_installed_and_times_out_without_broker() -> None:
               "socket.connection.setup.timeout.ms": 1000, "log_level": 0}
     with pytest.raises(DeliveryError):
         produce_pcs(config, "flk.submissions", PCS_JSON, "acme", timeout=5.0)
+
+
+def test_owned_producer_uses_the_java_compatible_partitioner(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The gateway produces with murmur2; librdkafka's default (CRC32) would put the same key into
+    # another partition, where the gateway's copy of a duplicate would not be seen in order.
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    configs: List[dict] = []
+
+    def fake_producer(config: dict) -> FakeProducer:
+        configs.append(config)
+        return FakeProducer()
+
+    monkeypatch.setattr(confluent_kafka, "Producer", fake_producer)
+    produce_pcs({"bootstrap.servers": "x:1"}, "t", PCS_JSON, "acme")
+    assert configs[0]["partitioner"] == "murmur2_random"
+    assert configs[0]["acks"] == "all" and configs[0]["enable.idempotence"] is True
+    produce_pcs({"bootstrap.servers": "x:1", "partitioner": "consistent"}, "t", PCS_JSON, "acme")
+    assert configs[1]["partitioner"] == "consistent"  # the caller's choice wins

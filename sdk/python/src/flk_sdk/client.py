@@ -130,10 +130,14 @@ class RetriesExhausted(FlkError):
     """Every attempt hit a retryable failure (429, 5xx or a network error)."""
 
     def __init__(self, message: str, attempts: int, status: Optional[int] = None,
-                 last_exception: Optional[BaseException] = None, body: Any = None) -> None:
-        super().__init__(message, status=status, body=body)
+                 last_exception: Optional[BaseException] = None, body: Any = None,
+                 retry_after: Optional[float] = None) -> None:
+        code = body.get("error") if isinstance(body, dict) else None
+        super().__init__(message, status=status, code=code if isinstance(code, str) else None, body=body)
         self.attempts = attempts
         self.last_exception = last_exception
+        self.retry_after = retry_after
+        """Seconds from the last answer's ``Retry-After`` (a 429 or 503), if it had one."""
 
 
 _ERRORS = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 413: PayloadTooLarge}
@@ -261,12 +265,27 @@ class Client:
         raise self._error(resp)
 
     def lookup(self, pcs_id: str) -> Optional[Outcome]:
-        """GET ``/v1/pcs/{pcs_id}``: the stored decision, or ``None`` if there is none (404)."""
+        """GET ``/v1/pcs/{pcs_id}``: the stored decision, or ``None`` if there is none (404).
+
+        The gateway wraps the outcome: ``{"pcs_id", "tenant", "status", "outcome": {...}, ...}``.
+        The returned :class:`Outcome` is the inner one; the wrapper's other fields (``status`` is the
+        HTTP status the first submit got, ``tenant``, ``tier``...) go into :attr:`Outcome.extra`
+        without overriding the outcome's own. A bare outcome body is read as is.
+        """
         resp = self._request("GET", "/v1/pcs/" + quote(pcs_id, safe=""), None, {})
         if resp.status == 200:
             payload = resp.json()
             if not isinstance(payload, dict):
                 raise UnexpectedResponse("lookup returned a non-object body", 200, body=resp.body)
+            nested = payload.get("outcome")
+            if "accepted" not in payload and isinstance(nested, dict) and "accepted" in nested:
+                outcome = Outcome.from_dict(nested)
+                for key, value in payload.items():
+                    if key != "outcome":
+                        outcome.extra.setdefault(key, value)
+                return outcome
+            if "accepted" not in payload:
+                raise UnexpectedResponse("lookup returned no outcome", 200, body=payload)
             return Outcome.from_dict(payload)
         if resp.status == 404:
             return None
@@ -329,7 +348,7 @@ class Client:
             if attempts > self.max_retries:
                 what = f"HTTP {last_status}" if last_status is not None else repr(last_exc)
                 raise RetriesExhausted(f"{method} {path} failed after {attempts} attempts: {what}",
-                                       attempts, last_status, last_exc, last_body)
+                                       attempts, last_status, last_exc, last_body, retry_after)
             self._sleep(self.backoff_delay(attempts - 1, retry_after))
 
     def _connection(self) -> http.client.HTTPConnection:

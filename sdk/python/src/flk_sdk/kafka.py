@@ -68,8 +68,10 @@ def _make_producer(config: Mapping[str, Any]) -> Any:
     from confluent_kafka import Producer  # lazy: optional dependency
 
     # Durable by default: a record the broker acknowledged must survive a leader loss, and retries
-    # inside librdkafka must not duplicate or reorder records.
-    merged = {"acks": "all", "enable.idempotence": True}
+    # inside librdkafka must not duplicate or reorder records. librdkafka hashes keys with CRC32 by
+    # default; the gateway (and the Java, Go and kafkajs clients) use murmur2, so without this a
+    # duplicate sent here and one sent through the gateway would land in different partitions.
+    merged = {"acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random"}
     merged.update(config)
     return Producer(merged)
 
