@@ -148,6 +148,10 @@ type Decision struct {
 	Region string `json:"region,omitempty"`
 	// AuditSeq is the decision's position in the audit log.
 	AuditSeq *int64 `json:"audit_seq,omitempty"`
+	// Status is the HTTP status the first submission of the id got (200 or
+	// 202), as Lookup reports it; zero in a Submit answer, whose
+	// SubmitResult.StatusCode says it.
+	Status int `json:"-"`
 	// Raw is the body as received, for fields this SDK does not know yet.
 	Raw json.RawMessage `json:"-"`
 }
@@ -226,11 +230,38 @@ func (c *Client) Lookup(ctx context.Context, pcsID string) (*Decision, error) {
 	if resp.status != http.StatusOK {
 		return nil, apiError(resp, attempts)
 	}
-	d, err := decodeDecision(resp.body)
+	d, err := decodeLookup(resp.body)
 	if err != nil {
 		return nil, unexpected(resp, err)
 	}
 	return &d, nil
+}
+
+// decodeLookup reads a lookup body. The gateway wraps the stored outcome:
+// {"pcs_id", "tenant", "status", "outcome": {...}, ...}; Raw keeps the whole
+// body. A bare outcome at the top level is read too.
+func decodeLookup(body []byte) (Decision, error) {
+	var wrapper struct {
+		PcsID   string          `json:"pcs_id"`
+		Status  int             `json:"status"`
+		Outcome json.RawMessage `json:"outcome"`
+	}
+	if err := json.Unmarshal(body, &wrapper); err != nil {
+		return Decision{}, err
+	}
+	if len(wrapper.Outcome) == 0 {
+		return decodeDecision(body)
+	}
+	d, err := decodeDecision(wrapper.Outcome)
+	if err != nil {
+		return Decision{}, err
+	}
+	if d.PcsID == "" {
+		d.PcsID = wrapper.PcsID
+	}
+	d.Status = wrapper.Status
+	d.Raw = append(json.RawMessage(nil), body...)
+	return d, nil
 }
 
 func kindOf(o Outcome) ResultKind {

@@ -373,6 +373,30 @@ func TestLookup(t *testing.T) {
 	}
 }
 
+func TestLookupUnwrapsTheGatewayEnvelope(t *testing.T) {
+	// What flk serve answers: the stored outcome under "outcome", bookkeeping beside it.
+	_, srv := newFakeGateway(t,
+		scripted{status: 200, body: `{"outcome":{"accepted":true,"escalated":true,"reason":"r","recomputed_D_hat":0.5},` +
+			`"pcs_id":"p1","source":"cache","status":202,"tenant":"default","tier":"hot"}`},
+		scripted{status: 200, body: `{"pcs_id":"p1","status":200}`},
+	)
+	c := newTestClient(t, srv.URL)
+	d, err := c.Lookup(context.Background(), "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Accepted || !d.Escalated || d.Reason != "r" || d.PcsID != "p1" || d.Status != 202 {
+		t.Fatalf("decision %+v", d)
+	}
+	var raw map[string]any
+	if json.Unmarshal(d.Raw, &raw) != nil || raw["tenant"] != "default" {
+		t.Fatalf("raw body %s", d.Raw)
+	}
+	if _, err := c.Lookup(context.Background(), "p1"); !errors.Is(err, ErrUnexpectedResponse) {
+		t.Fatalf("envelope without an outcome: %v", err)
+	}
+}
+
 func TestSubmitRejectsUndecodableOutcome(t *testing.T) {
 	_, srv := newFakeGateway(t, scripted{status: 200, body: `not json`}, scripted{status: 202, body: `{"reason":"x"}`})
 	c := newTestClient(t, srv.URL)
