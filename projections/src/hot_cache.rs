@@ -241,6 +241,11 @@ impl HotCache {
         })
     }
 
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The ring (for `dedup-migrate`).
     pub fn ring(&self) -> &HashRing {
         &self.ring
