@@ -108,10 +108,18 @@ export interface RequestOptions {
 
 /** A decision found by `lookup`. */
 export interface LookupResult {
-  /** HTTP status of the lookup response. */
+  /**
+   * The status the first submit of this `pcs_id` got (200 accepted, 202 otherwise): the `status`
+   * field of the gateway's answer, or the lookup's own HTTP status when the body has none.
+   */
   status: number;
   /** The stored outcome with whatever extra fields the gateway adds. */
   outcome: GatewayOutcome;
+  /**
+   * The whole answer: the gateway wraps the outcome as
+   * `{"pcs_id", "tenant", "status", "outcome": {...}, ...}` (a bare outcome body is read too).
+   */
+  body: Record<string, unknown>;
 }
 
 /** One HTTP exchange's result, before classification into a result or an error. */
@@ -240,14 +248,18 @@ export class FlkClient {
     }
     if (response.status === 200 || response.status === 202) {
       const json = parseJsonBody(body);
-      if (!isOutcome(json)) {
+      const nested = isRecord(json) ? json["outcome"] : undefined;
+      const outcome = isOutcome(json) ? json : isOutcome(nested) ? nested : undefined;
+      if (outcome === undefined || !isRecord(json)) {
         throw new UnexpectedResponseError(`lookup answered ${response.status} without an outcome body`, {
           status: response.status,
           body,
           attempts,
         }, false);
       }
-      return { status: response.status, outcome: json };
+      const stored = outcome === nested ? json["status"] : undefined;
+      const status = typeof stored === "number" && Number.isInteger(stored) ? stored : response.status;
+      return { status, outcome, body: json };
     }
     throw this.errorFor(exchange, attempts);
   }

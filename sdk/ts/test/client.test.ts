@@ -335,6 +335,22 @@ describe("FlkClient.lookup", () => {
     assert.equal(seen[0]?.headers["x-tenant-id"], "acme");
   });
 
+  it("unwraps the gateway's envelope and reports the stored status", async () => {
+    script = [
+      {
+        status: 200,
+        body: `{"outcome":${ESCALATED},"pcs_id":"p1","source":"cache","status":202,"tenant":"acme","tier":"hot"}`,
+      },
+      { status: 200, body: '{"pcs_id":"p1","status":200}' },
+    ];
+    const { client: c } = client();
+    const found = await c.lookup("p1");
+    assert.equal(found?.status, 202);
+    assert.deepEqual(found?.outcome, JSON.parse(ESCALATED));
+    assert.equal(found?.body["tenant"], "acme");
+    await rejectsWith(c.lookup("p1"), UnexpectedResponseError);
+  });
+
   it("escapes the id into one path segment", async () => {
     script = [{ status: 404, body: '{"error":"not_found","message":"no"}' }];
     const { client: c } = client();
