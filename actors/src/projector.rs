@@ -16,6 +16,7 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use events::DecisionEvent;
 use infra::config::KafkaConfig;
+use infra::failpoints::{Failpoints, points};
 use infra::kafka;
 use infra::metrics::Metrics;
 use projections::{Applied, Claim, ProjectionStore, StoreError};
@@ -52,6 +53,8 @@ pub struct ProjectorDeps {
     pub metrics: Metrics,
     /// Progress heartbeat watched by the supervisor.
     pub heartbeat: Heartbeat,
+    /// Fault injection (tests).
+    pub failpoints: Failpoints,
 }
 
 /// The supervised projector actor; its working state lives in the spawned loop.
@@ -230,6 +233,7 @@ async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
                 continue;
             };
             let last_offset = batch.last().map_or(-1, |(offset, _)| *offset);
+            deps.failpoints.hit(points::PROJECTOR_BEFORE_COMMIT).await?;
             match deps
                 .store
                 .apply_batch(CONSUMER, &topic, partition, claim.owner_epoch, &batch)

@@ -15,6 +15,7 @@ use events::{DecisionEvent, SourceCoordinates, SubmissionSource, TenantPolicy, d
 use futures::StreamExt as _;
 use futures::stream::FuturesOrdered;
 use infra::config::KafkaConfig;
+use infra::failpoints::{Failpoints, points};
 use infra::kafka::{self, headers};
 use infra::metrics::Metrics;
 use rdkafka::Message as _;
@@ -42,6 +43,8 @@ pub struct ShardDeps {
     pub metrics: Metrics,
     /// Progress heartbeat watched by the supervisor.
     pub heartbeat: Heartbeat,
+    /// Fault injection (tests).
+    pub failpoints: Failpoints,
 }
 
 /// The supervised shard actor. All state lives in the spawned loop, so a restart starts clean.
@@ -117,6 +120,7 @@ async fn run(deps: ShardDeps) -> anyhow::Result<()> {
         tokio::select! {
             received = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
                 let message = received.context("consuming submissions")?;
+                deps.failpoints.hit(points::SHARD_BEFORE_PRODUCE).await?;
                 let event = decide_message(&message, &deps);
                 deps.metrics
                     .decisions_produced

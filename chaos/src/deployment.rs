@@ -80,6 +80,8 @@ pub struct Deployment {
     pub max_body_bytes: usize,
     /// Directory holding the config file and process logs.
     pub dir: PathBuf,
+    /// TOML appended to the generated config (extra sections).
+    pub extra_toml: String,
 }
 
 impl Deployment {
@@ -99,6 +101,7 @@ impl Deployment {
             decision_timeout_ms: 10_000,
             max_body_bytes: 1024 * 1024,
             dir,
+            extra_toml: String::new(),
         })
     }
 
@@ -129,6 +132,8 @@ impl Deployment {
             self.decision_timeout_ms,
             self.max_body_bytes,
         );
+        text.push_str(&self.extra_toml);
+        text.push('\n');
         for tenant in &self.tenants {
             text.push_str(&format!(
                 "[tenants.{:?}]\nenabled = {}\n",

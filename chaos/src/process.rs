@@ -44,6 +44,16 @@ impl FlkProcess {
     /// Starts `flk serve --roles <roles>` for the deployment; waits for the gateway to listen when
     /// `gateway` is among the roles.
     pub fn start(deployment: &Deployment, roles: &str, name: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(deployment, roles, name, &[])
+    }
+
+    /// [`FlkProcess::start`] with extra environment variables (failpoints, overrides).
+    pub fn start_with_env(
+        deployment: &Deployment,
+        roles: &str,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let config = deployment.write_config()?;
         let log_path = deployment.dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)?;
@@ -51,6 +61,7 @@ impl FlkProcess {
             .args(["serve", "--roles", roles, "--log-format", "json", "-c"])
             .arg(&config)
             .env("RUST_LOG", "info,rdkafka=warn,actix_server=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .stdin(Stdio::null())

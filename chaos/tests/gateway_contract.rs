@@ -378,3 +378,62 @@ async fn hot_cache_fills_after_commit_and_refills_after_a_flush() {
     let _ = cache.flush_all_prefix().await;
     deployment.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_routes_health_ready_and_metrics_behind_basic_auth() {
+    let deployment = Deployment::new(tenants()).unwrap();
+    let flk = chaos::process::FlkProcess::start_with_env(
+        &deployment,
+        "gateway,shard,projector",
+        "all",
+        &[("FLK_METRICS_BASIC_AUTH", "ops:s3cret")],
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let url = flk.url();
+    let health = client.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(health.text().await.unwrap(), "OK");
+    let ready = client.get(format!("{url}/ready")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    assert_eq!(
+        submit_json(&client, url, None, &signed_record(40, SECRET))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let anonymous = client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let wrong = client
+        .get(format!("{url}/metrics"))
+        .basic_auth("ops", Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .basic_auth("ops", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("flk_ingest_total{tenant=\"default\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("flk_accepted{tenant=\"default\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&pcs_id(&signed_record(40, SECRET))),
+        "metrics must not carry ids"
+    );
+    // Secrets never reach the logs.
+    assert!(!flk.log().contains("s3cret") && !flk.log().contains(SECRET));
+    drop(flk);
+    deployment.cleanup().await;
+}

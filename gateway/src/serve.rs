@@ -13,6 +13,7 @@ use actors::shard::{ShardActor, ShardDeps};
 use actors::supervision::{Heartbeat, Watchdog};
 use anyhow::Context as _;
 use infra::config::Config;
+use infra::failpoints::Failpoints;
 use infra::metrics::Metrics;
 use projections::{HotCache, HotCacheConfig, ProjectionStore, StoreOptions, TenantTtl};
 
@@ -30,9 +31,6 @@ pub enum Role {
     /// Projector actors: decisions -> Postgres + Redis.
     Projector,
 }
-
-/// A heartbeat older than this means the actor is stuck and gets restarted.
-const STUCK_AFTER: Duration = Duration::from_secs(30);
 
 /// Opens the projection store with the tenants' dedup TTLs.
 pub async fn open_store(config: &Config, schema: &str) -> anyhow::Result<ProjectionStore> {
@@ -67,7 +65,11 @@ pub fn open_hot_cache(config: &Config) -> anyhow::Result<HotCache> {
 }
 
 /// Runs the given roles until the process is stopped. Must run inside an actix `System`.
-pub async fn serve(config: Config, roles: HashSet<Role>) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    roles: HashSet<Role>,
+    failpoints: Failpoints,
+) -> anyhow::Result<()> {
     infra::kafka::ensure_topics(&config.kafka)
         .await
         .context("creating topics")?;
@@ -87,6 +89,7 @@ pub async fn serve(config: Config, roles: HashSet<Role>) -> anyhow::Result<()> {
             max_body_bytes: config.gateway.max_body_bytes,
             metrics: metrics.clone(),
             heartbeat: heartbeat.clone(),
+            failpoints: failpoints.clone(),
         };
         let shard = Supervisor::start(move |_| ShardActor::new(deps));
         watched.push(("shard", heartbeat, shard.recipient()));
@@ -103,11 +106,15 @@ pub async fn serve(config: Config, roles: HashSet<Role>) -> anyhow::Result<()> {
             })),
             metrics: metrics.clone(),
             heartbeat: heartbeat.clone(),
+            failpoints: failpoints.clone(),
         };
         let projector = Supervisor::start(move |_| ProjectorActor::new(deps));
         watched.push(("projector", heartbeat, projector.recipient()));
     }
-    let _watchdog = actix::Actor::start(Watchdog::new(watched, STUCK_AFTER));
+    let _watchdog = actix::Actor::start(Watchdog::new(
+        watched,
+        Duration::from_millis(config.supervision.stuck_after_ms),
+    ));
 
     if !roles.contains(&Role::Gateway) {
         tracing::info!(roles = ?roles, "running without gateway");

@@ -57,6 +57,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Projector settings.
     pub projector: ProjectorConfig,
+    /// Supervision settings.
+    pub supervision: SupervisionConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -72,6 +74,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             gateway: GatewayConfig::default(),
             projector: ProjectorConfig::default(),
+            supervision: SupervisionConfig::default(),
             tenants,
         }
     }
@@ -215,6 +218,22 @@ pub struct ProjectorConfig {
 impl Default for ProjectorConfig {
     fn default() -> Self {
         ProjectorConfig { max_batch: 500 }
+    }
+}
+
+/// Supervision of actors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionConfig {
+    /// An actor whose loop has not made progress for this long is stuck and gets restarted.
+    pub stuck_after_ms: u64,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            stuck_after_ms: 30_000,
+        }
     }
 }
 
@@ -412,6 +431,12 @@ impl Config {
             return Err(invalid(
                 "projector.max_batch",
                 "must be between 1 and 10000",
+            ));
+        }
+        if self.supervision.stuck_after_ms < 1_000 {
+            return Err(invalid(
+                "supervision.stuck_after_ms",
+                "must be at least 1000",
             ));
         }
         if self.tenants.is_empty() {

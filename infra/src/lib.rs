@@ -5,6 +5,7 @@
 //! must do (bad input, retry later, fatal).
 
 pub mod config;
+pub mod failpoints;
 pub mod kafka;
 pub mod metrics;
 pub mod telemetry;

@@ -80,7 +80,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     } else {
         args.roles.into_iter().collect()
     };
-    actix_rt::System::new().block_on(crate::serve::serve(config, roles))?;
+    // Fault injection for tests; never set in production.
+    let failpoints =
+        infra::failpoints::Failpoints::parse(&std::env::var("FLK_FAILPOINTS").unwrap_or_default())
+            .map_err(|problem| anyhow::anyhow!("FLK_FAILPOINTS: {problem}"))?;
+    actix_rt::System::new().block_on(crate::serve::serve(config, roles, failpoints))?;
     Ok(0)
 }
 

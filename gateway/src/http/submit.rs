@@ -249,13 +249,16 @@ async fn log_submission(
     let timeout = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
-    match state.producer.send(record, timeout).await {
-        Ok(delivery) => Ok(SourceCoordinates {
+    // The delivery itself may take up to the producer's message timeout when Kafka is down; the
+    // request gives up at its deadline (a late delivery is decided anyway; a retry is a duplicate).
+    match tokio::time::timeout(timeout, state.producer.send(record, timeout)).await {
+        Ok(Ok(delivery)) => Ok(SourceCoordinates {
             topic: state.submissions_topic.clone(),
             partition: delivery.partition,
             offset: delivery.offset,
         }),
-        Err((error, _)) => Err(error.to_string()),
+        Ok(Err((error, _))) => Err(error.to_string()),
+        Err(_) => Err("no acknowledgement from Kafka before the deadline".to_owned()),
     }
 }
 

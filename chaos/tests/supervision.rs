@@ -1,0 +1,49 @@
+//! Supervision: a stuck actor (a handler that never returns) is detected by its heartbeat and
+//! restarted; one that fails is restarted with backoff; in both cases the record is decided.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chaos::deployment::{Deployment, TestTenant};
+use chaos::http::submit_json;
+use chaos::process::FlkProcess;
+use chaos::records::signed_record;
+
+const SECRET: &str = "testsecret";
+
+async fn decided_despite(failpoint: &str, log_line: &str) {
+    let mut deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
+    deployment.decision_timeout_ms = 30_000;
+    deployment.extra_toml = "[supervision]\nstuck_after_ms = 2000\n".to_owned();
+    let flk = FlkProcess::start_with_env(
+        &deployment,
+        "gateway,shard,projector",
+        "all",
+        &[("FLK_FAILPOINTS", failpoint)],
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let answer = submit_json(&client, flk.url(), None, &signed_record(7, SECRET))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}\n{}", answer.body, flk.log());
+    assert!(
+        flk.log().contains(log_line),
+        "expected `{log_line}` in the log:\n{}",
+        flk.log()
+    );
+    drop(flk);
+    deployment.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_projector_is_restarted_by_the_watchdog() {
+    decided_despite("projector.before_commit=stall_once", "actor stuck").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_shard_is_restarted_with_backoff() {
+    decided_despite(
+        "shard.before_produce=error_once",
+        "shard stopped; restarting",
+    )
+    .await;
+}
