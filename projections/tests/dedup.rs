@@ -348,3 +348,49 @@ async fn nul_characters_do_not_wedge_the_projector() {
     assert_eq!(applied[1].pcs_id_opt.as_deref(), Some("p\u{FFFD}q"));
     assert!(store.verify_audit_chain(0).await.unwrap().is_intact());
 }
+
+#[tokio::test]
+async fn two_partitions_racing_on_the_same_keys_agree_on_one_first() {
+    // Keys are normally co-partitioned, but records produced without a key (or mirrored) can put
+    // one (tenant, pcs_id) on two decisions partitions; their projectors must not both win.
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let batch = |partition: i32, digest: u8| {
+        numbered(
+            0,
+            (0..200)
+                .map(|i| {
+                    let mut event = accepted(i, "acme", &format!("k{i}"), digest);
+                    event.source = source(partition, i);
+                    event
+                })
+                .collect(),
+        )
+    };
+    let (left, right) = (batch(0, 1), batch(1, 2));
+    let claim_left = store.claim_partition(CONSUMER, DECISIONS, 0).await.unwrap();
+    let claim_right = store.claim_partition(CONSUMER, DECISIONS, 1).await.unwrap();
+    let (left_applied, right_applied) = tokio::join!(
+        store.apply_batch(CONSUMER, DECISIONS, 0, claim_left.owner_epoch, &left),
+        store.apply_batch(CONSUMER, DECISIONS, 1, claim_right.owner_epoch, &right),
+    );
+    let (left_applied, right_applied) = (left_applied.unwrap(), right_applied.unwrap());
+    for (l, r) in left_applied.iter().zip(&right_applied) {
+        let results = [l.dedup_result, r.dedup_result];
+        assert!(
+            results.contains(&DedupResult::First) && results.contains(&DedupResult::Conflict),
+            "{results:?}"
+        );
+        let stored = store
+            .lookup("acme", l.pcs_id_opt.as_deref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let winner = if l.dedup_result == DedupResult::First {
+            l
+        } else {
+            r
+        };
+        assert_eq!(Some(stored.signed_digest), winner.signed_digest_opt);
+    }
+}
