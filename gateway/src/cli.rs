@@ -1,5 +1,6 @@
 //! The `flk` command line (clap). Each subcommand group lives in its own module under `cli/`.
 
+mod bench;
 mod load;
 mod pcs;
 mod service;
@@ -30,6 +31,9 @@ pub enum Command {
     /// Send a mixed demo load (accepted, escalated, duplicates, conflicts, bad signatures) to a
     /// gateway and print the answers by status.
     Load(load::LoadArgs),
+    /// Measure a running `flk serve`: signed point-cloud records through the gateway or straight
+    /// into Kafka, open or closed loop; prints throughput and latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -40,5 +44,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Replay(args) => service::replay(args),
         Command::StateHash(args) => service::state_hash(args),
         Command::Load(args) => load::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
