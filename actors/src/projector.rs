@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use anyhow::Context as _;
 use events::DecisionEvent;
 use infra::config::KafkaConfig;
@@ -25,7 +24,7 @@ use rdkafka::{ClientContext, Message as _, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::decision_bus::DecisionBus;
-use crate::supervision::{Backoff, Heartbeat, Restart};
+use crate::supervision::Heartbeat;
 
 /// Consumer name recorded with the projection offsets.
 pub const CONSUMER: &str = "flk-projector";
@@ -55,60 +54,6 @@ pub struct ProjectorDeps {
     pub heartbeat: Heartbeat,
     /// Fault injection (tests).
     pub failpoints: Failpoints,
-}
-
-/// The supervised projector actor; its working state lives in the spawned loop.
-#[derive(Debug)]
-pub struct ProjectorActor {
-    /// Dependencies.
-    deps: ProjectorDeps,
-    /// Restart backoff (supervision state).
-    backoff: Backoff,
-}
-
-impl ProjectorActor {
-    /// A projector that starts consuming when started.
-    pub fn new(deps: ProjectorDeps) -> Self {
-        ProjectorActor {
-            deps,
-            backoff: Backoff::default(),
-        }
-    }
-}
-
-impl Actor for ProjectorActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let deps = self.deps.clone();
-        let delay = self.backoff.next_delay();
-        let work = async move {
-            actix::clock::sleep(delay).await;
-            run(deps).await
-        };
-        ctx.spawn(work.into_actor(self).map(|result, actor, ctx| {
-            if let Err(error) = result {
-                tracing::error!(actor = "projector", error = %format!("{error:#}"), "projector stopped; restarting");
-                actor.deps.metrics.actor_restarts.with_label_values(&["projector"]).inc();
-            }
-            ctx.stop();
-        }));
-    }
-}
-
-impl Supervised for ProjectorActor {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.deps.heartbeat.beat();
-    }
-}
-
-impl Handler<Restart> for ProjectorActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Restart, ctx: &mut Self::Context) {
-        tracing::warn!(actor = "projector", "heartbeat stale; restarting");
-        ctx.stop();
-    }
 }
 
 /// Partition changes reported by librdkafka's rebalance callback.
@@ -150,7 +95,8 @@ fn partitions(list: &TopicPartitionList) -> Vec<i32> {
         .collect()
 }
 
-async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
+/// The projector loop: runs until a store or Kafka error; the supervisor restarts it.
+pub async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
     let topic = deps.kafka.decisions_topic();
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
     let consumer = kafka::consumer(

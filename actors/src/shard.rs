@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use anyhow::Context as _;
 use events::{DecisionEvent, SourceCoordinates, SubmissionSource, TenantPolicy, decide};
 use futures::StreamExt as _;
@@ -23,7 +22,7 @@ use rdkafka::consumer::{Consumer as _, DefaultConsumerContext};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
 
-use crate::supervision::{Backoff, Heartbeat};
+use crate::supervision::Heartbeat;
 
 /// Most decisions awaiting their Kafka ack at once (bounds memory and redelivery after a crash).
 const MAX_IN_FLIGHT: usize = 2_048;
@@ -47,61 +46,8 @@ pub struct ShardDeps {
     pub failpoints: Failpoints,
 }
 
-/// The supervised shard actor. All state lives in the spawned loop, so a restart starts clean.
-#[derive(Debug)]
-pub struct ShardActor {
-    /// Dependencies.
-    deps: ShardDeps,
-    /// Restart backoff (survives restarts on purpose: it is supervision state, not actor state).
-    backoff: Backoff,
-}
-
-impl ShardActor {
-    /// A shard actor that starts consuming when started.
-    pub fn new(deps: ShardDeps) -> Self {
-        ShardActor {
-            deps,
-            backoff: Backoff::default(),
-        }
-    }
-}
-
-impl Actor for ShardActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let deps = self.deps.clone();
-        let delay = self.backoff.next_delay();
-        let work = async move {
-            actix::clock::sleep(delay).await;
-            run(deps).await
-        };
-        ctx.spawn(work.into_actor(self).map(|result, actor, ctx| {
-            if let Err(error) = result {
-                tracing::error!(actor = "shard", error = %format!("{error:#}"), "shard stopped; restarting");
-                actor.deps.metrics.actor_restarts.with_label_values(&["shard"]).inc();
-            }
-            ctx.stop();
-        }));
-    }
-}
-
-impl Supervised for ShardActor {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.deps.heartbeat.beat();
-    }
-}
-
-impl Handler<crate::supervision::Restart> for ShardActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: crate::supervision::Restart, ctx: &mut Self::Context) {
-        tracing::warn!(actor = "shard", "heartbeat stale; restarting");
-        ctx.stop();
-    }
-}
-
-async fn run(deps: ShardDeps) -> anyhow::Result<()> {
+/// The shard loop: runs until a Kafka error; the supervisor restarts it.
+pub async fn run(deps: ShardDeps) -> anyhow::Result<()> {
     let submissions = deps.kafka.submissions_topic();
     let decisions = deps.kafka.decisions_topic();
     let consumer = kafka::consumer(

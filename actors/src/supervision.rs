@@ -9,6 +9,92 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures::future::LocalBoxFuture;
+use prometheus::IntCounter;
+
+/// The work loop of a [`LoopActor`]: runs until it fails (it never returns `Ok` in normal operation).
+pub type WorkLoop = LocalBoxFuture<'static, anyhow::Result<()>>;
+
+/// A supervised actor whose whole job is one async loop (shard, projector, ...).
+///
+/// All working state lives inside the loop's future, so an actix restart (which keeps the same
+/// instance) starts from a clean slate: the loop is rebuilt by `make_loop`, reconnects and reloads
+/// its checkpoint. When the loop fails, the actor stops and its `Supervisor` restarts it after the
+/// backoff delay; the watchdog's [`Restart`] message does the same for a loop that stopped beating.
+pub struct LoopActor {
+    /// Name used in logs and metrics labels.
+    name: &'static str,
+    /// Builds a fresh loop for every (re)start.
+    make_loop: Box<dyn Fn() -> WorkLoop>,
+    /// Restart backoff (supervision state: survives restarts on purpose).
+    backoff: Backoff,
+    /// The loop's progress heartbeat.
+    heartbeat: Heartbeat,
+    /// Counts restarts after failures.
+    restarts: IntCounter,
+}
+
+impl std::fmt::Debug for LoopActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopActor")
+            .field("name", &self.name)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoopActor {
+    /// An actor named `name` running the loops `make_loop` builds.
+    pub fn new(
+        name: &'static str,
+        heartbeat: Heartbeat,
+        restarts: IntCounter,
+        make_loop: impl Fn() -> WorkLoop + 'static,
+    ) -> Self {
+        LoopActor {
+            name,
+            make_loop: Box::new(make_loop),
+            backoff: Backoff::default(),
+            heartbeat,
+            restarts,
+        }
+    }
+}
+
+impl Actor for LoopActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let delay = self.backoff.next_delay();
+        let work = (self.make_loop)();
+        let delayed = async move {
+            actix::clock::sleep(delay).await;
+            work.await
+        };
+        ctx.spawn(delayed.into_actor(self).map(|result, actor, ctx| {
+            if let Err(error) = result {
+                tracing::error!(actor = actor.name, error = %format!("{error:#}"), "{} stopped; restarting", actor.name);
+                actor.restarts.inc();
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+impl Supervised for LoopActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.heartbeat.beat();
+    }
+}
+
+impl Handler<Restart> for LoopActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Restart, ctx: &mut Self::Context) {
+        tracing::warn!(actor = self.name, "heartbeat stale; restarting");
+        ctx.stop();
+    }
+}
 
 /// Asks a supervised actor to stop so its supervisor restarts it.
 #[derive(Debug, Message)]

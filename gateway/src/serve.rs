@@ -8,10 +8,11 @@ use std::time::Duration;
 use actix::Supervisor;
 use actix_web::{App, HttpServer, web};
 use actors::decision_bus::DecisionBus;
-use actors::projector::{ProjectorActor, ProjectorDeps};
-use actors::shard::{ShardActor, ShardDeps};
-use actors::supervision::{Heartbeat, Watchdog};
+use actors::projector::ProjectorDeps;
+use actors::shard::ShardDeps;
+use actors::supervision::{Heartbeat, LoopActor, Watchdog};
 use anyhow::Context as _;
+use futures::FutureExt as _;
 use infra::config::Config;
 use infra::failpoints::Failpoints;
 use infra::metrics::Metrics;
@@ -91,7 +92,13 @@ pub async fn serve(
             heartbeat: heartbeat.clone(),
             failpoints: failpoints.clone(),
         };
-        let shard = Supervisor::start(move |_| ShardActor::new(deps));
+        let restarts = metrics.actor_restarts.with_label_values(&["shard"]);
+        let beat = heartbeat.clone();
+        let shard = Supervisor::start(move |_| {
+            LoopActor::new("shard", beat, restarts, move || {
+                actors::shard::run(deps.clone()).boxed_local()
+            })
+        });
         watched.push(("shard", heartbeat, shard.recipient()));
     }
     if roles.contains(&Role::Projector) {
@@ -108,7 +115,13 @@ pub async fn serve(
             heartbeat: heartbeat.clone(),
             failpoints: failpoints.clone(),
         };
-        let projector = Supervisor::start(move |_| ProjectorActor::new(deps));
+        let restarts = metrics.actor_restarts.with_label_values(&["projector"]);
+        let beat = heartbeat.clone();
+        let projector = Supervisor::start(move |_| {
+            LoopActor::new("projector", beat, restarts, move || {
+                actors::projector::run(deps.clone()).boxed_local()
+            })
+        });
         watched.push(("projector", heartbeat, projector.recipient()));
     }
     let _watchdog = actix::Actor::start(Watchdog::new(
