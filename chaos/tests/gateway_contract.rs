@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chaos::deployment::{Deployment, TestTenant};
-use chaos::http::{lookup, submit, submit_json};
+use chaos::http::{Answer, lookup, submit, submit_json};
 use chaos::process::{FlkProcess, run_flk};
 use chaos::records::{edited, golden, pcs_id, signed_record};
 use chaos::wait_until;
@@ -13,6 +13,36 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 const SECRET: &str = "testsecret";
+
+/// Counts an answer that implies its body was logged (everything but 413 and 429).
+fn count(logged: &mut i64, answer: anyhow::Result<Answer>) -> anyhow::Result<Answer> {
+    if let Ok(answer) = &answer {
+        if answer.status != 413 && answer.status != 429 {
+            *logged += 1;
+        }
+    }
+    answer
+}
+
+async fn counted(
+    logged: &mut i64,
+    client: &reqwest::Client,
+    url: &str,
+    tenant_opt: Option<&str>,
+    body: Vec<u8>,
+) -> anyhow::Result<Answer> {
+    count(logged, submit(client, url, tenant_opt, body).await)
+}
+
+async fn counted_json(
+    logged: &mut i64,
+    client: &reqwest::Client,
+    url: &str,
+    tenant_opt: Option<&str>,
+    record: &serde_json::Value,
+) -> anyhow::Result<Answer> {
+    count(logged, submit_json(client, url, tenant_opt, record).await)
+}
 
 fn tenants() -> Vec<TestTenant> {
     vec![
@@ -40,6 +70,8 @@ async fn status_matrix() {
     let flk = FlkProcess::start(&deployment, "gateway,shard,projector", "all").unwrap();
     let url = flk.url().to_owned();
     let client = reqwest::Client::new();
+    // Requests answered with anything but 413/429: each must have left its body in the log (I1).
+    let mut logged = 0i64;
 
     // Golden records: 200, then the stored outcome with Idempotent-Replayed.
     for file in ["pcs_tiny_case_1.json", "pcs_tiny_case_2.json"] {
@@ -48,11 +80,15 @@ async fn status_matrix() {
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();
-        let first = submit(&client, &url, None, body.clone()).await.unwrap();
+        let first = counted(&mut logged, &client, &url, None, body.clone())
+            .await
+            .unwrap();
         assert_eq!(first.status, 200, "{file}: {:?}\n{}", first.body, flk.log());
         assert!(!first.replayed);
         assert_eq!(first.body["accepted"], true);
-        let again = submit(&client, &url, None, body).await.unwrap();
+        let again = counted(&mut logged, &client, &url, None, body)
+            .await
+            .unwrap();
         assert_eq!((again.status, again.replayed), (200, true), "{file}");
         assert_eq!(
             again.body["recomputed_D_hat"],
@@ -62,7 +98,7 @@ async fn status_matrix() {
 
     // Conflict: same pcs_id, different signed fields -> 409 carrying the first outcome.
     let conflicting = edited(&golden(), json!({"budget": 0.3178}), SECRET);
-    let conflict = submit_json(&client, &url, None, &conflicting)
+    let conflict = counted_json(&mut logged, &client, &url, None, &conflicting)
         .await
         .unwrap();
     assert_eq!(conflict.status, 409, "{:?}", conflict.body);
@@ -73,20 +109,24 @@ async fn status_matrix() {
     let record = signed_record(1, SECRET);
     let mut forged = record.clone();
     forged["sig"] = json!("AAAA");
-    let rejected = submit_json(&client, &url, None, &forged).await.unwrap();
+    let rejected = counted_json(&mut logged, &client, &url, None, &forged)
+        .await
+        .unwrap();
     assert_eq!(rejected.status, 401);
     assert_eq!(rejected.body["error"], "signature_invalid");
     let unsigned = edited(&record, json!({"sig": null}), "unused");
     let mut unsigned = unsigned;
     unsigned.as_object_mut().unwrap().remove("sig");
     assert_eq!(
-        submit_json(&client, &url, None, &unsigned)
+        counted_json(&mut logged, &client, &url, None, &unsigned)
             .await
             .unwrap()
             .status,
         401
     );
-    let valid = submit_json(&client, &url, None, &record).await.unwrap();
+    let valid = counted_json(&mut logged, &client, &url, None, &record)
+        .await
+        .unwrap();
     assert_eq!((valid.status, valid.replayed), (200, false));
 
     // Escalated outcome: 202, and its replay keeps 202.
@@ -95,18 +135,24 @@ async fn status_matrix() {
         json!({"regime": "sticky"}),
         SECRET,
     );
-    let answer = submit_json(&client, &url, None, &escalated).await.unwrap();
+    let answer = counted_json(&mut logged, &client, &url, None, &escalated)
+        .await
+        .unwrap();
     assert_eq!(answer.status, 202);
     assert_eq!(
         answer.body["reason"],
         "regime mismatch: claimed=sticky, expected=mixed"
     );
-    let replay = submit_json(&client, &url, None, &escalated).await.unwrap();
+    let replay = counted_json(&mut logged, &client, &url, None, &escalated)
+        .await
+        .unwrap();
     assert_eq!((replay.status, replay.replayed), (202, true));
 
     // Validation failure: 202 with accepted=false.
     let bad_id = edited(&signed_record(3, SECRET), json!({"pcs_id": "nope"}), SECRET);
-    let answer = submit_json(&client, &url, None, &bad_id).await.unwrap();
+    let answer = counted_json(&mut logged, &client, &url, None, &bad_id)
+        .await
+        .unwrap();
     assert_eq!(answer.status, 202);
     assert_eq!(answer.body["accepted"], false);
 
@@ -122,7 +168,9 @@ async fn status_matrix() {
             "sent_at",
         ),
     ] {
-        let answer = submit(&client, &url, None, body).await.unwrap();
+        let answer = counted(&mut logged, &client, &url, None, body)
+            .await
+            .unwrap();
         assert_eq!(answer.status, 400, "{:?}", answer.body);
         assert!(
             answer.body["message"].as_str().unwrap().contains(needle),
@@ -133,14 +181,14 @@ async fn status_matrix() {
 
     // 403: unknown and disabled tenants.
     assert_eq!(
-        submit_json(&client, &url, Some("nobody"), &record)
+        counted_json(&mut logged, &client, &url, Some("nobody"), &record)
             .await
             .unwrap()
             .status,
         403
     );
     assert_eq!(
-        submit_json(&client, &url, Some("frozen"), &record)
+        counted_json(&mut logged, &client, &url, Some("frozen"), &record)
             .await
             .unwrap()
             .status,
@@ -148,19 +196,33 @@ async fn status_matrix() {
     );
 
     // 413: over the body limit, before anything is logged.
-    let answer = submit(&client, &url, None, vec![b' '; 5000]).await.unwrap();
+    let answer = counted(&mut logged, &client, &url, None, vec![b' '; 5000])
+        .await
+        .unwrap();
     assert_eq!(answer.status, 413);
     assert_eq!(answer.body["error"], "payload_too_large");
 
     // 429 with Retry-After: the `slow` tenant allows a burst of one.
     let unsigned_tenant_record = signed_record(4, SECRET);
-    let first = submit_json(&client, &url, Some("slow"), &unsigned_tenant_record)
-        .await
-        .unwrap();
+    let first = counted_json(
+        &mut logged,
+        &client,
+        &url,
+        Some("slow"),
+        &unsigned_tenant_record,
+    )
+    .await
+    .unwrap();
     assert_eq!(first.status, 200, "{:?}", first.body);
-    let limited = submit_json(&client, &url, Some("slow"), &signed_record(5, SECRET))
-        .await
-        .unwrap();
+    let limited = counted_json(
+        &mut logged,
+        &client,
+        &url,
+        Some("slow"),
+        &signed_record(5, SECRET),
+    )
+    .await
+    .unwrap();
     assert_eq!(limited.status, 429);
     assert!(limited.retry_after_opt.unwrap().parse::<u64>().unwrap() >= 1);
 
@@ -178,6 +240,13 @@ async fn status_matrix() {
         404
     );
 
+    // I1: every body but the 413 and 429 ones is in the write-ahead log, and was decided.
+    assert_eq!(
+        chaos::history::wal_record_count(&deployment).unwrap(),
+        logged
+    );
+    let report = chaos::history::check(&deployment, &[]).await.unwrap();
+    assert_eq!(report.audit_entries, logged);
     drop(flk);
     deployment.cleanup().await;
 }
