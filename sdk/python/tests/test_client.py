@@ -32,6 +32,7 @@ from flk_sdk.client import (
 from flk_sdk.pcs import PCS
 
 DROP = "drop"  # close the connection without answering: a network error for the client
+CLOSE_AFTER = "X-Test-Close-After"  # pseudo-header: answer, then close without "Connection: close"
 OK_BODY = {"accepted": True, "escalated": False, "recomputed_D_hat": 1.0, "recomputed_budget": 0.285}
 ESC_BODY = {"accepted": True, "escalated": True, "recomputed_D_hat": 1.0, "recomputed_budget": 0.285,
             "reason": "regime mismatch: claimed=sticky, expected=mixed"}
@@ -73,10 +74,17 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        close_after = headers.get(CLOSE_AFTER) is not None
         for name, value in headers.items():
-            self.send_header(name, value)
+            if name != CLOSE_AFTER:
+                self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+        if close_after:
+            # Like flk serve after answering 429 before reading the body: the connection is closed
+            # although the response did not announce it.
+            self.wfile.flush()
+            self.close_connection = True
 
     do_GET = _serve
     do_POST = _serve
@@ -254,6 +262,20 @@ def test_connection_refused_exhausts() -> None:
         client.submit(sample_pcs())
     assert info.value.status is None and isinstance(info.value.last_exception, OSError)
     assert len(sleeps) == 2
+
+
+def test_connection_closed_after_an_answer_is_not_reused(server) -> None:
+    url, script = server
+    script.add(429, {"error": "rate_limited"}, {"Retry-After": "1", CLOSE_AFTER: "1"})
+    script.add(200, OK_BODY)
+    script.add(200, OK_BODY, {CLOSE_AFTER: "1"})
+    script.add(200, OK_BODY)
+    client, sleeps = make_client(url, max_retries=1)
+    assert isinstance(client.submit(sample_pcs()), Accepted)
+    assert sleeps == [1.0]  # only the Retry-After; the closed connection cost no failed attempt
+    assert isinstance(client.submit(sample_pcs()), Accepted)
+    assert isinstance(client.submit(sample_pcs()), Accepted)
+    assert sleeps == [1.0] and len(script.requests) == 4
 
 
 def test_keep_alive_connection_is_reused(server) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import http.client
 import json
 import random as _random
+import select
+import socket
 import ssl
 import threading
 import time
@@ -162,6 +164,14 @@ class _Response:
             return json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return None
+
+
+# How a kept-alive connection that the server already closed fails when it is used again.
+_STALE_ERRORS: Tuple[Type[BaseException], ...] = (
+    BrokenPipeError,
+    ConnectionResetError,  # includes http.client.RemoteDisconnected
+    ConnectionAbortedError,
+)
 
 
 def _is_retryable(status: int) -> bool:
@@ -353,6 +363,12 @@ class Client:
 
     def _connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and _dropped(conn.sock):
+            # The server closed this idle keep-alive connection (its idle timeout, or an early
+            # answer such as a 429 sent before the body was read, after which the gateway closes
+            # without saying "Connection: close"). Writing to it would fail with EPIPE/ECONNRESET.
+            conn.close()
+            conn = None
         if conn is None:
             if self._scheme == "https":
                 conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
@@ -365,6 +381,20 @@ class Client:
     def _send(self, method: str, path: str, body: Optional[bytes],
               headers: Mapping[str, str]) -> _Response:
         conn = self._connection()
+        reused = conn.sock is not None  # http.client connects lazily, so a socket means kept alive
+        try:
+            return self._exchange(conn, method, path, body, headers)
+        except _STALE_ERRORS:
+            if not reused:
+                raise
+            # The server closed the kept-alive connection just as it was reused (the check in
+            # _connection can lose that race): no answer came, so resend once on a new connection
+            # rather than spend a retry and a backoff on it. Resending is safe (see the module doc).
+            self.close()
+            return self._exchange(self._connection(), method, path, body, headers)
+
+    def _exchange(self, conn: http.client.HTTPConnection, method: str, path: str,
+                  body: Optional[bytes], headers: Mapping[str, str]) -> _Response:
         conn.request(method, path, body=body, headers=dict(headers))
         raw = conn.getresponse()
         data = raw.read()
@@ -372,6 +402,25 @@ class Client:
         if raw.will_close:
             self.close()
         return _Response(raw.status, resp_headers, data)
+
+
+def _dropped(sock: Optional[socket.socket]) -> bool:
+    """True when an idle connection's socket is readable: EOF, a reset, or bytes nobody asked for.
+
+    Between requests a healthy keep-alive socket has nothing to read, so any readiness means it
+    cannot carry the next request.
+    """
+    if sock is None:
+        return False
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    except (OSError, ValueError):  # closed or invalid descriptor
+        return True
 
 
 def _encode_body(pcs: Union[PCS, Mapping[str, Any], bytes, str]) -> bytes:
