@@ -12,10 +12,12 @@ use actors::decision_bus::Wakeup;
 use events::SourceCoordinates;
 use futures::StreamExt as _;
 use infra::kafka::headers;
+use infra::tracing_context;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument as _;
 
 use super::AppState;
 use super::respond::{applied_response, error_response};
@@ -43,12 +45,17 @@ async fn read_body(
     limit: usize,
 ) -> Result<web::BytesMut, HttpResponse> {
     let too_large = || {
-        error_response(
+        let mut response = error_response(
             413,
             "payload_too_large",
             &format!("body is larger than {limit} bytes"),
             None,
-        )
+        );
+        // The rest of the body is never read, so the connection cannot be reused.
+        response
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        response
     };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -74,7 +81,11 @@ pub async fn submit(
     mut payload: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
-    let response = submit_inner(&state, &request, &mut payload).await;
+    let span = submit_span(&request);
+    let response = submit_inner(&state, &request, &mut payload)
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     state
         .metrics
@@ -89,6 +100,25 @@ pub async fn submit(
     response
 }
 
+/// One span per request; it continues the caller's W3C trace, or starts one.
+fn submit_span(request: &HttpRequest) -> tracing::Span {
+    let span = tracing::info_span!(
+        "gateway.submit",
+        otel.kind = "server",
+        http.response.status_code = tracing::field::Empty,
+    );
+    tracing_context::continue_trace(&span, incoming_traceparent(request));
+    span
+}
+
+/// The caller's `traceparent` header, when it is text (validated by the trace context helpers).
+fn incoming_traceparent(request: &HttpRequest) -> Option<&str> {
+    request
+        .headers()
+        .get(headers::TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+}
+
 async fn submit_inner(
     state: &AppState,
     request: &HttpRequest,
@@ -101,14 +131,25 @@ async fn submit_inner(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
     if declared.is_some_and(|length| length > state.config.max_body_bytes) {
-        return error_response(
+        // The body stays unread, so the connection cannot be reused: say so.
+        let mut response = error_response(
             413,
             "payload_too_large",
             &format!("body is larger than {} bytes", state.config.max_body_bytes),
             None,
         );
+        response
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        return response;
     }
-    if let Err(retry_after) = state.limiter.try_acquire(&tenant) {
+    let rate_limited = state.limiter.try_acquire(&tenant).err();
+    // Read (and for a 429, discard) the body either way, so a keep-alive connection stays usable.
+    let body = match read_body(payload, state.config.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    if let Some(retry_after) = rate_limited {
         return error_response(
             429,
             "rate_limited",
@@ -116,10 +157,6 @@ async fn submit_inner(
             Some(retry_after),
         );
     }
-    let body = match read_body(payload, state.config.max_body_bytes).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
     let label = state.tenant_label(&tenant);
     state.metrics.ingest_total.with_label_values(&[label]).inc();
 
@@ -202,13 +239,7 @@ async fn log_submission(
         .and_then(|value| value.as_str().map(str::to_owned));
     let key_opt = pcs_id_opt.map(|pcs_id| format!("{tenant}/{pcs_id}"));
     let received_at = actors::shard::now_ms().to_string();
-    let traceparent_opt = request
-        .headers()
-        .get("traceparent")
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| value.len() <= 128)
-        .map(str::to_owned);
-    let mut record_headers = OwnedHeaders::new()
+    let record_headers = OwnedHeaders::new()
         .insert(Header {
             key: headers::TENANT,
             value: Some(tenant),
@@ -221,12 +252,10 @@ async fn log_submission(
             key: headers::SOURCE,
             value: Some("gateway"),
         });
-    if let Some(traceparent) = &traceparent_opt {
-        record_headers = record_headers.insert(Header {
-            key: headers::TRACEPARENT,
-            value: Some(traceparent.as_str()),
-        });
-    }
+    // The request span's context (or, without trace export, the caller's) goes to the shard.
+    let outgoing =
+        tracing_context::outgoing_context(&tracing::Span::current(), incoming_traceparent(request));
+    let record_headers = tracing_context::inject_headers(&outgoing, record_headers);
     let mut record = FutureRecord::to(&state.submissions_topic)
         .payload(body)
         .headers(record_headers);
