@@ -5,8 +5,8 @@
 #
 # Gates: cargo fmt --check, clippy -D warnings, cargo test (workspace, including the service tests
 # on a real local stack: Kafka, PostgreSQL, Redis, S3), the `events` dependency check, fuzz targets
-# (build + a short run each), SDK suites (Python, Go, TypeScript) and the cross-language signing
-# check over 1,000 random records.
+# (build + a short run each), SDK suites (Python, Go, TypeScript), the SDK clients against a running
+# `flk serve`, and the cross-language signing check over 1,000 random records.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -84,6 +84,10 @@ for sdk in python go ts; do
         failures+=("sdk/$sdk")
     fi
 done
+
+step "SDK clients against a running flk serve (Python, Go, TypeScript)"
+bash infra/scripts/sdk-integration.sh >"$logs/sdk-integration.log" 2>&1 || failures+=("sdk integration")
+tail -4 "$logs/sdk-integration.log"
 
 step "cross-language signing (${cross_count} random records, four implementations)"
 cargo build -q -p gateway --bin flk
