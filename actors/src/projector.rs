@@ -18,10 +18,12 @@ use infra::config::KafkaConfig;
 use infra::failpoints::{Failpoints, points};
 use infra::kafka;
 use infra::metrics::Metrics;
+use infra::tracing_context;
 use projections::{Applied, Claim, ProjectionStore, StoreError};
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Message as _, TopicPartitionList};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::decision_bus::DecisionBus;
 use crate::supervision::Heartbeat;
@@ -93,6 +95,24 @@ fn partitions(list: &TopicPartitionList) -> Vec<i32> {
         .iter()
         .map(|element| element.partition())
         .collect()
+}
+
+/// One span per applied batch: a child of the first traced decision's shard span, linked to the
+/// others, so a record's trace runs from the gateway to its commit.
+fn apply_span(partition: i32, batch: &[(i64, DecisionEvent)]) -> tracing::Span {
+    let span = tracing::info_span!(
+        "projector.apply_batch",
+        otel.kind = "consumer",
+        partition,
+        events = batch.len(),
+    );
+    tracing_context::follow_batch(
+        &span,
+        batch
+            .iter()
+            .filter_map(|(_, event)| event.traceparent_opt.as_deref()),
+    );
+    span
 }
 
 /// The projector loop: runs until a store or Kafka error; the supervisor restarts it.
@@ -179,10 +199,12 @@ pub async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
                 continue;
             };
             let last_offset = batch.last().map_or(-1, |(offset, _)| *offset);
+            let span = apply_span(partition, &batch);
             deps.failpoints.hit(points::PROJECTOR_BEFORE_COMMIT).await?;
             match deps
                 .store
                 .apply_batch(CONSUMER, &topic, partition, claim.owner_epoch, &batch)
+                .instrument(span.clone())
                 .await
             {
                 Ok(applied) => {
@@ -199,7 +221,7 @@ pub async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
                         .map(|after_commit| after_commit.after_commit(&applied));
                     deps.bus.publish_applied(applied);
                     if let Some(side_effects) = side_effects {
-                        side_effects.await;
+                        side_effects.instrument(span).await;
                     }
                     consumer.store_offset(&topic, partition, last_offset)?;
                 }

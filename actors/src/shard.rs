@@ -17,10 +17,12 @@ use infra::config::KafkaConfig;
 use infra::failpoints::{Failpoints, points};
 use infra::kafka::{self, headers};
 use infra::metrics::Metrics;
+use infra::tracing_context;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, DefaultConsumerContext};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureRecord;
+use tracing::Instrument as _;
 
 use crate::supervision::Heartbeat;
 
@@ -67,7 +69,8 @@ pub async fn run(deps: ShardDeps) -> anyhow::Result<()> {
             received = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
                 let message = received.context("consuming submissions")?;
                 deps.failpoints.hit(points::SHARD_BEFORE_PRODUCE).await?;
-                let event = decide_message(&message, &deps);
+                let span = decide_span(&message);
+                let event = span.in_scope(|| decide_message(&message, &deps));
                 deps.metrics
                     .decisions_produced
                     .with_label_values(&[event.verdict.code()])
@@ -82,7 +85,10 @@ pub async fn run(deps: ShardDeps) -> anyhow::Result<()> {
                     .send_result(record)
                     .map_err(|(error, _)| anyhow::anyhow!("queueing decision: {error}"))?;
                 let (partition, offset) = (message.partition(), message.offset());
-                in_flight.push_back(async move { (partition, offset, delivery.await) });
+                // The span lasts until Kafka acks the decision.
+                in_flight.push_back(
+                    async move { (partition, offset, delivery.await) }.instrument(span),
+                );
             }
             Some((partition, offset, delivered)) = in_flight.next() => {
                 match delivered {
@@ -99,7 +105,20 @@ pub async fn run(deps: ShardDeps) -> anyhow::Result<()> {
     }
 }
 
-/// Builds the decision event of one submission record (pure apart from the clock).
+/// One span per submission, continuing the trace its record carries (`traceparent` header).
+fn decide_span(message: &BorrowedMessage<'_>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "shard.decide",
+        otel.kind = "consumer",
+        partition = message.partition(),
+        offset = message.offset(),
+    );
+    tracing_context::continue_context(&span, tracing_context::context_from_message(message));
+    span
+}
+
+/// Builds the decision event of one submission record (pure apart from the clock). Runs inside
+/// the submission's span, whose context the event carries on to the projector.
 fn decide_message(message: &BorrowedMessage<'_>, deps: &ShardDeps) -> DecisionEvent {
     let tenant = kafka::header_str(message, headers::TENANT)
         .unwrap_or("default")
@@ -142,7 +161,10 @@ fn decide_message(message: &BorrowedMessage<'_>, deps: &ShardDeps) -> DecisionEv
         region: deps.region.clone(),
         received_at_ms,
         decided_at_ms: now_ms(),
-        traceparent_opt: kafka::header_str(message, headers::TRACEPARENT).map(str::to_owned),
+        traceparent_opt: tracing_context::outgoing_traceparent(
+            &tracing::Span::current(),
+            kafka::header_str(message, headers::TRACEPARENT),
+        ),
     }
 }
 

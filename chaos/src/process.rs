@@ -61,6 +61,8 @@ impl FlkProcess {
             .args(["serve", "--roles", roles, "--log-format", "json", "-c"])
             .arg(&config)
             .env("RUST_LOG", "info,rdkafka=warn,actix_server=warn")
+            // Trace export only for tests that ask (`env`), not from the stack's env lines.
+            .env_remove("FLK_OTLP_ENDPOINT")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # Local FLK stack on 127.0.0.1 without systemd or docker:
-#   Kafka (KRaft, jars from Maven Central), PostgreSQL, 3 x Redis, S3 (moto).
+#   Kafka (KRaft, jars from Maven Central), PostgreSQL, 3 x Redis, S3 (moto), and an
+#   OpenTelemetry Collector (built from the Go module proxy) receiving traces.
 #
 # Usage: infra/scripts/stack.sh COMMAND [SERVICE...]
 # See usage() below and docs/runbooks/local-stack.md.
@@ -17,8 +18,10 @@ source "$FLK_SCRIPTS_DIR/lib/postgres.sh"
 source "$FLK_SCRIPTS_DIR/lib/redis.sh"
 # shellcheck source=lib/s3.sh
 source "$FLK_SCRIPTS_DIR/lib/s3.sh"
+# shellcheck source=lib/otel.sh
+source "$FLK_SCRIPTS_DIR/lib/otel.sh"
 
-ALL_SERVICES=(postgres redis s3 kafka)
+ALL_SERVICES=(postgres redis s3 otel kafka)
 
 usage() {
   cat <<EOF
@@ -37,9 +40,10 @@ Commands:
   reset [SVC...]    stop, then delete the services' state (Kafka topics, Postgres data)
   help              this text
 
-Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), kafka.
+Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), otel (collector), kafka.
 Ports (env): FLK_KAFKA_PORT=$FLK_KAFKA_PORT FLK_KAFKA_CONTROLLER_PORT=$FLK_KAFKA_CONTROLLER_PORT
   FLK_POSTGRES_PORT=$FLK_POSTGRES_PORT FLK_REDIS_PORTS="$FLK_REDIS_PORTS" FLK_S3_PORT=$FLK_S3_PORT
+  FLK_OTEL_PORT=$FLK_OTEL_PORT (OTLP/HTTP; spans to FLK_OTEL_FILE=$FLK_OTEL_FILE)
 State: FLK_STACK_DIR=$FLK_STACK_DIR   Cache: $FLK_CACHE_DIR
 EOF
 }
@@ -61,7 +65,8 @@ parse_services() {
       redis) want+=(redis); _REDIS_ALL=1 ;;
       redis:[0-9]*) want+=(redis); REDIS_PORTS_SEL+=("${a#redis:}") ;;
       s3 | moto) want+=(s3) ;;
-      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 kafka all)" ;;
+      otel | otelcol | collector) want+=(otel) ;;
+      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 otel kafka all)" ;;
     esac
   done
   if [[ "${_REDIS_ALL:-0}" == 1 ]]; then
@@ -109,6 +114,7 @@ cmd_up() {
   if has_svc postgres; then postgres_start; fi
   if has_svc redis; then redis_start "${REDIS_PORTS_SEL[@]}"; fi
   if has_svc s3; then s3_start; fi
+  if has_svc otel; then otel_start; fi
   if has_svc kafka; then kafka_wait; fi
   write_env_file
   flk_log "up: ${SVCS[*]} ready in $(( ($(flk_now_ms) - t0) / 1000 )).$(( ($(flk_now_ms) - t0) % 1000 / 100 ))s; env written to $FLK_STACK_DIR/env.sh"
@@ -119,6 +125,7 @@ cmd_down() {
   take_lock
   # Reverse order: Kafka first, Postgres last.
   if has_svc kafka; then kafka_stop; fi
+  if has_svc otel; then otel_stop; fi
   if has_svc s3; then s3_stop; fi
   if has_svc redis; then redis_stop "${REDIS_PORTS_SEL[@]}"; fi
   if has_svc postgres; then postgres_stop; fi
@@ -129,6 +136,7 @@ cmd_status() {
   if has_svc postgres; then postgres_status || rc=1; fi
   if has_svc redis; then redis_status "${REDIS_PORTS_SEL[@]}" || rc=1; fi
   if has_svc s3; then s3_status || rc=1; fi
+  if has_svc otel; then otel_status || rc=1; fi
   if has_svc kafka; then kafka_status || rc=1; fi
   return "$rc"
 }

@@ -59,6 +59,8 @@ pub struct Config {
     pub projector: ProjectorConfig,
     /// Supervision settings.
     pub supervision: SupervisionConfig,
+    /// Trace export settings.
+    pub telemetry: TelemetryConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -75,6 +77,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             projector: ProjectorConfig::default(),
             supervision: SupervisionConfig::default(),
+            telemetry: TelemetryConfig::default(),
             tenants,
         }
     }
@@ -237,6 +240,74 @@ impl Default for SupervisionConfig {
     }
 }
 
+/// Trace export. Logs and Prometheus metrics need no settings here; traces leave the process
+/// only when an OTLP endpoint is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector (`FLK_OTLP_ENDPOINT`), e.g. `http://127.0.0.1:4318`;
+    /// spans go to `<base>/v1/traces` as protobuf. None: no spans are exported.
+    pub otlp_endpoint_opt: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint_opt: None,
+            service_name: "flk".to_owned(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint_opt {
+            let rest = endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"));
+            let host_ok = rest.is_some_and(|rest| {
+                let authority = rest.split('/').next().unwrap_or_default();
+                !authority.is_empty() && !authority.starts_with(':')
+            });
+            if !host_ok
+                || endpoint
+                    .chars()
+                    .any(|ch| ch.is_whitespace() || ch.is_control())
+            {
+                return Err(invalid(
+                    "telemetry.otlp_endpoint_opt",
+                    "must be an http:// or https:// URL with a host, e.g. `http://127.0.0.1:4318`",
+                ));
+            }
+            if endpoint.trim_end_matches('/').ends_with("/v1/traces") {
+                return Err(invalid(
+                    "telemetry.otlp_endpoint_opt",
+                    "give the collector's base URL; `/v1/traces` is appended",
+                ));
+            }
+        }
+        let name_ok = !self.service_name.is_empty()
+            && self.service_name.len() <= 128
+            && !self.service_name.chars().any(char::is_control);
+        if !name_ok {
+            return Err(invalid(
+                "telemetry.service_name",
+                "must be 1-128 characters without control characters",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The URL spans are posted to, when export is on.
+    pub fn traces_url_opt(&self) -> Option<String> {
+        self.otlp_endpoint_opt
+            .as_ref()
+            .map(|endpoint| format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+    }
+}
+
 /// One tenant.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -365,6 +436,9 @@ impl Config {
         if let Some(value) = get("FLK_METRICS_BASIC_AUTH") {
             self.gateway.metrics_basic_auth_opt = Some(value);
         }
+        if let Some(value) = get("FLK_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint_opt = Some(value);
+        }
         Ok(())
     }
 
@@ -439,6 +513,7 @@ impl Config {
                 "must be at least 1000",
             ));
         }
+        self.telemetry.validate()?;
         if self.tenants.is_empty() {
             return Err(invalid("tenants", "at least one tenant is required"));
         }
@@ -590,5 +665,52 @@ mod tests {
             .unwrap()
         );
         assert!(!debug.contains("s3cret"));
+    }
+
+    #[test]
+    fn telemetry_endpoint_from_toml_or_env_and_validated() {
+        let config = Config::default();
+        assert_eq!(
+            config.telemetry.traces_url_opt(),
+            None,
+            "no export by default"
+        );
+        let mut config = Config::from_toml(
+            "[telemetry]\notlp_endpoint_opt = \"http://127.0.0.1:4318/\"\nservice_name = \"flk-eu\"\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.telemetry.traces_url_opt().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        let env = HashMap::from([(
+            "FLK_OTLP_ENDPOINT".to_owned(),
+            "https://collector:4318".to_owned(),
+        )]);
+        config.apply_env(&env).unwrap();
+        assert_eq!(
+            config.telemetry.traces_url_opt().as_deref(),
+            Some("https://collector:4318/v1/traces")
+        );
+        for bad in [
+            "127.0.0.1:4318",
+            "http://",
+            "http://:4318",
+            "http://a b",
+            "http://127.0.0.1:4318/v1/traces",
+        ] {
+            let mut config = Config::default();
+            config.telemetry.otlp_endpoint_opt = Some(bad.to_owned());
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("telemetry.otlp_endpoint_opt"),
+                "{bad}: {error}"
+            );
+        }
+        let mut config = Config::default();
+        config.telemetry.service_name = String::new();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("telemetry.service_name"), "{error}");
     }
 }

@@ -9,3 +9,4 @@ pub mod failpoints;
 pub mod kafka;
 pub mod metrics;
 pub mod telemetry;
+pub mod tracing_context;

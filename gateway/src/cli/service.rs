@@ -58,21 +58,35 @@ pub struct ReplayArgs {
     pub quiet: bool,
 }
 
-fn load(common: &ConfigArgs, default_filter: &str) -> anyhow::Result<Config> {
+/// Reads the configuration, then sets up logs and, when configured, trace export. The guard
+/// flushes queued spans when dropped: keep it until the command returns.
+fn load(
+    common: &ConfigArgs,
+    default_filter: &str,
+    roles: &str,
+) -> anyhow::Result<(Config, telemetry::TelemetryGuard)> {
     let format = match common.log_format {
         LogFormatArg::Json => LogFormat::Json,
         LogFormatArg::Pretty => LogFormat::Pretty,
     };
-    telemetry::init(format, default_filter);
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(name, _)| name.starts_with("FLK_"))
         .collect();
-    Ok(Config::load(common.config.as_deref(), &env)?)
+    let config = Config::load(common.config.as_deref(), &env)?;
+    let guard = telemetry::init_with_traces(
+        format,
+        default_filter,
+        &config.telemetry,
+        &[
+            ("flk.roles", roles.to_owned()),
+            ("flk.region", config.region.clone()),
+        ],
+    )?;
+    Ok((config, guard))
 }
 
 /// Runs `flk serve` until interrupted.
 pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    let config = load(&args.common, "info,rdkafka=warn")?;
     let roles: HashSet<Role> = if args.roles.is_empty() {
         [Role::Gateway, Role::Shard, Role::Projector]
             .into_iter()
@@ -80,6 +94,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     } else {
         args.roles.into_iter().collect()
     };
+    let mut role_names: Vec<String> = roles
+        .iter()
+        .filter_map(clap::ValueEnum::to_possible_value)
+        .map(|value| value.get_name().to_owned())
+        .collect();
+    role_names.sort();
+    let (config, _telemetry) = load(&args.common, "info,rdkafka=warn", &role_names.join(","))?;
     // Fault injection for tests; never set in production.
     let failpoints =
         infra::failpoints::Failpoints::parse(&std::env::var("FLK_FAILPOINTS").unwrap_or_default())
@@ -90,7 +111,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
 
 /// Runs `flk replay`.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
-    let config = load(&args.common, "warn")?;
+    let (config, _telemetry) = load(&args.common, "warn", "replay")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(crate::replay::replay(
         &config,
@@ -103,7 +124,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
 
 /// Runs `flk state-hash`.
 pub fn state_hash(args: ConfigArgs) -> anyhow::Result<u8> {
-    let config = load(&args, "warn")?;
+    let (config, _telemetry) = load(&args, "warn", "state-hash")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let hash = runtime.block_on(async {
         let store = crate::serve::open_store(&config, &config.postgres.schema).await?;

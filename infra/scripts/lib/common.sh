@@ -27,6 +27,8 @@ FLK_POSTGRES_DB="${FLK_POSTGRES_DB:-flk}"
 FLK_REDIS_PORTS="${FLK_REDIS_PORTS:-16379 16380 16381}"
 FLK_S3_PORT="${FLK_S3_PORT:-19000}"
 FLK_S3_BUCKET="${FLK_S3_BUCKET:-flk-cold}"
+FLK_OTEL_PORT="${FLK_OTEL_PORT:-14318}"
+FLK_OTEL_FILE="${FLK_OTEL_FILE:-$FLK_STACK_DIR/otel/traces.jsonl}"
 
 FLK_KAFKA_VERSION="${FLK_KAFKA_VERSION:-4.1.1}"
 FLK_KAFKA_LOG4J_VERSION="${FLK_KAFKA_LOG4J_VERSION:-2.24.3}"
@@ -36,6 +38,9 @@ FLK_KAFKA_LIBS="${FLK_KAFKA_LIBS:-$FLK_CACHE_DIR/kafka/libs}"
 FLK_MOTO_VERSION="${FLK_MOTO_VERSION:-5.2.5}"
 FLK_MOTO_VENV="${FLK_MOTO_VENV:-$FLK_CACHE_DIR/moto-venv}"
 FLK_PG_MAJOR="${FLK_PG_MAJOR:-15}"
+# Collector core and contrib share the 0.x version; the confmap providers are versioned 1.x.
+FLK_OTELCOL_VERSION="${FLK_OTELCOL_VERSION:-0.161.0}"
+FLK_OTELCOL_PROVIDER_VERSION="${FLK_OTELCOL_PROVIDER_VERSION:-1.67.0}"
 
 # Seconds to wait for a service to become ready.
 FLK_KAFKA_START_TIMEOUT="${FLK_KAFKA_START_TIMEOUT:-90}"
@@ -246,4 +251,6 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export FLK_KAFKA_LIBS=$FLK_KAFKA_LIBS
 EOF
+  # Trace export only while the collector runs (lib/otel.sh).
+  if declare -F otel_env_lines >/dev/null; then otel_env_lines; fi
 }

@@ -1,0 +1,376 @@
+//! W3C trace context across the pipeline: HTTP `traceparent` -> gateway span -> `traceparent`
+//! header of the `flk.submissions` record -> shard span -> `traceparent_opt` of the decision event ->
+//! projector batch span. One trace follows a record over both Kafka hops.
+//!
+//! Extraction and injection go through OpenTelemetry's `TraceContextPropagator`. When no exporter
+//! is installed, spans carry no OpenTelemetry context; the incoming `traceparent` is then passed
+//! along unchanged, so a trace started upstream still reaches the decision event.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// Links one batch span carries at most (the SDK's default span limit is 128).
+const MAX_LINKS: usize = 127;
+
+/// A parsed W3C `traceparent` (version `00`; later versions are read by their first four fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    /// Trace id (never all zero).
+    pub trace_id: [u8; 16],
+    /// Span id of the caller (never all zero).
+    pub parent_id: [u8; 8],
+    /// Trace flags; bit 0 = sampled.
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// Parses `version-traceid-parentid-flags` strictly (lowercase hex, ids not all zero);
+    /// `None` for anything else, as the W3C spec asks of a receiver.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let bytes = text.as_bytes();
+        if bytes.len() < 55 {
+            return None;
+        }
+        let version = hex_byte(&bytes[0..2])?;
+        // Version ff is invalid; 00 has exactly four fields; later versions may append fields.
+        let length_ok = match version {
+            0xff => false,
+            0x00 => bytes.len() == 55,
+            _ => bytes.len() == 55 || bytes[55] == b'-',
+        };
+        if !length_ok || bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+            return None;
+        }
+        let mut trace_id = [0u8; 16];
+        for (index, byte) in trace_id.iter_mut().enumerate() {
+            *byte = hex_byte(&bytes[3 + 2 * index..5 + 2 * index])?;
+        }
+        let mut parent_id = [0u8; 8];
+        for (index, byte) in parent_id.iter_mut().enumerate() {
+            *byte = hex_byte(&bytes[36 + 2 * index..38 + 2 * index])?;
+        }
+        let flags = hex_byte(&bytes[53..55])?;
+        if trace_id == [0; 16] || parent_id == [0; 8] {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    /// The trace id as 32 lowercase hex digits (how OTLP JSON and collectors print it).
+    pub fn trace_id_hex(&self) -> String {
+        hex::encode(self.trace_id)
+    }
+
+    /// The parent span id as 16 lowercase hex digits.
+    pub fn parent_id_hex(&self) -> String {
+        hex::encode(self.parent_id)
+    }
+
+    /// True when the caller sampled the trace.
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+impl fmt::Display for TraceParent {
+    /// Always version `00`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            self.trace_id_hex(),
+            self.parent_id_hex(),
+            self.flags
+        )
+    }
+}
+
+/// One byte from two lowercase hex digits (the spec forbids uppercase).
+fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let digit = |ch: u8| match ch {
+        b'0'..=b'9' => Some(ch - b'0'),
+        b'a'..=b'f' => Some(ch - b'a' + 10),
+        _ => None,
+    };
+    match pair {
+        [high, low] => Some(digit(*high)? << 4 | digit(*low)?),
+        _ => None,
+    }
+}
+
+/// The remote context named by a `traceparent` value; an empty context when absent or invalid.
+pub fn context_from_traceparent(traceparent_opt: Option<&str>) -> Context {
+    let mut carrier = HashMap::new();
+    if let Some(traceparent) = traceparent_opt.filter(|text| TraceParent::parse(text).is_some()) {
+        carrier.insert("traceparent".to_owned(), traceparent.trim().to_owned());
+    }
+    TraceContextPropagator::new().extract(&carrier)
+}
+
+/// The `traceparent` naming the span of `context`; `None` when it holds no valid span.
+pub fn traceparent_of(context: &Context) -> Option<String> {
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(context, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// True when `context` names a valid span (local or remote).
+pub fn is_valid(context: &Context) -> bool {
+    context.span().span_context().is_valid()
+}
+
+/// Makes `span` continue the trace of `traceparent_opt` (its parent becomes the caller's span).
+/// Call it before the span is first entered; without a valid value the span starts a new trace.
+pub fn continue_trace(span: &tracing::Span, traceparent_opt: Option<&str>) {
+    continue_context(span, context_from_traceparent(traceparent_opt));
+}
+
+/// [`continue_trace`] from an extracted context (Kafka headers, for instance).
+pub fn continue_context(span: &tracing::Span, parent: Context) {
+    if is_valid(&parent) {
+        // Fails only without an exporter (no OpenTelemetry layer) or after the span started.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The context to hand downstream from inside `span`: the span's own when spans are exported,
+/// else the caller's `traceparent` passed through (empty when there was none).
+pub fn outgoing_context(span: &tracing::Span, incoming_opt: Option<&str>) -> Context {
+    let own = span.context();
+    if is_valid(&own) {
+        own
+    } else {
+        context_from_traceparent(incoming_opt)
+    }
+}
+
+/// [`outgoing_context`] as a `traceparent` value (what a decision event records).
+pub fn outgoing_traceparent(span: &tracing::Span, incoming_opt: Option<&str>) -> Option<String> {
+    traceparent_of(&outgoing_context(span, incoming_opt))
+}
+
+/// Ties a batch span to the traces of its records: the first valid `traceparent` becomes the
+/// parent (so a single record's trace runs end to end), the others become links (up to 127).
+/// Call it before the span is first entered.
+pub fn follow_batch<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = &'a str>) {
+    let mut contexts = traceparents
+        .into_iter()
+        .map(|text| context_from_traceparent(Some(text)))
+        .filter(is_valid);
+    if let Some(parent) = contexts.next() {
+        let _ = span.set_parent(parent);
+    }
+    for linked in contexts.take(MAX_LINKS) {
+        span.add_link(linked.span().span_context().clone());
+    }
+}
+
+/// Reads trace context from Kafka record headers.
+#[derive(Debug)]
+pub struct KafkaHeaderExtractor<'a, H: Headers>(pub &'a H);
+
+impl<H: Headers> Extractor for KafkaHeaderExtractor<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|header| header.key.eq_ignore_ascii_case(key))
+            .and_then(|header| header.value)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|header| header.key).collect()
+    }
+}
+
+/// The remote context in a Kafka record's headers; empty when it has none.
+pub fn context_from_message<M: Message>(message: &M) -> Context {
+    match message.headers() {
+        Some(headers) => TraceContextPropagator::new().extract(&KafkaHeaderExtractor(headers)),
+        None => Context::new(),
+    }
+}
+
+/// Collects the propagator's fields before they become Kafka headers.
+#[derive(Debug, Default)]
+struct FieldCollector(Vec<(String, String)>);
+
+impl Injector for FieldCollector {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+/// Adds `traceparent` (and `tracestate` when set) for `context` to Kafka record headers; leaves
+/// them unchanged when the context names no valid span.
+pub fn inject_headers(context: &Context, mut headers: OwnedHeaders) -> OwnedHeaders {
+    let mut fields = FieldCollector::default();
+    TraceContextPropagator::new().inject_context(context, &mut fields);
+    // The propagator writes an empty `tracestate` when there is none; that header is noise.
+    for (key, value) in fields.0.iter().filter(|(_, value)| !value.is_empty()) {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_str()),
+        });
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use rdkafka::message::OwnedMessage;
+    use rdkafka::{Timestamp, message::Headers as _};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// Runs `body` under a subscriber that records OpenTelemetry contexts (nothing is exported).
+    fn with_otel<T>(body: impl FnOnce() -> T) -> T {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, body)
+    }
+
+    #[test]
+    fn parses_and_formats_w3c_traceparent() {
+        let parsed = TraceParent::parse(INCOMING).unwrap();
+        assert_eq!(parsed.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parsed.parent_id_hex(), "00f067aa0ba902b7");
+        assert!(parsed.sampled());
+        assert_eq!(parsed.to_string(), INCOMING);
+        // A later version may append fields; it is read by the first four and written as 00.
+        let future = format!("01{}-extra", &INCOMING[2..]);
+        assert_eq!(TraceParent::parse(&future).unwrap(), parsed);
+    }
+
+    #[test]
+    fn rejects_malformed_traceparents() {
+        let bad = [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+        ];
+        for text in bad {
+            assert_eq!(TraceParent::parse(text), None, "{text:?}");
+            assert!(!is_valid(&context_from_traceparent(Some(text))), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn propagator_round_trips_a_traceparent() {
+        let context = context_from_traceparent(Some(INCOMING));
+        assert!(is_valid(&context));
+        assert_eq!(traceparent_of(&context).as_deref(), Some(INCOMING));
+        assert_eq!(traceparent_of(&Context::new()), None);
+    }
+
+    #[test]
+    fn kafka_headers_carry_the_context_both_ways() {
+        let headers = inject_headers(
+            &context_from_traceparent(Some(INCOMING)),
+            OwnedHeaders::new().insert(Header {
+                key: "flk-tenant",
+                value: Some("acme"),
+            }),
+        );
+        assert_eq!(headers.count(), 2, "tenant kept, traceparent added");
+        let message = OwnedMessage::new(
+            Some(b"{}".to_vec()),
+            None,
+            "t".to_owned(),
+            Timestamp::NotAvailable,
+            0,
+            7,
+            Some(headers),
+        );
+        assert_eq!(
+            traceparent_of(&context_from_message(&message)).as_deref(),
+            Some(INCOMING)
+        );
+        let bare = OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, 8, None);
+        assert!(!is_valid(&context_from_message(&bare)));
+        let unchanged = inject_headers(&Context::new(), OwnedHeaders::new());
+        assert_eq!(unchanged.count(), 0);
+    }
+
+    #[test]
+    fn without_an_exporter_the_incoming_traceparent_passes_through() {
+        let span = tracing::info_span!("gateway.submit");
+        continue_trace(&span, Some(INCOMING));
+        assert_eq!(
+            outgoing_traceparent(&span, Some(INCOMING)).as_deref(),
+            Some(INCOMING)
+        );
+        assert_eq!(outgoing_traceparent(&span, Some("garbage")), None);
+        assert_eq!(outgoing_traceparent(&span, None), None);
+    }
+
+    #[test]
+    fn a_span_continues_the_incoming_trace_with_its_own_span_id() {
+        with_otel(|| {
+            let span = tracing::info_span!("gateway.submit");
+            continue_trace(&span, Some(INCOMING));
+            let outgoing = outgoing_traceparent(&span, Some(INCOMING)).unwrap();
+            let parsed = TraceParent::parse(&outgoing).unwrap();
+            assert_eq!(parsed.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_ne!(
+                parsed.parent_id_hex(),
+                "00f067aa0ba902b7",
+                "the span's own id"
+            );
+            // Downstream: the next hop's span continues the same trace.
+            let next = tracing::info_span!("shard.decide");
+            continue_trace(&next, Some(&outgoing));
+            let next_parsed =
+                TraceParent::parse(&outgoing_traceparent(&next, None).unwrap()).unwrap();
+            assert_eq!(next_parsed.trace_id, parsed.trace_id);
+            assert_ne!(next_parsed.parent_id, parsed.parent_id);
+        });
+    }
+
+    #[test]
+    fn a_span_without_a_caller_starts_a_new_trace() {
+        with_otel(|| {
+            let span = tracing::info_span!("gateway.submit");
+            continue_trace(&span, None);
+            let outgoing = outgoing_traceparent(&span, None).unwrap();
+            let parsed = TraceParent::parse(&outgoing).unwrap();
+            assert_ne!(parsed.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        });
+    }
+
+    #[test]
+    fn a_batch_span_is_parented_to_the_first_record_and_linked_to_the_others() {
+        with_otel(|| {
+            let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+            let span = tracing::info_span!("projector.apply_batch");
+            follow_batch(&span, ["not a traceparent", INCOMING, other]);
+            let parsed = TraceParent::parse(&outgoing_traceparent(&span, None).unwrap()).unwrap();
+            assert_eq!(parsed.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        });
+    }
+}
