@@ -1,6 +1,6 @@
 //! The Grafana dashboard in `infra/grafana/` parses, is laid out on Grafana's 24-column grid, and
 //! queries only metrics FLK exports (a renamed metric must not leave a silently empty panel).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
