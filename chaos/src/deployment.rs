@@ -157,7 +157,13 @@ impl Deployment {
     /// Writes the config file and returns its path.
     pub fn write_config(&self) -> anyhow::Result<PathBuf> {
         let path = self.dir.join("flk.toml");
-        std::fs::write(&path, self.config_toml())?;
+        // Replace it atomically: a process started just before may still be reading it, and a
+        // truncated file would parse as the defaults (the shared `flk.*` topics and schema).
+        let temp = self
+            .dir
+            .join(format!("flk.toml.{:08x}.tmp", rand::random::<u32>()));
+        std::fs::write(&temp, self.config_toml())?;
+        std::fs::rename(&temp, &path)?;
         Ok(path)
     }
 

@@ -117,9 +117,11 @@ async fn one_trace_runs_from_the_gateway_over_kafka_to_the_projector() {
     assert_eq!(
         response.status().as_u16(),
         200,
-        "{}\n{}",
+        "{}\ngateway log:\n{}\nshard log:\n{}\nprojector log:\n{}",
         response.text().await.unwrap_or_default(),
-        gateway.log()
+        gateway.log(),
+        shard.log(),
+        projector.log()
     );
 
     let wanted = ["gateway.submit", "shard.decide", "projector.apply_batch"];
