@@ -250,6 +250,9 @@ pub struct TelemetryConfig {
     pub otlp_endpoint_opt: Option<String>,
     /// `service.name` of the exported spans.
     pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0 (`FLK_TRACE_SAMPLE_RATIO`). A request that arrives
+    /// with a `traceparent` follows the caller's sampled flag instead, so a trace is never cut in two.
+    pub sample_ratio: f64,
 }
 
 impl Default for TelemetryConfig {
@@ -257,6 +260,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             otlp_endpoint_opt: None,
             service_name: "flk".to_owned(),
+            sample_ratio: 1.0,
         }
     }
 }
@@ -287,6 +291,12 @@ impl TelemetryConfig {
                     "give the collector's base URL; `/v1/traces` is appended",
                 ));
             }
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(invalid(
+                "telemetry.sample_ratio",
+                "must be between 0.0 and 1.0",
+            ));
         }
         let name_ok = !self.service_name.is_empty()
             && self.service_name.len() <= 128
@@ -438,6 +448,11 @@ impl Config {
         }
         if let Some(value) = get("FLK_OTLP_ENDPOINT") {
             self.telemetry.otlp_endpoint_opt = Some(value);
+        }
+        if let Some(value) = get("FLK_TRACE_SAMPLE_RATIO") {
+            self.telemetry.sample_ratio = value
+                .parse()
+                .map_err(|_| invalid("FLK_TRACE_SAMPLE_RATIO", "must be a number"))?;
         }
         Ok(())
     }
@@ -712,5 +727,12 @@ mod tests {
         config.telemetry.service_name = String::new();
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("telemetry.service_name"), "{error}");
+        let mut config = Config::default();
+        let env = HashMap::from([("FLK_TRACE_SAMPLE_RATIO".to_owned(), "0.25".to_owned())]);
+        config.apply_env(&env).unwrap();
+        assert_eq!(config.telemetry.sample_ratio, 0.25);
+        config.telemetry.sample_ratio = 1.5;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("telemetry.sample_ratio"), "{error}");
     }
 }

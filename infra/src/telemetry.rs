@@ -12,7 +12,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use thiserror::Error;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -115,8 +115,12 @@ pub fn init_with_traces(
         .build();
     // The batch processor exports from its own thread (every 5 s or 512 spans by default; the
     // OTEL_BSP_* variables tune it) and drops spans rather than block when its queue is full.
+    // New traces are sampled at the ratio; continued ones follow the caller's decision.
+    let sampler =
+        Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(telemetry.sample_ratio)));
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_sampler(sampler)
         .with_resource(resource)
         .build();
     if install(format, default_filter, Some(&provider)) {
@@ -153,8 +157,13 @@ fn install(
         let traced = TRACED_CRATES.iter().fold(Targets::new(), |targets, name| {
             targets.with_target(*name, LevelFilter::INFO)
         });
+        // Span names say where they come from; file, line, thread and busy/idle times would only
+        // multiply the bytes of every span (the shard makes one per record).
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("flk"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(traced)
     });
     tracing_subscriber::registry()

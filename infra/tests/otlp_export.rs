@@ -1,6 +1,7 @@
 //! Trace export without a collector: a stand-in OTLP/HTTP receiver on `127.0.0.1:0` records what
 //! `flk` posts. Dropping the telemetry guard must flush the queued spans (no waiting for the batch
-//! timer), as protobuf to `<endpoint>/v1/traces`, and only FLK's own spans are exported.
+//! timer), as protobuf to `<endpoint>/v1/traces`; only FLK's own spans are exported, and a caller's
+//! sampled trace is kept even when the sample ratio drops new traces.
 //!
 //! One test per file: it installs the process-wide subscriber.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -82,6 +83,8 @@ fn spans_are_posted_as_protobuf_and_flushed_when_the_guard_drops() {
     let telemetry = TelemetryConfig {
         otlp_endpoint_opt: Some(endpoint),
         service_name: "flk-test".to_owned(),
+        // New traces are all dropped; continued ones follow the caller's sampled flag.
+        sample_ratio: 0.0,
     };
     let guard = init_with_traces(
         LogFormat::Json,
@@ -105,6 +108,12 @@ fn spans_are_posted_as_protobuf_and_flushed_when_the_guard_drops() {
     assert_ne!(outgoing, incoming, "the span's own id goes downstream");
     // Not an FLK crate: filtered out of the export (whatever RUST_LOG says).
     tracing::info_span!(target: "hyper::client", "not.exported").in_scope(|| {});
+    // A new trace (no caller): not sampled at ratio 0, yet its context still propagates.
+    let unsampled = tracing::info_span!(target: "actors::shard", "shard.decide");
+    tracing_context::continue_trace(&unsampled, None);
+    let unsampled_parent = tracing_context::outgoing_traceparent(&unsampled, None).unwrap();
+    assert!(unsampled_parent.ends_with("-00"), "{unsampled_parent}");
+    drop(unsampled);
 
     // The batch timer (5 s) has not fired: only the flush on drop can deliver the span now.
     drop(guard);
@@ -121,4 +130,5 @@ fn spans_are_posted_as_protobuf_and_flushed_when_the_guard_drops() {
     assert!(contains(&request.body, "flk-test"));
     assert!(contains(&request.body, "flk.roles"));
     assert!(!contains(&request.body, "not.exported"));
+    assert!(!contains(&request.body, "shard.decide"));
 }
