@@ -56,8 +56,8 @@ pub struct BenchArgs {
     /// Seconds to send for.
     #[arg(long, default_value_t = 20.0)]
     pub duration: f64,
-    /// Submissions to prepare (default: rate x duration, or 100,000 in closed loop); sending stops
-    /// at whichever of count and duration comes first.
+    /// Submissions to prepare (default: rate x duration, or 5,000/s x duration in closed loop);
+    /// sending stops at whichever of count and duration comes first.
     #[arg(long)]
     pub count: Option<usize>,
     /// HTTP keep-alive connections (gateway target).
@@ -96,6 +96,9 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Only build the records and print their mean size in bytes (to size other load tools).
+    #[arg(long)]
+    pub prepare_only: bool,
 }
 
 /// Runs `flk bench`; returns the exit code.
@@ -114,7 +117,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let rate_opt = (args.rate > 0.0).then_some(args.rate);
     let count = args.count.unwrap_or(match rate_opt {
         Some(rate) => (rate * args.duration).ceil() as usize,
-        None => 100_000,
+        // Enough for 5,000/s over the duration; a faster run ends early (throughput still holds).
+        None => ((args.duration * 5_000.0).ceil() as usize).clamp(1_000, 300_000),
     });
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -128,6 +132,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         plan.duplicates,
         plan.mean_record_bytes()
     );
+    if args.prepare_only {
+        println!("{:.0}", plan.mean_record_bytes());
+        return Ok(0);
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let report = runtime.block_on(drive(&args, &config, plan, rate_opt))?;
     print!("{}", report.table());

@@ -216,11 +216,14 @@ fn coherence(points: &[Point], directions: &[Point]) -> (f64, Point) {
 
 /// The agent's Merkle root: hex-text leaves over 64-byte chunks, parents hash the concatenated hex.
 fn merkle_root(data: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let hex = |bytes: &[u8]| -> String {
-        Sha256::digest(bytes)
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        let mut out = String::with_capacity(64);
+        for byte in Sha256::digest(bytes) {
+            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        out
     };
     let mut level: Vec<String> = data.chunks(MERKLE_CHUNK).map(hex).collect();
     if level.is_empty() {

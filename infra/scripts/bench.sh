@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Benchmarks on this machine, one summary table at the end (docs/benchmarks.md explains each row):
+#   1. Kafka-mode end to end: `flk bench --target kafka`, closed loop (produce -> committed decision);
+#   2. the ceiling: Kafka's own ProducerPerformance at the same record size, acks=all, on a topic
+#      with the same partitions, so row 1 reads as a fraction of what the broker takes here;
+#   3. the gateway open loop at FLK_BENCH_RATE req/s (p99 target <= 25 ms), sampling the resident
+#      memory of `flk serve` (ps -o rss) while it runs;
+#   4. the gateway closed loop (maximum throughput);
+#   5. `flk replay --no-swap` of every decision the runs produced (rate and state-hash equality).
+# Every run uses its own topic prefix, Postgres schema and Redis key prefix (bench<time>_<pid>), and
+# removes them at the end unless FLK_BENCH_KEEP=1. The load average is printed next to each number.
+#
+# Knobs (environment): FLK_BENCH_PARTITIONS (12), FLK_BENCH_MAX_BATCH (500), FLK_BENCH_RATE (1000),
+# FLK_BENCH_DURATION seconds per gateway run (30), FLK_BENCH_CONNECTIONS (64),
+# FLK_BENCH_KAFKA_COUNT records for the Kafka run (100000), FLK_BENCH_KAFKA_WINDOW (5000),
+# FLK_BENCH_CEILING_RECORDS (300000), FLK_BENCH_PORT (18090), FLK_BENCH_ONLY (comma list of
+# kafka,ceiling,open,closed,replay; default all), FLK_BENCH_KEEP (0), FLK_BENCH_BIN (a prebuilt
+# flk to measure instead of building target/release/flk).
+# Results: .local/bench/<run id>/ (JSON reports, logs, summary.txt).
+# It measures; it gates nothing (exit status 0 unless a step could not run).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+
+partitions="${FLK_BENCH_PARTITIONS:-12}"
+max_batch="${FLK_BENCH_MAX_BATCH:-500}"
+rate="${FLK_BENCH_RATE:-1000}"
+duration="${FLK_BENCH_DURATION:-30}"
+connections="${FLK_BENCH_CONNECTIONS:-64}"
+kafka_count="${FLK_BENCH_KAFKA_COUNT:-100000}"
+kafka_window="${FLK_BENCH_KAFKA_WINDOW:-5000}"
+ceiling_records="${FLK_BENCH_CEILING_RECORDS:-300000}"
+port="${FLK_BENCH_PORT:-18090}"
+only="${FLK_BENCH_ONLY:-kafka,ceiling,open,closed,replay}"
+run_id="bench$(date +%s)_$$"
+out="$repo/.local/bench/$run_id"
+mkdir -p "$out"
+
+wants() { [[ ",$only," == *",$1,"* ]]; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+say() { printf '==> %s (load %s)\n' "$*" "$(load)"; }
+
+say "local stack"
+bash infra/scripts/stack.sh up >/dev/null
+# shellcheck disable=SC1091
+. "$repo/.local/stack/env.sh"
+
+if [[ -n "${FLK_BENCH_BIN:-}" ]]; then
+    flk="$FLK_BENCH_BIN"
+    say "using $flk"
+else
+    say "building flk (release)"
+    cargo build -q --release -p gateway --bin flk
+    flk="$repo/target/release/flk"
+fi
+
+config="$out/flk.toml"
+cat >"$config" <<TOML
+# Written by infra/scripts/bench.sh for run ${run_id}.
+region = "local"
+[kafka]
+topic_prefix = "${run_id}."
+partitions = ${partitions}
+[postgres]
+schema = "${run_id}"
+[redis]
+key_prefix = "${run_id}"
+[gateway]
+listen = "127.0.0.1:${port}"
+[projector]
+max_batch = ${max_batch}
+[tenants.alpha]
+[[tenants.alpha.keys]]
+id = "alpha-1"
+hmac_secret = "alpha-secret"
+[tenants.beta]
+[[tenants.beta.keys]]
+id = "beta-1"
+hmac_secret = "beta-secret"
+[tenants.gamma]
+[[tenants.gamma.keys]]
+id = "gamma-1"
+hmac_secret = "gamma-secret"
+TOML
+export FLK_CONFIG="$config"
+
+if curl -fs "http://127.0.0.1:${port}/health" >/dev/null 2>&1; then
+    echo "something already listens on port ${port}; set FLK_BENCH_PORT" >&2
+    exit 1
+fi
+
+flk_pid=""
+cleanup() {
+    if [[ -n "$flk_pid" ]]; then kill "$flk_pid" 2>/dev/null || true; wait "$flk_pid" 2>/dev/null || true; fi
+    if [[ "${FLK_BENCH_KEEP:-0}" != "1" ]]; then
+        bash infra/scripts/kafka-topics.sh --delete --topic "${run_id}\\..*" >/dev/null 2>&1 || true
+        psql "$FLK_POSTGRES_URL" -XqAt -c "SELECT string_agg(format('DROP SCHEMA %I CASCADE', nspname), '; ')
+            FROM pg_namespace WHERE nspname LIKE '${run_id}%'" 2>/dev/null |
+            psql "$FLK_POSTGRES_URL" -Xq >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT INT TERM
+
+start_serve() {
+    "$flk" serve --log-format json >"$out/flk.stdout" 2>"$out/flk.log" &
+    flk_pid=$!
+    for _ in $(seq 1 240); do
+        if curl -fs "http://127.0.0.1:${port}/ready" >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$flk_pid" 2>/dev/null; then tail -30 "$out/flk.log" >&2; return 1; fi
+        sleep 0.5
+    done
+    echo "flk serve did not become ready" >&2
+    return 1
+}
+
+# Samples the RSS (KiB) of $flk_pid every 0.5 s into $1 until stopped.
+sample_rss() {
+    while kill -0 "$flk_pid" 2>/dev/null; do
+        ps -o rss= -p "$flk_pid" >>"$1" 2>/dev/null || true
+        sleep 0.5
+    done
+}
+
+jget() { jq -r "$2" "$1"; }
+
+say "machine"
+{
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "nproc: $(nproc)"
+    echo "memory: $(free -h | awk '/^Mem:/ {print $2}')"
+    echo "kernel: $(uname -r)"
+    echo "run: ${run_id}; partitions ${partitions}; projector max_batch ${max_batch}"
+} | tee "$out/machine.txt"
+
+say "flk serve (release, log $out/flk.log)"
+start_serve
+
+# A short warm-up through the gateway (connections, consumer assignment, prepared statements).
+"$flk" bench --target gateway --rate 200 --duration 3 --connections 8 --quiet \
+    --label warmup >"$out/warmup.txt"
+
+declare -A row
+record_size=""
+
+if wants kafka; then
+    say "Kafka-mode end to end, closed loop, ${kafka_count} records, window ${kafka_window}"
+    row[kafka_load]="$(load)"
+    "$flk" bench --target kafka --count "$kafka_count" --window "$kafka_window" --duration 600 \
+        --label kafka-e2e --json-out "$out/kafka.json" | tee "$out/kafka.txt"
+    record_size="$(jget "$out/kafka.json" '.record_bytes_mean | floor')"
+fi
+
+if wants ceiling; then
+    if [[ -z "$record_size" ]]; then
+        record_size="$("$flk" bench --count 5000 --quiet --prepare-only 2>/dev/null)"
+    fi
+    say "ceiling: ProducerPerformance, ${ceiling_records} x ${record_size} B, acks=all, ${partitions} partitions"
+    bash infra/scripts/kafka-topics.sh --create --topic "${run_id}.ceiling" \
+        --partitions "$partitions" --replication-factor 1 >/dev/null
+    row[ceiling_load]="$(load)"
+    bash infra/scripts/kafka-perf.sh --topic "${run_id}.ceiling" --num-records "$ceiling_records" \
+        --record-size "$record_size" --throughput -1 \
+        --producer-props "bootstrap.servers=${FLK_KAFKA_BROKERS}" acks=all enable.idempotence=true \
+        2>&1 | tee "$out/ceiling.txt"
+fi
+
+if wants open; then
+    say "gateway open loop at ${rate}/s for ${duration} s, ${connections} connections"
+    rm -f "$out/rss.txt"
+    sample_rss "$out/rss.txt" &
+    rss_pid=$!
+    row[open_load]="$(load)"
+    "$flk" bench --target gateway --rate "$rate" --duration "$duration" --connections "$connections" \
+        --label gateway-open --json-out "$out/open.json" | tee "$out/open.txt"
+    kill "$rss_pid" 2>/dev/null || true
+    wait "$rss_pid" 2>/dev/null || true
+fi
+
+if wants closed; then
+    say "gateway closed loop for ${duration} s, ${connections} connections"
+    row[closed_load]="$(load)"
+    "$flk" bench --target gateway --duration "$duration" --connections "$connections" \
+        --label gateway-closed --json-out "$out/closed.json" | tee "$out/closed.txt"
+fi
+
+say "stopping flk serve"
+kill "$flk_pid" 2>/dev/null || true
+wait "$flk_pid" 2>/dev/null || true
+flk_pid=""
+
+if wants replay; then
+    say "replay of every decision (flk replay --no-swap)"
+    row[replay_load]="$(load)"
+    "$flk" replay --quiet --no-swap | tee "$out/replay.txt"
+fi
+
+# ---------------------------------------------------------------------------------------------
+summary="$out/summary.txt"
+{
+    echo
+    echo "FLK benchmark summary (${run_id}: ${partitions} partitions, max_batch ${max_batch}, $(nproc) cpus)"
+    printf '%-44s %14s  %-26s %s\n' "measure" "value" "target" "load (1/5/15 min at start)"
+    line() { printf '%-44s %14s  %-26s %s\n' "$@"; }
+    ceiling_rate=""
+    if [[ -f "$out/ceiling.txt" ]]; then
+        ceiling_rate="$(grep 'records sent' "$out/ceiling.txt" | tail -1 | sed -E 's/.*, ([0-9.]+) records\/sec.*/\1/')"
+        ceiling_p99="$(grep 'records sent' "$out/ceiling.txt" | tail -1 | sed -E 's/.* ([0-9]+) ms 99th.*/\1/')"
+        line "Kafka ceiling (${record_size} B, acks=all)" "$(printf '%.0f/s' "$ceiling_rate")" "-" "${row[ceiling_load]}"
+        line "Kafka ceiling p99 produce latency" "${ceiling_p99} ms" "-" ""
+    fi
+    if [[ -f "$out/kafka.json" ]]; then
+        e2e="$(jget "$out/kafka.json" '.throughput_per_s')"
+        line "e2e decided throughput (Kafka mode)" "$(printf '%.0f/s' "$e2e")" "-" "${row[kafka_load]}"
+        if [[ -n "$ceiling_rate" ]]; then
+            line "  as a fraction of the ceiling" "$(awk -v a="$e2e" -v b="$ceiling_rate" 'BEGIN {printf "%.1f%%", 100*a/b}')" ">= 50%" ""
+        fi
+        line "e2e latency p50 / p99 (Kafka mode)" "$(jget "$out/kafka.json" '"\(.latencies.e2e.p50_ms|floor) / \(.latencies.e2e.p99_ms|floor) ms"')" "-" ""
+        line "Kafka mode errors (undecided, produce)" "$(jget "$out/kafka.json" '[.statuses | to_entries[] | select(.key != "decided") | .value] | add // 0')" "0" ""
+    fi
+    if [[ -f "$out/open.json" ]]; then
+        line "gateway open loop ${rate}/s: p50" "$(jget "$out/open.json" '.latencies.submit.p50_ms') ms" "-" "${row[open_load]}"
+        line "gateway open loop ${rate}/s: p99" "$(jget "$out/open.json" '.latencies.submit.p99_ms') ms" "<= 25 ms" ""
+        line "gateway open loop ${rate}/s: achieved" "$(printf '%.0f/s' "$(jget "$out/open.json" '.throughput_per_s')")" "-" ""
+        line "gateway open loop ${rate}/s: errors" "$(jget "$out/open.json" '[.statuses | to_entries[] | select(.key | test("^(2|409)") | not) | .value] | add // 0')" "0" ""
+        if [[ -s "$out/rss.txt" ]]; then
+            line "flk serve RSS under load (max)" "$(sort -n "$out/rss.txt" | tail -1 | awk '{printf "%.0f MiB", $1/1024}')" "< 300 MiB" ""
+        fi
+    fi
+    if [[ -f "$out/closed.json" ]]; then
+        line "gateway closed loop (${connections} conns)" "$(printf '%.0f/s' "$(jget "$out/closed.json" '.throughput_per_s')")" "-" "${row[closed_load]}"
+        line "gateway closed loop p50 / p99" "$(jget "$out/closed.json" '"\(.latencies.submit.p50_ms) / \(.latencies.submit.p99_ms) ms"')" "-" ""
+    fi
+    if [[ -f "$out/replay.txt" ]]; then
+        replay_rate="$(sed -nE 's/^replayed ([0-9]+) decisions in ([0-9.]+) s \(([0-9]+)\/s\).*/\3/p' "$out/replay.txt")"
+        replay_count="$(sed -nE 's/^replayed ([0-9]+) decisions.*/\1/p' "$out/replay.txt")"
+        line "replay (${replay_count} decisions)" "${replay_rate}/s" ">= 100000/s" "${row[replay_load]}"
+        rebuilt="$(sed -nE 's/^rebuilt state hash: *//p' "$out/replay.txt")"
+        live="$(sed -nE 's/^live state hash: *//p' "$out/replay.txt")"
+        line "replayed state hash equals live" "$([[ -n "$rebuilt" && "$rebuilt" == "$live" ]] && echo yes || echo NO)" "yes" ""
+    fi
+    echo "results: $out"
+} | tee "$summary"
