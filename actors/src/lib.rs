@@ -10,5 +10,6 @@
 
 pub mod decision_bus;
 pub mod projector;
+pub mod rebalance;
 pub mod shard;
 pub mod supervision;

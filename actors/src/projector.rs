@@ -20,12 +20,12 @@ use infra::kafka;
 use infra::metrics::Metrics;
 use infra::tracing_context;
 use projections::{Applied, Claim, ProjectionStore, StoreError};
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
-use rdkafka::{ClientContext, Message as _, TopicPartitionList};
-use tokio::sync::mpsc;
+use rdkafka::Message as _;
+use rdkafka::consumer::Consumer as _;
 use tracing::Instrument as _;
 
 use crate::decision_bus::DecisionBus;
+use crate::rebalance::{PartitionChange, RebalanceForwarder};
 use crate::supervision::Heartbeat;
 
 /// Consumer name recorded with the projection offsets.
@@ -58,45 +58,6 @@ pub struct ProjectorDeps {
     pub failpoints: Failpoints,
 }
 
-/// Partition changes reported by librdkafka's rebalance callback.
-#[derive(Debug)]
-enum PartitionChange {
-    Assigned(Vec<i32>),
-    Revoked(Vec<i32>),
-}
-
-/// Consumer context forwarding rebalances to the projector loop.
-struct RebalanceForwarder {
-    changes: mpsc::UnboundedSender<PartitionChange>,
-}
-
-impl ClientContext for RebalanceForwarder {}
-
-impl ConsumerContext for RebalanceForwarder {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let _ = self
-                .changes
-                .send(PartitionChange::Revoked(partitions(list)));
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            let _ = self
-                .changes
-                .send(PartitionChange::Assigned(partitions(list)));
-        }
-    }
-}
-
-fn partitions(list: &TopicPartitionList) -> Vec<i32> {
-    list.elements()
-        .iter()
-        .map(|element| element.partition())
-        .collect()
-}
-
 /// One span per applied batch: a child of the first traced decision's shard span, linked to the
 /// others, so a record's trace runs from the gateway to its commit.
 fn apply_span(partition: i32, batch: &[(i64, DecisionEvent)]) -> tracing::Span {
@@ -118,14 +79,8 @@ fn apply_span(partition: i32, batch: &[(i64, DecisionEvent)]) -> tracing::Span {
 /// The projector loop: runs until a store or Kafka error; the supervisor restarts it.
 pub async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
     let topic = deps.kafka.decisions_topic();
-    let (changes_tx, mut changes) = mpsc::unbounded_channel();
-    let consumer = kafka::consumer(
-        &deps.kafka,
-        &deps.kafka.group("flk-projector"),
-        RebalanceForwarder {
-            changes: changes_tx,
-        },
-    )?;
+    let (forwarder, mut changes) = RebalanceForwarder::channel();
+    let consumer = kafka::consumer(&deps.kafka, &deps.kafka.group("flk-projector"), forwarder)?;
     consumer
         .subscribe(&[&topic])
         .context("subscribing to decisions")?;

@@ -1,12 +1,18 @@
 //! Shard actor: turns every submission of its assigned partitions into exactly one decision event
 //! on `flk.decisions` (same partition: the topics are co-partitioned), rejections included.
 //!
+//! One group consumer per process dispatches records to one partition worker per assigned
+//! partition (its own task and bounded mailbox), created on first record or assignment and aborted
+//! on revocation; any worker failure restarts the whole shard under its supervisor.
+//!
 //! At-least-once: a submission's offset is stored for commit only after its decision is acked by
 //! Kafka, in order. A crash in between re-decides the submission; the projector ignores the second
 //! decision because the audit log is unique on source coordinates.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,12 +24,14 @@ use infra::failpoints::{Failpoints, points};
 use infra::kafka::{self, headers};
 use infra::metrics::Metrics;
 use infra::tracing_context;
-use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer as _, DefaultConsumerContext};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
 use rdkafka::producer::FutureRecord;
+use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+use crate::rebalance::{PartitionChange, RebalanceForwarder};
 use crate::supervision::Heartbeat;
 
 /// Most decisions awaiting their Kafka ack at once (bounds memory and redelivery after a crash).
@@ -48,65 +56,180 @@ pub struct ShardDeps {
     pub failpoints: Failpoints,
 }
 
-/// The shard loop: runs until a Kafka error; the supervisor restarts it.
+/// Messages a partition worker may hold before the dispatcher waits (backpressure).
+const PARTITION_MAILBOX: usize = 1_024;
+
+/// What every partition worker of one shard loop shares.
+struct ShardContext {
+    /// Dependencies.
+    deps: ShardDeps,
+    /// The group consumer (workers store their offsets through it).
+    consumer: StreamConsumer<RebalanceForwarder>,
+    /// Producer of decisions.
+    producer: FutureProducer,
+    /// `flk.submissions` with prefix.
+    submissions: String,
+    /// `flk.decisions` with prefix.
+    decisions: String,
+}
+
+/// A running partition worker: its mailbox and its task (aborted when dropped).
+struct PartitionWorker {
+    /// Where the dispatcher puts the partition's records.
+    mailbox: mpsc::Sender<OwnedMessage>,
+    /// Records dispatched but not yet acked. The idle tick beats the heartbeat only while every
+    /// worker is drained, and workers beat on each ack, so a stuck worker stops the heartbeat.
+    pending: Rc<AtomicUsize>,
+    /// The worker's task.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PartitionWorker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The shard loop: one consumer for the group, dispatching each assigned partition's records to a
+/// partition worker of its own (one actor per partition: a slow or failing partition never blocks
+/// another's ordering). Runs until an error; the supervisor restarts it, which drops and aborts
+/// every worker.
 pub async fn run(deps: ShardDeps) -> anyhow::Result<()> {
     let submissions = deps.kafka.submissions_topic();
-    let decisions = deps.kafka.decisions_topic();
-    let consumer = kafka::consumer(
-        &deps.kafka,
-        &deps.kafka.group("flk-shard"),
-        DefaultConsumerContext,
-    )?;
+    let (forwarder, mut changes) = RebalanceForwarder::channel();
+    let consumer = kafka::consumer(&deps.kafka, &deps.kafka.group("flk-shard"), forwarder)?;
     consumer
         .subscribe(&[&submissions])
         .context("subscribing to submissions")?;
-    let producer = kafka::producer(&deps.kafka)?;
+    let context = Rc::new(ShardContext {
+        producer: kafka::producer(&deps.kafka)?,
+        decisions: deps.kafka.decisions_topic(),
+        submissions: submissions.clone(),
+        consumer,
+        deps,
+    });
     tracing::info!(topic = %submissions, "shard consuming");
-    let mut in_flight = FuturesOrdered::new();
+    let (failures_tx, mut failures) = mpsc::unbounded_channel::<anyhow::Error>();
+    let mut workers: HashMap<i32, PartitionWorker> = HashMap::new();
     let mut idle = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            received = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
-                let message = received.context("consuming submissions")?;
+            received = context.consumer.recv() => {
+                let message = received.context("consuming submissions")?.detach();
+                apply_changes(&mut changes, &mut workers);
+                let partition = message.partition();
+                let worker = workers.entry(partition).or_insert_with(|| {
+                    spawn_worker(partition, context.clone(), failures_tx.clone())
+                });
+                worker.pending.fetch_add(1, Ordering::Relaxed);
+                if worker.mailbox.send(message).await.is_err() {
+                    anyhow::bail!("partition {partition} worker stopped");
+                }
+            }
+            Some(error) = failures.recv() => return Err(error),
+            _ = idle.tick() => {
+                apply_changes(&mut changes, &mut workers);
+                if workers.values().all(|worker| worker.pending.load(Ordering::Relaxed) == 0) {
+                    context.deps.heartbeat.beat();
+                }
+            }
+        }
+    }
+}
+
+/// Starts workers for assigned partitions and drops (aborts) those of revoked ones. A revoked
+/// partition's unacked decisions are decided again by its next owner (at-least-once).
+fn apply_changes(
+    changes: &mut mpsc::UnboundedReceiver<PartitionChange>,
+    workers: &mut HashMap<i32, PartitionWorker>,
+) {
+    while let Ok(change) = changes.try_recv() {
+        match change {
+            PartitionChange::Assigned(partitions) => {
+                tracing::info!(?partitions, "shard partitions assigned");
+            }
+            PartitionChange::Revoked(partitions) => {
+                tracing::info!(?partitions, "shard partitions revoked");
+                for partition in partitions {
+                    workers.remove(&partition);
+                }
+            }
+        }
+    }
+}
+
+fn spawn_worker(
+    partition: i32,
+    context: Rc<ShardContext>,
+    failures: mpsc::UnboundedSender<anyhow::Error>,
+) -> PartitionWorker {
+    let (mailbox, inbox) = mpsc::channel(PARTITION_MAILBOX);
+    let pending = Rc::new(AtomicUsize::new(0));
+    let worker_pending = pending.clone();
+    let task = tokio::task::spawn_local(async move {
+        if let Err(error) = partition_worker(partition, inbox, &context, &worker_pending).await {
+            let _ = failures.send(error.context(format!("partition {partition}")));
+        }
+    });
+    PartitionWorker {
+        mailbox,
+        pending,
+        task,
+    }
+}
+
+/// Decides one partition's records in order: decide, produce, and store each offset only after
+/// its decision is acked, in offset order.
+async fn partition_worker(
+    partition: i32,
+    mut inbox: mpsc::Receiver<OwnedMessage>,
+    context: &ShardContext,
+    pending: &AtomicUsize,
+) -> anyhow::Result<()> {
+    let deps = &context.deps;
+    let mut in_flight = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            received = inbox.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                let Some(message) = received else { return Ok(()) };
                 deps.failpoints.hit(points::SHARD_BEFORE_PRODUCE).await?;
                 let span = decide_span(&message);
-                let event = span.in_scope(|| decide_message(&message, &deps));
+                let event = span.in_scope(|| decide_message(&message, deps));
                 deps.metrics
                     .decisions_produced
                     .with_label_values(&[event.verdict.code()])
                     .inc();
                 let payload = event.encode()?;
                 let key = format!("{}/{}", event.source.partition, event.source.offset);
-                let record = FutureRecord::to(&decisions)
-                    .partition(message.partition())
+                let record = FutureRecord::to(&context.decisions)
+                    .partition(partition)
                     .key(&key)
                     .payload(&payload);
-                let delivery = producer
+                let delivery = context
+                    .producer
                     .send_result(record)
                     .map_err(|(error, _)| anyhow::anyhow!("queueing decision: {error}"))?;
-                let (partition, offset) = (message.partition(), message.offset());
+                let offset = message.offset();
                 // The span lasts until Kafka acks the decision.
-                in_flight.push_back(
-                    async move { (partition, offset, delivery.await) }.instrument(span),
-                );
+                in_flight.push_back(async move { (offset, delivery.await) }.instrument(span));
             }
-            Some((partition, offset, delivered)) = in_flight.next() => {
+            Some((offset, delivered)) = in_flight.next() => {
                 match delivered {
                     Ok(Ok(_)) => {
-                        consumer.store_offset(&submissions, partition, offset)?;
+                        context.consumer.store_offset(&context.submissions, partition, offset)?;
+                        pending.fetch_sub(1, Ordering::Relaxed);
                         deps.heartbeat.beat();
                     }
                     Ok(Err((error, _))) => anyhow::bail!("decision not delivered: {error}"),
                     Err(_) => anyhow::bail!("decision delivery cancelled"),
                 }
             }
-            _ = idle.tick() => deps.heartbeat.beat(),
         }
     }
 }
 
 /// One span per submission, continuing the trace its record carries (`traceparent` header).
-fn decide_span(message: &BorrowedMessage<'_>) -> tracing::Span {
+fn decide_span<M: Message>(message: &M) -> tracing::Span {
     let span = tracing::info_span!(
         "shard.decide",
         otel.kind = "consumer",
@@ -119,7 +242,7 @@ fn decide_span(message: &BorrowedMessage<'_>) -> tracing::Span {
 
 /// Builds the decision event of one submission record (pure apart from the clock). Runs inside
 /// the submission's span, whose context the event carries on to the projector.
-fn decide_message(message: &BorrowedMessage<'_>, deps: &ShardDeps) -> DecisionEvent {
+fn decide_message<M: Message>(message: &M, deps: &ShardDeps) -> DecisionEvent {
     let tenant = kafka::header_str(message, headers::TENANT)
         .unwrap_or("default")
         .to_owned();
@@ -168,7 +291,7 @@ fn decide_message(message: &BorrowedMessage<'_>, deps: &ShardDeps) -> DecisionEv
     }
 }
 
-fn submission_source(message: &BorrowedMessage<'_>) -> SubmissionSource {
+fn submission_source<M: Message>(message: &M) -> SubmissionSource {
     match kafka::header_str(message, headers::SOURCE) {
         Some("gateway") => SubmissionSource::Gateway,
         Some("replica") => SubmissionSource::Replica {

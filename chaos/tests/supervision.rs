@@ -47,3 +47,8 @@ async fn a_failing_shard_is_restarted_with_backoff() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_shard_partition_worker_is_restarted_by_the_watchdog() {
+    decided_despite("shard.before_produce=stall_once", "actor stuck").await;
+}
