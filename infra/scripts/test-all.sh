@@ -55,6 +55,9 @@ step "cargo test (unit, property, vector and service tests)"
 cargo build -q -p gateway --bin flk
 cargo test --workspace || failures+=("cargo test")
 
+step "the committed vector file is what the generator writes"
+cargo run -q -p events --example vectors || failures+=("vector file out of date")
+
 step "events has no tokio, actix, rdkafka, postgres or redis in its normal dependencies"
 forbidden=$(cargo tree -p events -e normal --prefix none --format '{p}' \
     | grep -Eo '^(tokio|actix[a-z_-]*|rdkafka[a-z_-]*|tokio-postgres|postgres[a-z_-]*|deadpool[a-z_-]*|redis[a-z_-]*) ' | sort -u || true)
