@@ -148,20 +148,27 @@ pub async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
                 }
             }
         }
+        let mut round = Vec::with_capacity(by_partition.len());
         for (partition, batch) in by_partition {
             let Some(claim) = owned.get(&partition).copied() else {
                 tracing::debug!(partition, "event for an unowned partition ignored");
                 continue;
             };
-            let last_offset = batch.last().map_or(-1, |(offset, _)| *offset);
-            let span = apply_span(partition, &batch);
             deps.failpoints.hit(points::PROJECTOR_BEFORE_COMMIT).await?;
-            match deps
-                .store
-                .apply_batch(CONSUMER, &topic, partition, claim.owner_epoch, &batch)
-                .instrument(span.clone())
-                .await
-            {
+            round.push((partition, claim, batch));
+        }
+        // Partitions are independent (own offsets row, own audit chain, and a key lives in one
+        // partition), so their transactions run concurrently, each on its own pooled connection:
+        // a request no longer waits for the commits of the partitions before its own.
+        let results = futures::future::join_all(round.iter().map(|(partition, claim, batch)| {
+            deps.store
+                .apply_batch(CONSUMER, &topic, *partition, claim.owner_epoch, batch)
+                .instrument(apply_span(*partition, batch))
+        }))
+        .await;
+        let mut side_effects = Vec::new();
+        for ((partition, _, batch), result) in round.iter().zip(results) {
+            match result {
                 Ok(applied) => {
                     for result in &applied {
                         deps.metrics
@@ -170,15 +177,12 @@ pub async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
                             .inc();
                     }
                     // Waiters first (they only need the commit), then the best-effort cache.
-                    let side_effects = deps
-                        .after_commit_opt
-                        .as_ref()
-                        .map(|after_commit| after_commit.after_commit(&applied));
-                    deps.bus.publish_applied(applied);
-                    if let Some(side_effects) = side_effects {
-                        side_effects.instrument(span).await;
+                    if let Some(after_commit) = &deps.after_commit_opt {
+                        side_effects.push(after_commit.after_commit(&applied));
                     }
-                    consumer.store_offset(&topic, partition, last_offset)?;
+                    deps.bus.publish_applied(applied);
+                    let last_offset = batch.last().map_or(-1, |(offset, _)| *offset);
+                    consumer.store_offset(&topic, *partition, last_offset)?;
                 }
                 Err(error @ StoreError::Fenced { .. }) => {
                     // Another owner claimed it (a rebalance we have not seen yet, or a rebuilt
@@ -188,5 +192,6 @@ pub async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
                 Err(error) => return Err(error).context("applying decisions"),
             }
         }
+        futures::future::join_all(side_effects).await;
     }
 }

@@ -77,7 +77,11 @@ impl ProjectionStore {
         pg_config
             .connect_timeout(options.connect_timeout)
             .application_name("flk-projections")
-            .options(format!("-c search_path={schema}"));
+            // Custom plans: a statement prepared while a fresh schema's tables are empty would
+            // otherwise keep a generic plan with sequential scans (docs/benchmarks.md, fix 2).
+            .options(format!(
+                "-c search_path={schema} -c plan_cache_mode=force_custom_plan"
+            ));
         let manager = Manager::from_config(
             pg_config.clone(),
             NoTls,
