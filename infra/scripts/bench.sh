@@ -15,7 +15,8 @@
 # FLK_BENCH_KAFKA_COUNT records for the Kafka run (100000), FLK_BENCH_KAFKA_WINDOW (5000),
 # FLK_BENCH_CEILING_RECORDS (300000), FLK_BENCH_PORT (18090), FLK_BENCH_ONLY (comma list of
 # kafka,ceiling,open,closed,replay; default all), FLK_BENCH_KEEP (0), FLK_BENCH_BIN (a prebuilt
-# flk to measure instead of building target/release/flk).
+# flk to measure instead of building target/release/flk), FLK_BENCH_TRACES (0: OTLP trace export
+# off even when env.sh sets FLK_OTLP_ENDPOINT; 1 keeps it, to measure its cost).
 # Results: .local/bench/<run id>/ (JSON reports, logs, summary.txt).
 # It measures; it gates nothing (exit status 0 unless a step could not run).
 set -euo pipefail
@@ -45,6 +46,11 @@ say "local stack"
 bash infra/scripts/stack.sh up >/dev/null
 # shellcheck disable=SC1091
 . "$repo/.local/stack/env.sh"
+# env.sh points FLK_OTLP_ENDPOINT at the local collector; exporting a span per record is its own
+# cost, so the pipeline is measured without it unless FLK_BENCH_TRACES=1.
+if [[ "${FLK_BENCH_TRACES:-0}" != "1" ]]; then
+    unset FLK_OTLP_ENDPOINT
+fi
 
 if [[ -n "${FLK_BENCH_BIN:-}" ]]; then
     flk="$FLK_BENCH_BIN"
