@@ -99,6 +99,8 @@ pub async fn replay(
     );
     let started = Instant::now();
     let mut applied = 0u64;
+    let mut in_flight: HashMap<i32, tokio::task::JoinHandle<Result<u64, projections::StoreError>>> =
+        HashMap::new();
     if !ends.is_empty() {
         consumer.assign(&assignment)?;
     }
@@ -125,23 +127,37 @@ pub async fn replay(
             .is_some_and(|batch| batch.len() >= batch_size);
         if done || batch_full {
             if let Some(batch) = pending.remove(&partition) {
+                // One batch in flight per partition (order within a partition is kept by awaiting
+                // its previous batch), so Postgres applies while this loop keeps consuming.
+                if let Some(previous) = in_flight.remove(&partition) {
+                    applied += previous.await.context("replay task")??;
+                    bar.set_position(applied);
+                }
                 let epoch = epochs.get(&partition).copied().unwrap_or_default();
-                rebuild
-                    .apply_batch(
-                        actors::projector::CONSUMER,
-                        &topic,
-                        partition,
-                        epoch,
-                        &batch,
-                    )
-                    .await?;
-                applied += batch.len() as u64;
-                bar.set_position(applied);
+                let (store, topic) = (rebuild.clone(), topic.clone());
+                in_flight.insert(
+                    partition,
+                    tokio::spawn(async move {
+                        store
+                            .apply_batch(
+                                actors::projector::CONSUMER,
+                                &topic,
+                                partition,
+                                epoch,
+                                &batch,
+                            )
+                            .await
+                            .map(|_| batch.len() as u64)
+                    }),
+                );
             }
         }
         if done {
             ends.remove(&partition);
         }
+    }
+    for (_, task) in in_flight.drain() {
+        applied += task.await.context("replay task")??;
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();
