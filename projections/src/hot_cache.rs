@@ -267,6 +267,22 @@ impl HotCache {
         }
     }
 
+    /// Runs one command on `node`, bounded by `op_timeout`, with node-naming errors.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        node: &Node,
+        command: &redis::Cmd,
+    ) -> Result<T, CacheError> {
+        let mut connection = node.connection.clone();
+        tokio::time::timeout(self.op_timeout, command.query_async(&mut connection))
+            .await
+            .map_err(|_| self.timeout_error(&node.id))?
+            .map_err(|error| CacheError::Node {
+                node: node.id.clone(),
+                message: error.to_string(),
+            })
+    }
+
     /// Writes entries (call only after the Postgres commit, I5), pipelined per node, nodes in
     /// parallel. Returns how many were written; entries already past their dedup expiry are
     /// skipped and count as written.
@@ -363,17 +379,7 @@ impl HotCache {
         let Some(node) = self.node_for_key(&key) else {
             return Ok(None);
         };
-        let mut connection = node.connection.clone();
-        let value_opt: Option<String> = tokio::time::timeout(
-            self.op_timeout,
-            redis::cmd("GET").arg(&key).query_async(&mut connection),
-        )
-        .await
-        .map_err(|_| self.timeout_error(&node.id))?
-        .map_err(|error| CacheError::Node {
-            node: node.id.clone(),
-            message: error.to_string(),
-        })?;
+        let value_opt: Option<String> = self.query(node, redis::cmd("GET").arg(&key)).await?;
         value_opt
             .map(|value| {
                 serde_json::from_str(&value).map_err(|error| CacheError::Decode(error.to_string()))
@@ -387,17 +393,7 @@ impl HotCache {
         let Some(node) = self.node_for_key(&key) else {
             return Ok(None);
         };
-        let mut connection = node.connection.clone();
-        let ttl: i64 = tokio::time::timeout(
-            self.op_timeout,
-            redis::cmd("PTTL").arg(&key).query_async(&mut connection),
-        )
-        .await
-        .map_err(|_| self.timeout_error(&node.id))?
-        .map_err(|error| CacheError::Node {
-            node: node.id.clone(),
-            message: error.to_string(),
-        })?;
+        let ttl: i64 = self.query(node, redis::cmd("PTTL").arg(&key)).await?;
         Ok((ttl >= 0).then_some(ttl))
     }
 
@@ -407,36 +403,21 @@ impl HotCache {
         let pattern = format!("{}:*", self.prefix);
         let mut deleted = 0u64;
         for node in &self.nodes {
-            let mut connection = node.connection.clone();
             let mut cursor: u64 = 0;
             loop {
-                let (next, keys): (u64, Vec<String>) = tokio::time::timeout(
-                    self.op_timeout,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1_000)
-                        .query_async(&mut connection),
-                )
-                .await
-                .map_err(|_| self.timeout_error(&node.id))?
-                .map_err(|error| CacheError::Node {
-                    node: node.id.clone(),
-                    message: error.to_string(),
-                })?;
-                if !keys.is_empty() {
-                    let removed: u64 = tokio::time::timeout(
-                        self.op_timeout,
-                        redis::cmd("DEL").arg(&keys).query_async(&mut connection),
+                let (next, keys): (u64, Vec<String>) = self
+                    .query(
+                        node,
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1_000),
                     )
-                    .await
-                    .map_err(|_| self.timeout_error(&node.id))?
-                    .map_err(|error| CacheError::Node {
-                        node: node.id.clone(),
-                        message: error.to_string(),
-                    })?;
+                    .await?;
+                if !keys.is_empty() {
+                    let removed: u64 = self.query(node, redis::cmd("DEL").arg(&keys)).await?;
                     deleted += removed;
                 }
                 cursor = next;
