@@ -21,6 +21,48 @@ async fn wait_for_progress(progress: &AtomicUsize, at_least: usize) {
     .unwrap();
 }
 
+/// Records each load sends (distinct, all valid).
+const RECORDS: u64 = 300;
+
+/// Starts the bounded load against `url` in the background; `progress` counts acknowledgements.
+fn start_load(
+    url: &str,
+    first_seed: u64,
+    deadline: Duration,
+    progress: &Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<load::LoadResult> {
+    tokio::spawn(load::run(
+        url.to_owned(),
+        SECRET,
+        first_seed,
+        RECORDS,
+        8,
+        deadline,
+        progress.clone(),
+    ))
+}
+
+/// Every record of the load got a decision, and the history checker agrees: each decided exactly
+/// once, the audit log covering the WAL.
+async fn assert_nothing_lost(
+    deployment: &Deployment,
+    load: tokio::task::JoinHandle<load::LoadResult>,
+) -> history::HistoryReport {
+    let result = load.await.unwrap();
+    assert!(
+        result.undecided.is_empty(),
+        "undecided: {:?}",
+        result.undecided
+    );
+    assert_eq!(result.acknowledged.len() as u64, RECORDS);
+    let report = history::check(deployment, &result.acknowledged)
+        .await
+        .unwrap();
+    assert_eq!(report.dedup_rows as u64, RECORDS, "{report:?}");
+    assert!(report.wal_records as u64 >= RECORDS, "{report:?}");
+    report
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_projector_process_loses_nothing() {
     let mut deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
@@ -28,30 +70,11 @@ async fn kill_9_of_the_projector_process_loses_nothing() {
     let gateway = FlkProcess::start(&deployment, "gateway", "gateway").unwrap();
     let mut workers = FlkProcess::start(&deployment, "shard,projector", "workers-1").unwrap();
     let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(load::run(
-        gateway.url().to_owned(),
-        SECRET,
-        1_000,
-        300,
-        8,
-        Duration::from_secs(120),
-        progress.clone(),
-    ));
+    let load = start_load(gateway.url(), 1_000, Duration::from_secs(120), &progress);
     wait_for_progress(&progress, 100).await;
     workers.kill9();
     let _workers = FlkProcess::start(&deployment, "shard,projector", "workers-2").unwrap();
-    let result = load.await.unwrap();
-    assert!(
-        result.undecided.is_empty(),
-        "undecided: {:?}",
-        result.undecided
-    );
-    assert_eq!(result.acknowledged.len(), 300);
-    let report = history::check(&deployment, &result.acknowledged)
-        .await
-        .unwrap();
-    assert!(report.wal_records >= 300, "{report:?}");
-    assert_eq!(report.dedup_rows, 300, "{report:?}");
+    assert_nothing_lost(&deployment, load).await;
     drop(gateway);
     deployment.cleanup().await;
 }
@@ -65,15 +88,7 @@ async fn two_processes_share_partitions_and_survive_one_kill() {
     // Both must own partitions before the kill, or the test proves nothing.
     let client = deployment.postgres().await.unwrap();
     let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(load::run(
-        first.url().to_owned(),
-        SECRET,
-        5_000,
-        300,
-        8,
-        Duration::from_secs(150),
-        progress.clone(),
-    ));
+    let load = start_load(first.url(), 5_000, Duration::from_secs(150), &progress);
     wait_for_progress(&progress, 60).await;
     wait_until(
         "the second process to own partitions",
@@ -91,17 +106,7 @@ async fn two_processes_share_partitions_and_survive_one_kill() {
         .unwrap()
         .get(0);
     second.kill9();
-    let result = load.await.unwrap();
-    assert!(
-        result.undecided.is_empty(),
-        "undecided: {:?}",
-        result.undecided
-    );
-    assert_eq!(result.acknowledged.len(), 300);
-    let report = history::check(&deployment, &result.acknowledged)
-        .await
-        .unwrap();
-    assert_eq!(report.dedup_rows, 300, "{report:?}");
+    assert_nothing_lost(&deployment, load).await;
     // The survivor claimed the dead process's partitions (epochs moved on).
     let owners_after: i64 = client
         .query_one(
