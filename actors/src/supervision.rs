@@ -160,6 +160,14 @@ impl Heartbeat {
             .store(self.origin.elapsed().as_millis() as i64, Ordering::Relaxed);
     }
 
+    /// Records progress up to `instant` (earlier than now when work started then is still
+    /// unfinished): the age then counts from that instant.
+    pub fn beat_at(&self, instant: Instant) {
+        let since_origin = instant.saturating_duration_since(self.origin);
+        self.last_beat_ms
+            .store(since_origin.as_millis() as i64, Ordering::Relaxed);
+    }
+
     /// Time since the last beat.
     pub fn age(&self) -> Duration {
         let now = self.origin.elapsed().as_millis() as i64;
@@ -224,6 +232,24 @@ impl Actor for Watchdog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_beat_at_an_earlier_instant_ages_the_heartbeat_from_then() {
+        let Some(origin) = Instant::now().checked_sub(Duration::from_secs(10)) else {
+            return; // a clock less than 10 s old cannot hold the scenario
+        };
+        let heartbeat = Heartbeat {
+            last_beat_ms: Arc::new(AtomicI64::new(0)),
+            origin,
+        };
+        heartbeat.beat();
+        assert!(heartbeat.age() < Duration::from_secs(5));
+        // Work that started 9 s ago is still unfinished: the heartbeat is as old as that work.
+        heartbeat.beat_at(origin + Duration::from_secs(1));
+        assert!(heartbeat.age() >= Duration::from_secs(9));
+        heartbeat.beat_at(Instant::now());
+        assert!(heartbeat.age() < Duration::from_secs(5));
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -107,6 +107,7 @@ pub async fn serve(
             kafka: config.kafka.clone(),
             store: store.clone(),
             max_batch: config.projector.max_batch,
+            max_transactions: config.projector.max_transactions,
             bus: bus.clone(),
             after_commit_opt: Some(Arc::new(HotCacheFiller {
                 cache: hot_cache.clone(),

@@ -10,7 +10,8 @@
 # Every run uses its own topic prefix, Postgres schema and Redis key prefix (bench<time>_<pid>), and
 # removes them at the end unless FLK_BENCH_KEEP=1. The load average is printed next to each number.
 #
-# Knobs (environment): FLK_BENCH_PARTITIONS (12), FLK_BENCH_MAX_BATCH (500), FLK_BENCH_RATE (1000),
+# Knobs (environment): FLK_BENCH_PARTITIONS (12), FLK_BENCH_MAX_BATCH (500),
+# FLK_BENCH_MAX_TRANSACTIONS (the config default), FLK_BENCH_RATE (1000),
 # FLK_BENCH_DURATION seconds per gateway run (30), FLK_BENCH_CONNECTIONS (64),
 # FLK_BENCH_KAFKA_COUNT records for the Kafka run (100000), FLK_BENCH_KAFKA_WINDOW (5000),
 # FLK_BENCH_CEILING_RECORDS (300000), FLK_BENCH_PORT (18090), FLK_BENCH_ONLY (comma list of
@@ -26,6 +27,8 @@ cd "$repo"
 
 partitions="${FLK_BENCH_PARTITIONS:-12}"
 max_batch="${FLK_BENCH_MAX_BATCH:-500}"
+# Written into the config only when set (the default is the config's own; older builds reject it).
+max_transactions="${FLK_BENCH_MAX_TRANSACTIONS:-}"
 rate="${FLK_BENCH_RATE:-1000}"
 duration="${FLK_BENCH_DURATION:-30}"
 connections="${FLK_BENCH_CONNECTIONS:-64}"
@@ -76,6 +79,7 @@ key_prefix = "${run_id}"
 listen = "127.0.0.1:${port}"
 [projector]
 max_batch = ${max_batch}
+${max_transactions:+max_transactions = ${max_transactions}}
 [tenants.alpha]
 [[tenants.alpha.keys]]
 id = "alpha-1"
@@ -136,7 +140,7 @@ say "machine"
     echo "nproc: $(nproc)"
     echo "memory: $(free -h | awk '/^Mem:/ {print $2}')"
     echo "kernel: $(uname -r)"
-    echo "run: ${run_id}; partitions ${partitions}; projector max_batch ${max_batch}"
+    echo "run: ${run_id}; partitions ${partitions}; projector max_batch ${max_batch}, max_transactions ${max_transactions:-default}"
 } | tee "$out/machine.txt"
 
 say "flk serve (release, log $out/flk.log)"
@@ -205,7 +209,7 @@ fi
 summary="$out/summary.txt"
 {
     echo
-    echo "FLK benchmark summary (${run_id}: ${partitions} partitions, max_batch ${max_batch}, $(nproc) cpus)"
+    echo "FLK benchmark summary (${run_id}: ${partitions} partitions, max_batch ${max_batch}, max_transactions ${max_transactions:-default}, $(nproc) cpus)"
     printf '%-44s %14s  %-26s %s\n' "measure" "value" "target" "load (1/5/15 min at start)"
     line() { printf '%-44s %14s  %-26s %s\n' "$@"; }
     ceiling_rate=""

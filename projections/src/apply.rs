@@ -85,29 +85,36 @@ async fn attempt_batch(
 ) -> Result<Vec<Applied>, AttemptError> {
     let mut client = store.client().await?;
     let transaction = client.transaction().await?;
-    let next_offset =
-        offsets::lock_and_check_owner(&transaction, consumer, topic, partition, claim_epoch)
-            .await?;
-    let pending: Vec<(i64, Normalized)> = batch
+    // Round trips, not statements, are what a small batch pays for: the four reads go out in one
+    // pipeline (tokio-postgres sends concurrent queries without waiting), as do the writes below.
+    // Postgres still runs them in order, so the reads run after the offsets row is locked. They
+    // cover the whole batch, a superset of what is applied: rows of events applied before are
+    // read (and dedup rows locked) but left alone.
+    let normalized: Vec<(i64, Normalized)> = batch
         .iter()
-        .filter(|(offset, _)| *offset >= next_offset)
         .map(|(offset, event)| (*offset, Normalized::from_event(event)))
+        .collect();
+    let sources: Vec<&SourceCoordinates> = normalized.iter().map(|(_, n)| &n.source).collect();
+    let keys: Vec<DedupKey> = normalized
+        .iter()
+        .filter_map(|(_, n)| n.dedup_key())
+        .collect();
+    let (next_offset, audited, mut dedup, (mut seq, mut prev_hash)) = futures::try_join!(
+        offsets::lock_and_check_owner(&transaction, consumer, topic, partition, claim_epoch),
+        audit::find_by_sources(&transaction, &sources),
+        DedupBatch::load_for_update(&transaction, &keys),
+        audit::head(&transaction, partition),
+    )?;
+    drop(sources);
+    let pending: Vec<(i64, Normalized)> = normalized
+        .into_iter()
+        .filter(|(offset, _)| *offset >= next_offset)
         .collect();
     let Some(last_offset) = pending.last().map(|(offset, _)| *offset) else {
         // Everything was applied before: nothing to write, nothing to answer.
         transaction.rollback().await?;
         return Ok(Vec::new());
     };
-
-    let sources: Vec<&SourceCoordinates> = pending.iter().map(|(_, n)| &n.source).collect();
-    let audited = audit::find_by_sources(&transaction, &sources).await?;
-    let keys: Vec<DedupKey> = pending
-        .iter()
-        .filter(|(_, n)| !audited.contains_key(&n.source))
-        .filter_map(|(_, n)| n.dedup_key())
-        .collect();
-    let mut dedup = DedupBatch::load_for_update(&transaction, &keys).await?;
-    let (mut seq, mut prev_hash) = audit::head(&transaction, partition).await?;
     debug_assert!(seq > 0 || prev_hash == GENESIS_HASH);
 
     let ttl = &store.options().dedup_ttl;
@@ -136,15 +143,21 @@ async fn attempt_batch(
         results.push(applied);
     }
 
-    dedup.write(&transaction).await?;
-    audit::insert(&transaction, &entries).await?;
-    offsets::advance(&transaction, consumer, topic, partition, last_offset + 1).await?;
-    notify::send(
-        &transaction,
-        &store.channel(),
-        entries.iter().map(|entry| &entry.source),
-    )
-    .await?;
+    let channel = store.channel();
+    futures::try_join!(
+        dedup.write(&transaction),
+        audit::insert(&transaction, &entries),
+        async {
+            offsets::advance(&transaction, consumer, topic, partition, last_offset + 1)
+                .await
+                .map_err(AttemptError::from)
+        },
+        notify::send(
+            &transaction,
+            &channel,
+            entries.iter().map(|entry| &entry.source)
+        ),
+    )?;
     transaction.commit().await?;
     tracing::debug!(
         consumer,
