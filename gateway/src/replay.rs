@@ -38,6 +38,7 @@ pub async fn replay(
     let rebuild_schema = ProjectionStore::rebuild_schema_name(live);
     ProjectionStore::drop_schema(&config.postgres.url, &rebuild_schema).await?;
     let rebuild = open_store(config, &rebuild_schema).await?;
+    let bulk_load = rebuild.begin_bulk_load().await?;
     let topic = config.kafka.decisions_topic();
 
     let consumer: StreamConsumer<DefaultConsumerContext> = ClientConfig::new()
@@ -98,12 +99,13 @@ pub async fn replay(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let mut applied = 0u64;
-    let mut in_flight: HashMap<i32, tokio::task::JoinHandle<Result<u64, projections::StoreError>>> =
-        HashMap::new();
     if !ends.is_empty() {
         consumer.assign(&assignment)?;
     }
+    // One applier task per partition, fed through a short queue: a partition's batches apply in
+    // order (each waits for the one before), partitions apply concurrently, and the loop keeps
+    // consuming while Postgres works. It waits only when a partition has QUEUED_BATCHES waiting.
+    let mut appliers: HashMap<i32, PartitionApplier> = HashMap::new();
     let mut pending: BTreeMap<i32, Vec<(i64, DecisionEvent)>> = BTreeMap::new();
     while !ends.is_empty() {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
@@ -127,39 +129,37 @@ pub async fn replay(
             .is_some_and(|batch| batch.len() >= batch_size);
         if done || batch_full {
             if let Some(batch) = pending.remove(&partition) {
-                // One batch in flight per partition (order within a partition is kept by awaiting
-                // its previous batch), so Postgres applies while this loop keeps consuming.
-                if let Some(previous) = in_flight.remove(&partition) {
-                    applied += previous.await.context("replay task")??;
-                    bar.set_position(applied);
+                let applier = appliers.entry(partition).or_insert_with(|| {
+                    let epoch = epochs.get(&partition).copied().unwrap_or_default();
+                    PartitionApplier::spawn(
+                        rebuild.clone(),
+                        topic.clone(),
+                        partition,
+                        epoch,
+                        bar.clone(),
+                    )
+                });
+                if applier.batches.send(batch).await.is_err() {
+                    // The applier stopped on an error; joining it below reports that error.
+                    if let Some(applier) = appliers.remove(&partition) {
+                        applier.task.await.context("replay task")??;
+                    }
+                    bail!("replay of partition {partition} stopped");
                 }
-                let epoch = epochs.get(&partition).copied().unwrap_or_default();
-                let (store, topic) = (rebuild.clone(), topic.clone());
-                in_flight.insert(
-                    partition,
-                    tokio::spawn(async move {
-                        store
-                            .apply_batch(
-                                actors::projector::CONSUMER,
-                                &topic,
-                                partition,
-                                epoch,
-                                &batch,
-                            )
-                            .await
-                            .map(|_| batch.len() as u64)
-                    }),
-                );
             }
         }
         if done {
             ends.remove(&partition);
         }
     }
-    for (_, task) in in_flight.drain() {
+    let mut applied = 0u64;
+    for (_, applier) in appliers.drain() {
+        let PartitionApplier { batches, task } = applier;
+        drop(batches);
         applied += task.await.context("replay task")??;
     }
     bar.finish_and_clear();
+    rebuild.finish_bulk_load(bulk_load).await?;
     let elapsed = started.elapsed();
     let state_hash = rebuild.state_hash().await?;
     let rate = applied as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -180,4 +180,46 @@ pub async fn replay(
         elapsed,
         state_hash,
     })
+}
+
+/// Batches a partition may have queued behind the one Postgres is applying.
+const QUEUED_BATCHES: usize = 2;
+
+/// Applies one partition's batches in order, on its own task.
+struct PartitionApplier {
+    /// Where the replay loop sends the partition's batches.
+    batches: tokio::sync::mpsc::Sender<Vec<(i64, DecisionEvent)>>,
+    /// Ends with the number of decisions applied, or the first error.
+    task: tokio::task::JoinHandle<Result<u64, projections::StoreError>>,
+}
+
+impl PartitionApplier {
+    fn spawn(
+        store: ProjectionStore,
+        topic: String,
+        partition: i32,
+        epoch: i64,
+        bar: ProgressBar,
+    ) -> Self {
+        let (batches, mut receiver) =
+            tokio::sync::mpsc::channel::<Vec<(i64, DecisionEvent)>>(QUEUED_BATCHES);
+        let task = tokio::spawn(async move {
+            let mut applied = 0u64;
+            while let Some(batch) = receiver.recv().await {
+                store
+                    .apply_batch(
+                        actors::projector::CONSUMER,
+                        &topic,
+                        partition,
+                        epoch,
+                        &batch,
+                    )
+                    .await?;
+                applied += batch.len() as u64;
+                bar.inc(batch.len() as u64);
+            }
+            Ok(applied)
+        });
+        PartitionApplier { batches, task }
+    }
 }

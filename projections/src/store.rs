@@ -226,6 +226,18 @@ impl ProjectionStore {
         audit::verify_chain(&mut client, partition).await
     }
 
+    /// Readies a fresh rebuild schema for a bulk replay; see [`crate::rebuild::BulkLoad`].
+    pub async fn begin_bulk_load(&self) -> Result<rebuild::BulkLoad, StoreError> {
+        let client = self.client().await?;
+        rebuild::BulkLoad::begin(&client).await
+    }
+
+    /// Builds the indexes [`Self::begin_bulk_load`] dropped.
+    pub async fn finish_bulk_load(&self, bulk_load: rebuild::BulkLoad) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        bulk_load.finish(&client).await
+    }
+
     /// The conventional schema a rebuild of `live_schema` is replayed into: `<live>_rebuild`.
     pub fn rebuild_schema_name(live_schema: &str) -> String {
         format!("{live_schema}_rebuild")
