@@ -11,7 +11,7 @@
 # removes them at the end unless FLK_BENCH_KEEP=1. The load average is printed next to each number.
 #
 # Knobs (environment): FLK_BENCH_PARTITIONS (12), FLK_BENCH_MAX_BATCH (500),
-# FLK_BENCH_MAX_TRANSACTIONS (the config default), FLK_BENCH_RATE (1000),
+# FLK_BENCH_MAX_TRANSACTIONS, FLK_BENCH_LINGER_MS, FLK_BENCH_FETCH_WAIT_MS (config defaults), FLK_BENCH_RATE (1000),
 # FLK_BENCH_DURATION seconds per gateway run (30), FLK_BENCH_CONNECTIONS (64),
 # FLK_BENCH_KAFKA_COUNT records for the Kafka run (100000), FLK_BENCH_KAFKA_WINDOW (5000),
 # FLK_BENCH_CEILING_RECORDS (300000), FLK_BENCH_PORT (18090), FLK_BENCH_ONLY (comma list of
@@ -71,6 +71,8 @@ region = "local"
 [kafka]
 topic_prefix = "${run_id}."
 partitions = ${partitions}
+${FLK_BENCH_LINGER_MS:+linger_ms = ${FLK_BENCH_LINGER_MS}}
+${FLK_BENCH_FETCH_WAIT_MS:+fetch_wait_max_ms = ${FLK_BENCH_FETCH_WAIT_MS}}
 [postgres]
 schema = "${run_id}"
 [redis]

@@ -1,9 +1,12 @@
-//! `apply_batch`: folds decision events of one decisions partition into offsets, dedup and the
-//! audit log in ONE transaction (I4).
+//! `apply_batches`: folds decision events of one or more decisions partitions into offsets,
+//! dedup and the audit log in ONE transaction (I4). Each partition keeps its own offsets row,
+//! fencing and audit chain; sharing the transaction only shares its cost (one commit, one set of
+//! round trips for all), which is what lets the projector batch across partitions.
 //!
 //! Steps, in the transaction:
-//! 1. lock the offsets row; a different `owner_epoch` than the caller's claim is
-//!    [`StoreError::Fenced`] (a stale owner after a rebalance) and nothing changes;
+//! 1. lock the offsets rows (in partition order); a different `owner_epoch` than the caller's
+//!    claim on any of them is [`StoreError::Fenced`] (a stale owner after a rebalance) and nothing
+//!    changes;
 //! 2. skip events whose decisions offset is below `next_offset` (applied before: replays are
 //!    no-ops);
 //! 3. an event whose source coordinates already have an audit entry (the shard decided the same
@@ -36,32 +39,50 @@ use crate::{notify, offsets};
 /// Attempts of one batch before a transient race is reported as unavailable.
 const MAX_ATTEMPTS: u32 = 5;
 
-pub(crate) async fn apply_batch(
+/// The events of one decisions partition to fold, under the caller's claim on it.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionBatch<'a> {
+    /// Decisions partition.
+    pub partition: i32,
+    /// The caller's claim epoch on it.
+    pub claim_epoch: i64,
+    /// `(decisions offset, event)` in strictly ascending offset order.
+    pub events: &'a [(i64, DecisionEvent)],
+}
+
+pub(crate) async fn apply_batches(
     store: &ProjectionStore,
     consumer: &str,
     topic: &str,
-    partition: i32,
-    claim_epoch: i64,
-    batch: &[(i64, DecisionEvent)],
-) -> Result<Vec<Applied>, StoreError> {
-    if let Some(pair) = batch.windows(2).find(|pair| pair[0].0 >= pair[1].0) {
+    batches: &[PartitionBatch<'_>],
+) -> Result<Vec<Vec<Applied>>, StoreError> {
+    for batch in batches {
+        if let Some(pair) = batch.events.windows(2).find(|pair| pair[0].0 >= pair[1].0) {
+            return Err(StoreError::InvalidInput(format!(
+                "batch offsets of partition {} must be strictly ascending ({} then {})",
+                batch.partition, pair[0].0, pair[1].0
+            )));
+        }
+    }
+    let mut partitions: Vec<i32> = batches.iter().map(|batch| batch.partition).collect();
+    partitions.sort_unstable();
+    if let Some(pair) = partitions.windows(2).find(|pair| pair[0] == pair[1]) {
         return Err(StoreError::InvalidInput(format!(
-            "batch offsets must be strictly ascending ({} then {})",
-            pair[0].0, pair[1].0
+            "partition {} appears twice in one transaction",
+            pair[0]
         )));
     }
-    if batch.is_empty() {
-        return Ok(Vec::new());
+    if batches.iter().all(|batch| batch.events.is_empty()) {
+        return Ok(vec![Vec::new(); batches.len()]);
     }
     let mut attempt = 1;
     loop {
-        let result = attempt_batch(store, consumer, topic, partition, claim_epoch, batch).await;
-        match result {
+        match attempt_batches(store, consumer, topic, batches).await {
             Ok(applied) => return Ok(applied),
             Err(AttemptError::Postgres(error))
                 if StoreError::is_transient_conflict(&error) && attempt < MAX_ATTEMPTS =>
             {
-                tracing::debug!(consumer, topic, partition, attempt, %error, "retrying batch after a transient conflict");
+                tracing::debug!(consumer, topic, ?partitions, attempt, %error, "retrying batch after a transient conflict");
                 tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
                 attempt += 1;
             }
@@ -75,72 +96,88 @@ pub(crate) async fn apply_batch(
     }
 }
 
-async fn attempt_batch(
+async fn attempt_batches(
     store: &ProjectionStore,
     consumer: &str,
     topic: &str,
-    partition: i32,
-    claim_epoch: i64,
-    batch: &[(i64, DecisionEvent)],
-) -> Result<Vec<Applied>, AttemptError> {
+    batches: &[PartitionBatch<'_>],
+) -> Result<Vec<Vec<Applied>>, AttemptError> {
     let mut client = store.client().await?;
     let transaction = client.transaction().await?;
     // Round trips, not statements, are what a small batch pays for: the four reads go out in one
     // pipeline (tokio-postgres sends concurrent queries without waiting), as do the writes below.
-    // Postgres still runs them in order, so the reads run after the offsets row is locked. They
+    // Postgres still runs them in order, so the reads run after the offsets rows are locked. They
     // cover the whole batch, a superset of what is applied: rows of events applied before are
     // read (and dedup rows locked) but left alone.
-    let normalized: Vec<(i64, Normalized)> = batch
+    let normalized: Vec<Vec<(i64, Normalized)>> = batches
         .iter()
-        .map(|(offset, event)| (*offset, Normalized::from_event(event)))
+        .map(|batch| {
+            batch
+                .events
+                .iter()
+                .map(|(offset, event)| (*offset, Normalized::from_event(event)))
+                .collect()
+        })
         .collect();
-    let sources: Vec<&SourceCoordinates> = normalized.iter().map(|(_, n)| &n.source).collect();
-    let keys: Vec<DedupKey> = normalized
+    let all = || normalized.iter().flatten().map(|(_, n)| n);
+    let sources: Vec<&SourceCoordinates> = all().map(|n| &n.source).collect();
+    let keys: Vec<DedupKey> = all().filter_map(Normalized::dedup_key).collect();
+    let claims: Vec<(i32, i64)> = batches
         .iter()
-        .filter_map(|(_, n)| n.dedup_key())
+        .map(|batch| (batch.partition, batch.claim_epoch))
         .collect();
-    let (next_offset, audited, mut dedup, (mut seq, mut prev_hash)) = futures::try_join!(
-        offsets::lock_and_check_owner(&transaction, consumer, topic, partition, claim_epoch),
+    let partitions: Vec<i32> = claims.iter().map(|(partition, _)| *partition).collect();
+    let (next_offsets, audited, mut dedup, mut heads) = futures::try_join!(
+        offsets::lock_and_check_owners(&transaction, consumer, topic, &claims),
         audit::find_by_sources(&transaction, &sources),
         DedupBatch::load_for_update(&transaction, &keys),
-        audit::head(&transaction, partition),
+        audit::heads(&transaction, &partitions),
     )?;
     drop(sources);
-    let pending: Vec<(i64, Normalized)> = normalized
-        .into_iter()
-        .filter(|(offset, _)| *offset >= next_offset)
-        .collect();
-    let Some(last_offset) = pending.last().map(|(offset, _)| *offset) else {
-        // Everything was applied before: nothing to write, nothing to answer.
-        transaction.rollback().await?;
-        return Ok(Vec::new());
-    };
-    debug_assert!(seq > 0 || prev_hash == GENESIS_HASH);
 
     let ttl = &store.options().dedup_ttl;
-    let mut results = Vec::with_capacity(pending.len());
-    let mut entries: Vec<AuditEntry> = Vec::with_capacity(pending.len());
-    let mut applied_in_batch: HashMap<SourceCoordinates, usize> = HashMap::new();
-    for (offset, event) in pending {
-        if let Some(stored) = audited.get(&event.source) {
-            results.push(stored.clone());
-            continue;
-        }
-        if let Some(&index) = applied_in_batch.get(&event.source) {
-            let again = results.get(index).cloned();
-            if let Some(again) = again {
-                results.push(again);
+    let mut answers: Vec<Vec<Applied>> = Vec::with_capacity(batches.len());
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    let mut advanced: Vec<(i32, i64)> = Vec::new();
+    let mut applied_in_batch: HashMap<SourceCoordinates, Applied> = HashMap::new();
+    for (batch, events) in batches.iter().zip(normalized) {
+        let partition = batch.partition;
+        let next_offset = next_offsets.get(&partition).copied().unwrap_or_default();
+        let (seq, prev_hash) = heads.entry(partition).or_insert((0, GENESIS_HASH));
+        debug_assert!(*seq > 0 || *prev_hash == GENESIS_HASH);
+        let mut results = Vec::new();
+        let mut last_offset_opt = None;
+        for (offset, event) in events
+            .into_iter()
+            .filter(|(offset, _)| *offset >= next_offset)
+        {
+            last_offset_opt = Some(offset);
+            if let Some(stored) = audited.get(&event.source) {
+                results.push(stored.clone());
+                continue;
             }
-            continue;
+            if let Some(again) = applied_in_batch.get(&event.source) {
+                results.push(again.clone());
+                continue;
+            }
+            let applied = fold_one(&mut dedup, &event, offset, ttl);
+            let mut entry = event.audit_entry(partition, *seq, offset, &applied);
+            entry.seal(*prev_hash);
+            *prev_hash = entry.entry_hash;
+            *seq += 1;
+            entries.push(entry);
+            applied_in_batch.insert(event.source.clone(), applied.clone());
+            results.push(applied);
         }
-        let applied = fold_one(&mut dedup, &event, offset, ttl);
-        let mut entry = event.audit_entry(partition, seq, offset, &applied);
-        entry.seal(prev_hash);
-        prev_hash = entry.entry_hash;
-        seq += 1;
-        entries.push(entry);
-        applied_in_batch.insert(event.source.clone(), results.len());
-        results.push(applied);
+        if let Some(last_offset) = last_offset_opt {
+            advanced.push((partition, last_offset + 1));
+        }
+        answers.push(results);
+    }
+    if advanced.is_empty() {
+        // Everything was applied before: nothing to write, nothing to answer.
+        transaction.rollback().await?;
+        return Ok(answers);
     }
 
     let channel = store.channel();
@@ -148,7 +185,7 @@ async fn attempt_batch(
         dedup.write(&transaction),
         audit::insert(&transaction, &entries),
         async {
-            offsets::advance(&transaction, consumer, topic, partition, last_offset + 1)
+            offsets::advance(&transaction, consumer, topic, &advanced)
                 .await
                 .map_err(AttemptError::from)
         },
@@ -162,13 +199,11 @@ async fn attempt_batch(
     tracing::debug!(
         consumer,
         topic,
-        partition,
+        ?advanced,
         appended = entries.len(),
-        answered = results.len(),
-        next_offset = last_offset + 1,
         "applied decision batch"
     );
-    Ok(results)
+    Ok(answers)
 }
 
 /// The fields of a decision event as they will be stored (NUL-free, see [`crate::sanitize`]).

@@ -213,23 +213,29 @@ pub(crate) fn entry_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
     })
 }
 
-/// Next `seq` and the `prev_hash` it chains to, for a partition.
-pub(crate) async fn head(
+/// Next `seq` and the `prev_hash` it chains to, for each of `partitions` that has entries
+/// (a partition without entries starts at 0 after [`GENESIS_HASH`]). One index probe each.
+pub(crate) async fn heads(
     transaction: &deadpool_postgres::Transaction<'_>,
-    partition: i32,
-) -> Result<(i64, [u8; 32]), AttemptError> {
+    partitions: &[i32],
+) -> Result<HashMap<i32, (i64, [u8; 32])>, AttemptError> {
     let statement = transaction
         .prepare_cached(
-            "SELECT seq, entry_hash FROM audit_log WHERE partition = $1 ORDER BY seq DESC LIMIT 1",
+            "SELECT p.partition, h.seq, h.entry_hash FROM unnest($1::int4[]) AS p(partition) \
+             JOIN LATERAL (SELECT seq, entry_hash FROM audit_log \
+                 WHERE audit_log.partition = p.partition ORDER BY seq DESC LIMIT 1) AS h ON true",
         )
         .await?;
-    match transaction.query_opt(&statement, &[&partition]).await? {
-        None => Ok((0, GENESIS_HASH)),
-        Some(row) => {
-            let seq: i64 = row.try_get(0)?;
-            Ok((seq + 1, digest32(row.try_get(1)?, "entry_hash")?))
-        }
+    let mut heads = HashMap::with_capacity(partitions.len());
+    for row in transaction.query(&statement, &[&partitions]).await? {
+        let partition: i32 = row.try_get(0)?;
+        let seq: i64 = row.try_get(1)?;
+        heads.insert(
+            partition,
+            (seq + 1, digest32(row.try_get(2)?, "entry_hash")?),
+        );
     }
+    Ok(heads)
 }
 
 /// Stored answers of the given sources that already have an audit entry.

@@ -57,6 +57,7 @@ mod sanitize;
 pub mod state_hash;
 pub mod store;
 
+pub use apply::PartitionBatch;
 pub use audit::{AuditEntry, GENESIS_HASH, chain_hash};
 pub use error::StoreError;
 pub use hot_cache::{CacheEntry, CacheError, CachedOutcome, HotCache, HotCacheConfig};

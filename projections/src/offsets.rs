@@ -1,6 +1,8 @@
 //! `projection_offsets`: the next decisions offset to apply per (consumer, topic, partition), and
 //! the owner epoch that fences a stale owner after a rebalance.
 
+use std::collections::HashMap;
+
 use crate::error::{AttemptError, StoreError};
 use crate::model::Claim;
 
@@ -60,58 +62,73 @@ pub(crate) async fn read(
         .transpose()
 }
 
-/// Locks the offsets row for the rest of the transaction and checks the caller still owns it.
-/// Returns the stored `next_offset`.
-pub(crate) async fn lock_and_check_owner(
+/// Locks the offsets rows of `claims` (partition, claimed epoch) for the rest of the transaction,
+/// in partition order (so concurrent transactions never deadlock on them), and checks the caller
+/// still owns each. Returns the stored `next_offset` of each partition.
+pub(crate) async fn lock_and_check_owners(
     transaction: &deadpool_postgres::Transaction<'_>,
     consumer: &str,
     topic: &str,
-    partition: i32,
-    claim_epoch: i64,
-) -> Result<i64, AttemptError> {
+    claims: &[(i32, i64)],
+) -> Result<HashMap<i32, i64>, AttemptError> {
+    let partitions: Vec<i32> = claims.iter().map(|(partition, _)| *partition).collect();
     let statement = transaction
         .prepare_cached(
-            "SELECT next_offset, owner_epoch FROM projection_offsets \
-             WHERE consumer = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+            "SELECT partition, next_offset, owner_epoch FROM projection_offsets \
+             WHERE consumer = $1 AND topic = $2 AND partition = ANY($3) \
+             ORDER BY partition FOR UPDATE",
         )
         .await?;
-    let row_opt = transaction
-        .query_opt(&statement, &[&consumer, &topic, &partition])
-        .await?;
-    let fenced = |current_epoch_opt| StoreError::Fenced {
-        consumer: consumer.to_owned(),
-        topic: topic.to_owned(),
-        partition,
-        claimed_epoch: claim_epoch,
-        current_epoch_opt,
-    };
-    let Some(row) = row_opt else {
-        return Err(fenced(None).into());
-    };
-    let next_offset: i64 = row.try_get(0)?;
-    let owner_epoch: i64 = row.try_get(1)?;
-    if owner_epoch != claim_epoch {
-        return Err(fenced(Some(owner_epoch)).into());
+    let mut stored: HashMap<i32, (i64, i64)> = HashMap::with_capacity(claims.len());
+    for row in transaction
+        .query(&statement, &[&consumer, &topic, &partitions])
+        .await?
+    {
+        stored.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
     }
-    Ok(next_offset)
+    let mut next_offsets = HashMap::with_capacity(claims.len());
+    for &(partition, claim_epoch) in claims {
+        let current_epoch_opt = stored.get(&partition).map(|(_, epoch)| *epoch);
+        match stored.get(&partition) {
+            Some(&(next_offset, owner_epoch)) if owner_epoch == claim_epoch => {
+                next_offsets.insert(partition, next_offset);
+            }
+            _ => {
+                return Err(StoreError::Fenced {
+                    consumer: consumer.to_owned(),
+                    topic: topic.to_owned(),
+                    partition,
+                    claimed_epoch: claim_epoch,
+                    current_epoch_opt,
+                }
+                .into());
+            }
+        }
+    }
+    Ok(next_offsets)
 }
 
-/// Moves `next_offset` forward inside the batch transaction.
+/// Moves `next_offset` forward for each (partition, next offset) inside the batch transaction.
 pub(crate) async fn advance(
     transaction: &deadpool_postgres::Transaction<'_>,
     consumer: &str,
     topic: &str,
-    partition: i32,
-    next_offset: i64,
+    next_offsets: &[(i32, i64)],
 ) -> Result<(), tokio_postgres::Error> {
+    let partitions: Vec<i32> = next_offsets
+        .iter()
+        .map(|(partition, _)| *partition)
+        .collect();
+    let offsets: Vec<i64> = next_offsets.iter().map(|(_, offset)| *offset).collect();
     let statement = transaction
         .prepare_cached(
-            "UPDATE projection_offsets SET next_offset = $4 \
-             WHERE consumer = $1 AND topic = $2 AND partition = $3",
+            "UPDATE projection_offsets SET next_offset = u.next_offset \
+             FROM unnest($3::int4[], $4::int8[]) AS u(partition, next_offset) \
+             WHERE consumer = $1 AND topic = $2 AND projection_offsets.partition = u.partition",
         )
         .await?;
     transaction
-        .execute(&statement, &[&consumer, &topic, &partition, &next_offset])
+        .execute(&statement, &[&consumer, &topic, &partitions, &offsets])
         .await?;
     Ok(())
 }

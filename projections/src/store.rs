@@ -161,7 +161,26 @@ impl ProjectionStore {
         claim_epoch: i64,
         batch: &[(i64, DecisionEvent)],
     ) -> Result<Vec<Applied>, StoreError> {
-        apply::apply_batch(self, consumer, topic, partition, claim_epoch, batch).await
+        let batch = apply::PartitionBatch {
+            partition,
+            claim_epoch,
+            events: batch,
+        };
+        let mut answers = apply::apply_batches(self, consumer, topic, &[batch]).await?;
+        Ok(answers.pop().unwrap_or_default())
+    }
+
+    /// [`Self::apply_batch`] for several partitions in ONE transaction: one commit and one set of
+    /// round trips for all of them (each keeps its own offsets row, fencing and audit chain).
+    /// Partitions must be distinct. Returns the answers of each batch, in the order given; a
+    /// fenced partition fails the whole transaction.
+    pub async fn apply_batches(
+        &self,
+        consumer: &str,
+        topic: &str,
+        batches: &[apply::PartitionBatch<'_>],
+    ) -> Result<Vec<Vec<Applied>>, StoreError> {
+        apply::apply_batches(self, consumer, topic, batches).await
     }
 
     /// The answer recorded for a submission, from its audit entry (for a gateway that missed the

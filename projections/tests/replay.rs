@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use events::DecisionEvent;
-use projections::{ProjectionStore, StoreError};
+use projections::{PartitionBatch, ProjectionStore, StoreError};
 
 /// A mixed stream: firsts, duplicates, conflicts, rejections, a repeat of one source.
 fn stream(partition: i32, count: i64) -> Vec<(i64, DecisionEvent)> {
@@ -343,4 +343,95 @@ async fn a_bulk_load_defers_the_secondary_index_and_ends_with_the_same_state() {
         plain_store.state_hash().await.unwrap()
     );
     assert!(store.verify_audit_chain(0).await.unwrap().is_intact());
+}
+
+#[tokio::test]
+async fn partitions_applied_in_one_transaction_end_like_separate_ones() {
+    let streams: Vec<Vec<(i64, DecisionEvent)>> = (0..3).map(|p| stream(p, 30)).collect();
+    let separate = TestSchema::new();
+    let separate_store = separate.store().await;
+    for (partition, events) in streams.iter().enumerate() {
+        apply_in_chunks(&separate_store, partition as i32, events, 7).await;
+    }
+
+    let shared = TestSchema::new();
+    let store = shared.store().await;
+    let mut epochs = Vec::new();
+    for partition in 0..3 {
+        let claim = store
+            .claim_partition(CONSUMER, DECISIONS, partition)
+            .await
+            .unwrap();
+        epochs.push(claim.owner_epoch);
+    }
+    // Chunks of different sizes per partition in each transaction, and one overlap (a replay).
+    for (start, end) in [(0, 5), (5, 12), (3, 20), (20, 31)] {
+        let batches: Vec<PartitionBatch<'_>> = streams
+            .iter()
+            .enumerate()
+            .map(|(partition, events)| PartitionBatch {
+                partition: partition as i32,
+                claim_epoch: epochs[partition],
+                events: &events[start.min(events.len())..(end + partition).min(events.len())],
+            })
+            .collect();
+        let answers = store
+            .apply_batches(CONSUMER, DECISIONS, &batches)
+            .await
+            .unwrap();
+        assert_eq!(answers.len(), 3, "one answer list per partition");
+    }
+    assert_eq!(
+        store.state_hash().await.unwrap(),
+        separate_store.state_hash().await.unwrap()
+    );
+    for partition in 0..3 {
+        assert!(
+            store
+                .verify_audit_chain(partition)
+                .await
+                .unwrap()
+                .is_intact()
+        );
+    }
+
+    // One fenced partition rolls back the whole transaction.
+    let before = store.state_hash().await.unwrap();
+    let more = numbered(31, vec![malformed(100, "acme")]);
+    let error = store
+        .apply_batches(
+            CONSUMER,
+            DECISIONS,
+            &[
+                PartitionBatch {
+                    partition: 0,
+                    claim_epoch: epochs[0],
+                    events: &more,
+                },
+                PartitionBatch {
+                    partition: 1,
+                    claim_epoch: epochs[1] + 1,
+                    events: &more,
+                },
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Fenced { partition: 1, .. }),
+        "{error}"
+    );
+    assert_eq!(store.state_hash().await.unwrap(), before);
+
+    // The same partition twice in one transaction is refused.
+    let twice = [PartitionBatch {
+        partition: 2,
+        claim_epoch: epochs[2],
+        events: &more,
+    }; 2];
+    let error = store
+        .apply_batches(CONSUMER, DECISIONS, &twice)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidInput(_)), "{error}");
 }
