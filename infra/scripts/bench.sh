@@ -10,7 +10,7 @@
 # Every run uses its own topic prefix, Postgres schema and Redis key prefix (bench<time>_<pid>), and
 # removes them at the end unless FLK_BENCH_KEEP=1. The load average is printed next to each number.
 #
-# Knobs (environment): FLK_BENCH_PARTITIONS (12), FLK_BENCH_MAX_BATCH (500),
+# Knobs (environment): FLK_BENCH_PARTITIONS (12), FLK_BENCH_MAX_BATCH (2000),
 # FLK_BENCH_MAX_TRANSACTIONS, FLK_BENCH_LINGER_MS, FLK_BENCH_FETCH_WAIT_MS (config defaults), FLK_BENCH_RATE (1000),
 # FLK_BENCH_DURATION seconds per gateway run (30), FLK_BENCH_CONNECTIONS (64),
 # FLK_BENCH_KAFKA_COUNT records for the Kafka run (100000), FLK_BENCH_KAFKA_WINDOW (5000),
@@ -26,7 +26,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 
 partitions="${FLK_BENCH_PARTITIONS:-12}"
-max_batch="${FLK_BENCH_MAX_BATCH:-500}"
+max_batch="${FLK_BENCH_MAX_BATCH:-2000}"
 # Written into the config only when set (the default is the config's own; older builds reject it).
 max_transactions="${FLK_BENCH_MAX_TRANSACTIONS:-}"
 rate="${FLK_BENCH_RATE:-1000}"
