@@ -163,17 +163,19 @@ pub async fn replay(
     let elapsed = started.elapsed();
     let state_hash = rebuild.state_hash().await?;
     let rate = applied as f64 / elapsed.as_secs_f64().max(1e-9);
-    println!(
+    say(format_args!(
         "replayed {applied} decisions in {:.2} s ({rate:.0}/s)",
         elapsed.as_secs_f64()
-    );
-    println!("rebuilt state hash: {state_hash}");
+    ));
+    say(format_args!("rebuilt state hash: {state_hash}"));
     if swap {
         ProjectionStore::swap_in(&config.postgres.url, &rebuild_schema, live).await?;
-        println!("swapped the rebuilt projections into schema {live}");
+        say(format_args!(
+            "swapped the rebuilt projections into schema {live}"
+        ));
     } else {
         let live_hash = open_store(config, live).await?.state_hash().await?;
-        println!("live state hash:    {live_hash}");
+        say(format_args!("live state hash:    {live_hash}"));
     }
     Ok(ReplayReport {
         decisions: applied,
@@ -222,4 +224,11 @@ impl PartitionApplier {
         });
         PartitionApplier { batches, task }
     }
+}
+
+/// Prints one line of the report. A closed stdout (`flk replay | head -1`) must not stop the
+/// replay halfway, before the swap, so a failed write is ignored (the rest is in the logs).
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
