@@ -124,7 +124,7 @@ struct Projector {
     lanes: HashMap<i32, Lane>,
     /// Events in all lanes' buffers.
     buffered: usize,
-    /// Transactions in flight (at most one per lane).
+    /// Transactions in flight (at most `max_transactions`; a lane is in at most one).
     applying: FuturesUnordered<LocalBoxFuture<'static, Committed>>,
     /// Hot-cache fills in flight.
     side_effects: FuturesUnordered<Shared<BoxFuture<'static, ()>>>,
