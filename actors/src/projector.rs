@@ -260,8 +260,8 @@ impl Projector {
 
     /// Starts transactions while fewer than `max_transactions` are in flight: each takes the
     /// idle lanes with buffered events, longest waiting first, until it holds `max_batch` events.
-    /// One transaction for many partitions is what keeps the commit rate (and Postgres CPU) low
-    /// when many partitions each have a few events.
+    /// One transaction for many partitions is what drains a backlog spread over partitions in one
+    /// commit (docs/benchmarks.md, profile 5).
     async fn start_ready(&mut self) -> anyhow::Result<()> {
         let free = self
             .deps
@@ -327,7 +327,6 @@ impl Projector {
                         .apply_batches(CONSUMER, &topic, &parts)
                         .instrument(span)
                         .await;
-                    drop(parts);
                     Committed { batches, result }
                 }
                 .boxed_local(),

@@ -133,7 +133,6 @@ async fn attempt_batches(
         DedupBatch::load_for_update(&transaction, &keys),
         audit::heads(&transaction, &partitions),
     )?;
-    drop(sources);
 
     let ttl = &store.options().dedup_ttl;
     let mut answers: Vec<Vec<Applied>> = Vec::with_capacity(batches.len());

@@ -88,18 +88,17 @@ pub(crate) async fn lock_and_check_owners(
     }
     let mut next_offsets = HashMap::with_capacity(claims.len());
     for &(partition, claim_epoch) in claims {
-        let current_epoch_opt = stored.get(&partition).map(|(_, epoch)| *epoch);
         match stored.get(&partition) {
             Some(&(next_offset, owner_epoch)) if owner_epoch == claim_epoch => {
                 next_offsets.insert(partition, next_offset);
             }
-            _ => {
+            other => {
                 return Err(StoreError::Fenced {
                     consumer: consumer.to_owned(),
                     topic: topic.to_owned(),
                     partition,
                     claimed_epoch: claim_epoch,
-                    current_epoch_opt,
+                    current_epoch_opt: other.map(|(_, owner_epoch)| *owner_epoch),
                 }
                 .into());
             }
