@@ -1,15 +1,25 @@
-//! Supervised actix actors, one per file, and the wiring module that starts them.
+//! Supervised actix actors, one per file, and the contract they share.
 //!
+//! - [`contract`]: the actor contract (typed messages, status board, the inlet that reads a log
+//!   source with backpressure, synchronous revocation); read it first, then `docs/actors.md`;
+//! - [`supervision`]: restart backoff with jitter, the restart budget, the heartbeat watchdog;
 //! - [`shard`]: submissions -> decisions (pure decider, at-least-once);
-//! - [`projector`]: decisions -> Postgres (one transaction per batch) -> Redis, then wakes waiters;
+//! - [`projector`]: decisions -> Postgres (group commit) -> Redis, then wakes waiters;
+//! - [`hot_cache_fill`]: the projector's after-commit side effect that fills Redis;
 //! - [`decision_bus`]: where gateways wait for the committed decision of their own record;
-//! - [`supervision`]: restart backoff and the heartbeat watchdog for stuck actors.
+//! - [`replay`]: the rebuild job behind `flk replay` (not an actor).
 //!
-//! Every actor keeps its working state inside the future it spawns in `started()`, so an actix
-//! restart (same instance) starts from a clean slate and reloads its checkpoint.
+//! Actors talk to the log only through `infra::log` (Kafka in production, in memory in the unit
+//! tests beside each actor), so their logic is tested without a broker.
 
+pub mod contract;
 pub mod decision_bus;
+pub mod hot_cache_fill;
 pub mod projector;
-pub mod rebalance;
+pub mod replay;
 pub mod shard;
 pub mod supervision;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod test_support;

@@ -1,54 +1,90 @@
-//! Projector actor: folds decision events into Postgres, one transaction per partition batch (dedup,
-//! audit log and offsets together, I4), then fills the Redis hot cache (after commit, I5) and wakes
-//! the gateway requests waiting for those records.
+//! Projector actor: folds decision events into Postgres, one transaction per batch (dedup, audit
+//! log and offsets together), then fills the Redis hot cache (after commit: Redis is never ahead
+//! of Postgres) and wakes the gateway requests waiting for those records.
 //!
 //! Ownership: on assignment a partition is claimed in Postgres, which bumps its owner epoch and
 //! fences any previous owner (a stale process's next commit fails instead of double-applying).
-//! Positions: Postgres `next_offset` is the truth; events below it are skipped by the store. Kafka
-//! offsets are committed only after the Postgres commit, so Kafka is never ahead of Postgres and a
-//! restart never skips an event.
+//! Events arriving before the claim completes wait in the lane. Positions: Postgres
+//! `next_offset` is the truth; events below it are skipped by the store. Log positions are stored
+//! only after the Postgres commit, so the log is never ahead of Postgres.
 //!
-//! Pipelining (group commit): each owned partition is a lane with at most one transaction in
-//! flight. The loop keeps consuming while transactions run; what arrives for a busy lane waits in
-//! its buffer. Whenever fewer than `max_transactions` are in flight, a new one takes the idle
-//! lanes with buffered events, longest waiting first, up to `max_batch` events: at low load an
-//! event is applied at once, under load batches grow by themselves, and after a stall the backlog
-//! of every partition drains in one commit instead of one per partition (which is what kept the
-//! latency tail long). Partitions stay independent inside a transaction (own offsets row, fencing
-//! and audit chain; a key lives in one partition).
+//! Group commit: each owned partition is a lane with at most one transaction in flight. The
+//! actor keeps consuming while transactions run; what arrives for a busy lane waits in its buffer.
+//! Whenever fewer than `max_transactions` are in flight, a new one takes the idle lanes with
+//! buffered events, longest waiting first, up to `max_batch` events: at low load an event is
+//! applied at once, under load batches grow by themselves, and after a stall the backlog of every
+//! partition drains in one commit (docs/benchmarks.md, profile 5).
+//!
+//! Revocation is synchronous: a revoked lane drops its buffer, lets its transaction in flight
+//! finish, stores its position, and only then releases the partition.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context as _;
+use actix::prelude::*;
 use events::DecisionEvent;
 use futures::FutureExt as _;
-use futures::StreamExt as _;
 use futures::future::{BoxFuture, LocalBoxFuture, Shared};
-use futures::stream::FuturesUnordered;
-use infra::config::KafkaConfig;
 use infra::failpoints::{Failpoints, points};
-use infra::kafka;
+use infra::log::{LogError, LogRecord, Positions, Release};
 use infra::metrics::Metrics;
 use infra::tracing_context;
 use projections::{Applied, Claim, PartitionBatch, ProjectionStore, StoreError};
-use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::message::OwnedMessage;
+use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
+use crate::contract::{
+    ActorStatus, Assigned, Consumed, GetStatus, Inlet, PartitionStatus, Revoked, Shutdown,
+    SourceActor, SourceFailed, StatusBoard, TICK, Tick, now_ms,
+};
 use crate::decision_bus::DecisionBus;
-use crate::rebalance::{PartitionChange, RebalanceForwarder};
-use crate::supervision::Heartbeat;
+use crate::shard::OpenSource;
+use crate::supervision::{Heartbeat, Restart, StartDecision, Supervision};
+
+// ---------------------------------------------------------------------------------------------
+// Messages (besides the contract's).
+// ---------------------------------------------------------------------------------------------
+
+/// A partition's claim in the store completed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Claimed {
+    /// Decisions partition.
+    pub partition: i32,
+    /// Which claim request of the lane this answers (a lane assigned again asks again).
+    pub request: u64,
+    /// The store's answer.
+    pub result: Result<Claim, StoreError>,
+}
+
+/// A transaction finished (committed or failed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Committed {
+    /// Its partitions' batches.
+    pub batches: Vec<LaneBatch>,
+    /// The store's answers, one list per batch.
+    pub result: Result<Vec<Vec<Applied>>, StoreError>,
+}
+
+/// A lane's hot-cache fill finished.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SideEffectDone;
+
+// ---------------------------------------------------------------------------------------------
+// Seams and dependencies.
+// ---------------------------------------------------------------------------------------------
 
 /// Consumer name recorded with the projection offsets.
 pub const CONSUMER: &str = "flk-projector";
 
-/// Buffered events (all lanes) per `max_batch` before the loop stops consuming (backpressure).
+/// Buffered events (all lanes) per `max_batch` before the actor stops reading (backpressure).
 const BUFFERED_BATCHES: usize = 4;
 
-/// Hot-cache fills running at once before the loop stops consuming (backpressure on Redis).
+/// Hot-cache fills running at once before the actor stops reading (backpressure on Redis).
 const MAX_SIDE_EFFECTS: usize = 256;
 
 /// Something that wants the results of every committed batch (the hot cache, for instance).
@@ -57,16 +93,61 @@ pub trait AfterCommit: Send + Sync + std::fmt::Debug {
     fn after_commit(&self, applied: &[Applied]) -> BoxFuture<'static, ()>;
 }
 
-/// What a projector needs; cloned into each (re)start.
-#[derive(Debug, Clone)]
+/// Where the projector folds decisions: Postgres ([`ProjectionStore`]) in production, an
+/// in-memory fake in unit tests.
+pub trait ProjectionTarget: std::fmt::Debug {
+    /// Claims `partition` of `topic` for this consumer, fencing every older claim.
+    fn claim(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> LocalBoxFuture<'static, Result<Claim, StoreError>>;
+
+    /// Applies `batches` (distinct partitions) in one transaction.
+    fn apply(&self, topic: &str, batches: Vec<LaneBatch>) -> LocalBoxFuture<'static, Committed>;
+}
+
+impl ProjectionTarget for ProjectionStore {
+    fn claim(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> LocalBoxFuture<'static, Result<Claim, StoreError>> {
+        let (store, topic) = (self.clone(), topic.to_owned());
+        async move { store.claim_partition(CONSUMER, &topic, partition).await }.boxed_local()
+    }
+
+    fn apply(&self, topic: &str, batches: Vec<LaneBatch>) -> LocalBoxFuture<'static, Committed> {
+        let (store, topic) = (self.clone(), topic.to_owned());
+        async move {
+            let parts: Vec<PartitionBatch<'_>> = batches
+                .iter()
+                .map(|batch| PartitionBatch {
+                    partition: batch.partition,
+                    claim_epoch: batch.epoch,
+                    events: &batch.events,
+                })
+                .collect();
+            let result = store.apply_batches(CONSUMER, &topic, &parts).await;
+            drop(parts);
+            Committed { batches, result }
+        }
+        .boxed_local()
+    }
+}
+
+/// What a projector needs; kept across restarts.
+#[derive(Clone)]
 pub struct ProjectorDeps {
-    /// Kafka settings.
-    pub kafka: KafkaConfig,
-    /// The Postgres projections.
-    pub store: ProjectionStore,
+    /// Subscribes to the decisions topic (called on every start).
+    pub open_source: OpenSource,
+    /// `flk.decisions` with prefix (the offsets rows are keyed by it).
+    pub topic: String,
+    /// The projections.
+    pub store: Arc<dyn ProjectionTarget + Send + Sync>,
     /// Most events per transaction.
     pub max_batch: usize,
-    /// Most partition transactions in flight at once.
+    /// Most transactions in flight at once.
     pub max_transactions: usize,
     /// Wakes waiting gateway requests in this process.
     pub bus: DecisionBus,
@@ -74,16 +155,35 @@ pub struct ProjectorDeps {
     pub after_commit_opt: Option<Arc<dyn AfterCommit>>,
     /// Metrics.
     pub metrics: Metrics,
-    /// Progress heartbeat watched by the supervisor.
+    /// Progress heartbeat watched by the watchdog.
     pub heartbeat: Heartbeat,
+    /// Where the status goes.
+    pub board: StatusBoard,
     /// Fault injection (tests).
     pub failpoints: Failpoints,
 }
 
+impl std::fmt::Debug for ProjectorDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectorDeps")
+            .field("topic", &self.topic)
+            .field("max_batch", &self.max_batch)
+            .field("max_transactions", &self.max_transactions)
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State.
+// ---------------------------------------------------------------------------------------------
+
 /// One owned partition.
+#[derive(Debug, Default)]
 struct Lane {
-    /// The Postgres claim every transaction presents.
-    claim: Claim,
+    /// The Postgres claim every transaction presents (`None` while claiming).
+    claim_opt: Option<Claim>,
+    /// Number of the claim request in flight or answered last.
+    claim_request: u64,
     /// Events consumed and not yet in a transaction, in offset order.
     buffered: Vec<(i64, DecisionEvent)>,
     /// When the lane's transaction in flight started (none in flight: `None`).
@@ -94,40 +194,316 @@ struct Lane {
     /// The lane's latest hot-cache fill; the next one runs after it, so a key's cache writes keep
     /// their commit order.
     side_effect_opt: Option<Shared<BoxFuture<'static, ()>>>,
+    /// Last position stored in this run.
+    position_opt: Option<i64>,
+    /// Held while revoking; the revocation is released when every lane drops its share.
+    revoking_opt: Option<Rc<Release>>,
 }
 
 /// One partition's part of a transaction.
-struct LaneBatch {
+#[derive(Debug)]
+pub struct LaneBatch {
     /// Decisions partition.
-    partition: i32,
+    pub partition: i32,
     /// The claim epoch it is applied under (a lane claimed again since then ignores the result).
-    epoch: i64,
+    pub epoch: i64,
     /// The events, handed back so a transaction rolled back by another lane's fencing can
     /// return them to their lanes.
-    events: Vec<(i64, DecisionEvent)>,
+    pub events: Vec<(i64, DecisionEvent)>,
 }
 
-/// What one transaction reports back to the loop.
-struct Committed {
-    /// Its partitions' batches.
-    batches: Vec<LaneBatch>,
-    /// The store's answers, one list per batch.
-    result: Result<Vec<Vec<Applied>>, StoreError>,
-}
-
-/// The loop's state between events.
-struct Projector {
+/// The projector actor.
+#[derive(Debug)]
+pub struct Projector {
+    /// Dependencies.
     deps: ProjectorDeps,
-    /// `flk.decisions` with prefix.
-    topic: String,
-    consumer: StreamConsumer<RebalanceForwarder>,
+    /// Restart policy state (survives restarts on purpose).
+    supervision: Supervision,
+    // Working state: reset by `restarting()`.
+    /// Reads the decisions.
+    inlet: Inlet,
+    /// Position store of the current source.
+    positions_opt: Option<Arc<dyn Positions>>,
+    /// Owned partitions.
     lanes: HashMap<i32, Lane>,
     /// Events in all lanes' buffers.
     buffered: usize,
     /// Transactions in flight (at most `max_transactions`; a lane is in at most one).
-    applying: FuturesUnordered<LocalBoxFuture<'static, Committed>>,
+    applying: usize,
     /// Hot-cache fills in flight.
-    side_effects: FuturesUnordered<Shared<BoxFuture<'static, ()>>>,
+    side_effects: usize,
+    /// Claim requests made in this run (numbers them).
+    claim_requests: u64,
+    /// `running`, `backing_off`, `stopping`, `stopped` or `gave_up`.
+    state: &'static str,
+    /// Milliseconds since the epoch of the last progress.
+    last_progress_ms: i64,
+    /// Told when a shutdown has drained.
+    drained_opt: Option<oneshot::Sender<Option<oneshot::Receiver<()>>>>,
+}
+
+impl Projector {
+    /// A projector that starts consuming when started under a supervisor.
+    pub fn new(deps: ProjectorDeps, supervision: Supervision) -> Self {
+        Projector {
+            deps,
+            supervision,
+            inlet: Inlet::default(),
+            positions_opt: None,
+            lanes: HashMap::new(),
+            buffered: 0,
+            applying: 0,
+            side_effects: 0,
+            claim_requests: 0,
+            state: "starting",
+            last_progress_ms: 0,
+            drained_opt: None,
+        }
+    }
+
+    fn open(&mut self, ctx: &mut Context<Self>) {
+        match (self.deps.open_source)() {
+            Ok(source) => {
+                let (inlet, positions) = Inlet::open(source);
+                self.inlet = inlet;
+                self.positions_opt = Some(positions);
+                self.state = "running";
+                tracing::info!(topic = %self.deps.topic, "projector consuming");
+                Inlet::pull(self, ctx);
+            }
+            Err(error) => self.fail(ctx, &error),
+        }
+    }
+
+    /// Stops the actor; its supervisor restarts it (rejoining the group and claiming again).
+    fn fail(&mut self, ctx: &mut Context<Self>, error: &dyn std::fmt::Display) {
+        tracing::error!(actor = "projector", error = %error, "projector stopped; restarting");
+        ctx.stop();
+    }
+
+    /// Starts transactions while fewer than `max_transactions` are in flight: each takes the
+    /// idle, claimed lanes with buffered events, longest waiting first, until it holds
+    /// `max_batch` events.
+    fn start_ready(&mut self, ctx: &mut Context<Self>) {
+        let free = self.deps.max_transactions.saturating_sub(self.applying);
+        if free == 0 {
+            return;
+        }
+        let mut ready: Vec<(Instant, i32)> = self
+            .lanes
+            .iter()
+            .filter(|(_, lane)| {
+                lane.applying_since_opt.is_none()
+                    && lane.claim_opt.is_some()
+                    && lane.revoking_opt.is_none()
+            })
+            .filter_map(|(partition, lane)| Some((lane.waiting_since_opt?, *partition)))
+            .collect();
+        ready.sort_unstable();
+        let mut ready = ready.into_iter().map(|(_, partition)| partition).peekable();
+        for _ in 0..free {
+            let mut batches = Vec::new();
+            let mut room = self.deps.max_batch;
+            while room > 0 {
+                let Some(partition) = ready.next() else { break };
+                let Some(lane) = self.lanes.get_mut(&partition) else {
+                    continue;
+                };
+                let Some(claim) = &lane.claim_opt else {
+                    continue;
+                };
+                let take = lane.buffered.len().min(room);
+                room -= take;
+                self.buffered -= take;
+                let events: Vec<(i64, DecisionEvent)> = lane.buffered.drain(..take).collect();
+                if lane.buffered.is_empty() {
+                    lane.waiting_since_opt = None;
+                } // else what stays behind keeps its age, and goes first once this commits.
+                lane.applying_since_opt = Some(Instant::now());
+                batches.push(LaneBatch {
+                    partition,
+                    epoch: claim.owner_epoch,
+                    events,
+                });
+            }
+            if batches.is_empty() {
+                break;
+            }
+            self.applying += 1;
+            let span = apply_span(&batches);
+            let failpoints = self.deps.failpoints.clone();
+            let apply = self.deps.store.apply(&self.deps.topic, batches);
+            let transaction = async move {
+                // The failpoint sits before the transaction, as a stalled or failed dependency.
+                let injected = failpoints.hit(points::PROJECTOR_BEFORE_COMMIT).await;
+                let mut committed = apply.await;
+                if let Err(failure) = injected {
+                    committed.result = Err(StoreError::Unavailable(failure.to_string()));
+                }
+                committed
+            };
+            ctx.spawn(
+                transaction
+                    .instrument(span)
+                    .into_actor(self)
+                    .map(|committed, actor, ctx| actor.handle(committed, ctx)),
+            );
+            if ready.peek().is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Whether `batch`'s lane is still this process's, under the claim it was applied with.
+    fn owns(&self, batch: &LaneBatch) -> bool {
+        self.lanes.get(&batch.partition).is_some_and(|lane| {
+            lane.claim_opt
+                .as_ref()
+                .is_some_and(|claim| claim.owner_epoch == batch.epoch)
+        })
+    }
+
+    /// Whether `batch`'s lane is ours and staying ours (not being handed over).
+    fn keeps(&self, batch: &LaneBatch) -> bool {
+        self.owns(batch)
+            && self
+                .lanes
+                .get(&batch.partition)
+                .is_some_and(|lane| lane.revoking_opt.is_none())
+    }
+
+    /// Stores `offset` as done for `partition`; a partition taken without our release is only
+    /// logged (Postgres holds the truth; its next owner skips what we applied).
+    fn store_position(&mut self, partition: i32, offset: i64) -> Result<(), LogError> {
+        let stored = match &self.positions_opt {
+            Some(positions) => positions.store(partition, offset),
+            None => Err(LogError::NotAssigned(partition)),
+        };
+        match stored {
+            Ok(()) => {
+                if let Some(lane) = self.lanes.get_mut(&partition) {
+                    lane.position_opt = Some(offset);
+                }
+                Ok(())
+            }
+            Err(LogError::NotAssigned(partition)) => {
+                tracing::warn!(partition, "position not stored: partition no longer ours");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Starts the lane's cache fill after its previous one (per-key order of cache writes).
+    fn chain_side_effect(
+        &mut self,
+        partition: i32,
+        side_effect: BoxFuture<'static, ()>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(lane) = self.lanes.get_mut(&partition) else {
+            return;
+        };
+        let previous_opt = lane.side_effect_opt.take();
+        let chained = async move {
+            if let Some(previous) = previous_opt {
+                previous.await;
+            }
+            side_effect.await;
+        }
+        .boxed()
+        .shared();
+        lane.side_effect_opt = Some(chained.clone());
+        self.side_effects += 1;
+        ctx.spawn(
+            chained
+                .into_actor(self)
+                .map(|(), actor, ctx| actor.handle(SideEffectDone, ctx)),
+        );
+    }
+
+    /// Drops a revoked lane once it has nothing in flight (releasing its share).
+    fn drop_lane_if_revoked(&mut self, partition: i32) {
+        let done = self
+            .lanes
+            .get(&partition)
+            .is_some_and(|lane| lane.revoking_opt.is_some() && lane.applying_since_opt.is_none());
+        if done {
+            if let Some(lane) = self.lanes.remove(&partition) {
+                self.buffered -= lane.buffered.len();
+            }
+        }
+    }
+
+    /// Progress is "every transaction started before the beat has finished": the heartbeat is set
+    /// to the start of the oldest transaction still in flight, so one stuck transaction (or a stuck
+    /// failpoint) ages it past the watchdog's limit even while other lanes keep committing.
+    fn beat(&mut self) {
+        match self
+            .lanes
+            .values()
+            .filter_map(|lane| lane.applying_since_opt)
+            .min()
+        {
+            Some(oldest) => self.deps.heartbeat.beat_at(oldest),
+            None => {
+                self.deps.heartbeat.beat();
+                self.last_progress_ms = now_ms();
+            }
+        }
+    }
+
+    fn publish(&self) {
+        self.deps.board.publish(self.status(), &self.deps.metrics);
+    }
+
+    fn status(&self) -> ActorStatus {
+        let lag = self
+            .positions_opt
+            .as_ref()
+            .map(|positions| positions.lag())
+            .unwrap_or_default();
+        let mut partitions: Vec<PartitionStatus> = self
+            .lanes
+            .iter()
+            .map(|(partition, lane)| PartitionStatus {
+                partition: *partition,
+                position_opt: lane.position_opt,
+                lag_opt: lag.get(partition).copied(),
+                in_flight: usize::from(lane.applying_since_opt.is_some()),
+                buffered: lane.buffered.len(),
+                revoking: lane.revoking_opt.is_some(),
+            })
+            .collect();
+        partitions.sort_by_key(|status| status.partition);
+        let mut status = ActorStatus::new("projector", self.state, partitions);
+        status.last_progress_ms = self.last_progress_ms;
+        status.restarts = self.supervision.restarts_total();
+        status
+    }
+
+    fn finish_shutdown_if_drained(&mut self, ctx: &mut Context<Self>) {
+        if self.applying > 0 {
+            return;
+        }
+        if let Some(drained) = self.drained_opt.take() {
+            self.lanes.clear();
+            self.buffered = 0;
+            self.state = "stopped";
+            let _ = drained.send(self.inlet.close(ctx));
+            self.publish();
+        }
+    }
+
+    /// After anything that may have freed a lane or room: start work, read more, beat.
+    fn after_change(&mut self, ctx: &mut Context<Self>) {
+        if self.state == "running" {
+            self.start_ready(ctx);
+        }
+        self.finish_shutdown_if_drained(ctx);
+        Inlet::pull(self, ctx);
+        self.beat();
+    }
 }
 
 /// One span per transaction: a child of the first traced decision's shard span, linked to the
@@ -152,229 +528,207 @@ fn apply_span(batches: &[LaneBatch]) -> tracing::Span {
     span
 }
 
-/// The projector loop: runs until a store or Kafka error; the supervisor restarts it.
-pub async fn run(deps: ProjectorDeps) -> anyhow::Result<()> {
-    let topic = deps.kafka.decisions_topic();
-    let (forwarder, mut changes) = RebalanceForwarder::channel();
-    let consumer = kafka::consumer(&deps.kafka, &deps.kafka.group("flk-projector"), forwarder)?;
-    consumer
-        .subscribe(&[&topic])
-        .context("subscribing to decisions")?;
-    tracing::info!(topic = %topic, "projector consuming");
-    let buffer_limit = deps.max_batch.saturating_mul(BUFFERED_BATCHES);
-    let mut projector = Projector {
-        deps,
-        topic,
-        consumer,
-        lanes: HashMap::new(),
-        buffered: 0,
-        applying: FuturesUnordered::new(),
-        side_effects: FuturesUnordered::new(),
-    };
-    let mut idle = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        let may_consume =
-            projector.buffered < buffer_limit && projector.side_effects.len() < MAX_SIDE_EFFECTS;
-        tokio::select! {
-            received = projector.consumer.recv(), if may_consume => {
-                let message = received.context("consuming decisions")?.detach();
-                projector.apply_changes(&mut changes).await?;
-                projector.buffer(message);
+// ---------------------------------------------------------------------------------------------
+// Lifecycle and handlers.
+// ---------------------------------------------------------------------------------------------
+
+impl Actor for Projector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |actor, ctx| actor.handle(Tick, ctx));
+        match self.supervision.next_start() {
+            StartDecision::GiveUp => self.state = "gave_up",
+            StartDecision::After(delay) if delay.is_zero() => self.open(ctx),
+            StartDecision::After(delay) => {
+                self.state = "backing_off";
+                ctx.run_later(delay, |actor, ctx| actor.open(ctx));
             }
-            Some(committed) = projector.applying.next() => projector.committed(committed)?,
-            Some(()) = projector.side_effects.next() => {}
-            _ = idle.tick() => projector.apply_changes(&mut changes).await?,
         }
-        projector.start_ready().await?;
-        projector.beat();
+        self.publish();
     }
 }
 
-impl Projector {
-    /// Claims newly assigned partitions in Postgres and forgets revoked ones (their buffered
-    /// events are consumed again by the next owner; a transaction in flight is fenced or lands).
-    async fn apply_changes(
-        &mut self,
-        changes: &mut tokio::sync::mpsc::UnboundedReceiver<PartitionChange>,
-    ) -> anyhow::Result<()> {
-        while let Ok(change) = changes.try_recv() {
-            match change {
-                PartitionChange::Assigned(list) => {
-                    for partition in list {
-                        let claim = self
-                            .deps
-                            .store
-                            .claim_partition(CONSUMER, &self.topic, partition)
-                            .await?;
-                        tracing::info!(
-                            partition,
-                            next_offset = claim.next_offset,
-                            epoch = claim.owner_epoch,
-                            "partition claimed"
-                        );
-                        if let Some(old) = self.lanes.insert(partition, Lane::new(claim)) {
-                            self.buffered -= old.buffered.len();
-                        }
-                    }
-                }
-                PartitionChange::Revoked(list) => {
-                    for partition in list {
-                        if let Some(old) = self.lanes.remove(&partition) {
-                            self.buffered -= old.buffered.len();
-                        }
-                    }
-                }
-            }
-            self.deps
-                .metrics
-                .partitions_owned
-                .with_label_values(&["projector"])
-                .set(self.lanes.len() as i64);
-        }
-        Ok(())
+impl Supervised for Projector {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Transactions in flight were cancelled with the context (rolled back by Postgres);
+        // buffered events are read again after the restart, from the committed position.
+        self.inlet = Inlet::default();
+        self.positions_opt = None;
+        self.lanes.clear();
+        self.buffered = 0;
+        self.applying = 0;
+        self.side_effects = 0;
+        self.drained_opt = None;
+        self.deps.heartbeat.beat();
+    }
+}
+
+impl SourceActor for Projector {
+    fn inlet(&mut self) -> &mut Inlet {
+        &mut self.inlet
     }
 
-    /// Puts a consumed event into its lane's buffer.
-    fn buffer(&mut self, message: OwnedMessage) {
-        let partition = message.partition();
+    fn has_room(&self) -> bool {
+        self.state == "running"
+            && self.buffered < self.deps.max_batch.saturating_mul(BUFFERED_BATCHES)
+            && self.side_effects < MAX_SIDE_EFFECTS
+    }
+}
+
+impl Handler<Assigned> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, Assigned(partitions): Assigned, ctx: &mut Self::Context) {
+        for partition in partitions {
+            self.claim_requests += 1;
+            let request = self.claim_requests;
+            let lane = Lane {
+                claim_request: request,
+                ..Lane::default()
+            };
+            if let Some(old) = self.lanes.insert(partition, lane) {
+                self.buffered -= old.buffered.len();
+            }
+            let claim = self.deps.store.claim(&self.deps.topic, partition);
+            ctx.spawn(claim.into_actor(self).map(move |result, actor, ctx| {
+                actor.handle(
+                    Claimed {
+                        partition,
+                        request,
+                        result,
+                    },
+                    ctx,
+                );
+            }));
+        }
+        self.publish();
+    }
+}
+
+impl Handler<Claimed> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, claimed: Claimed, ctx: &mut Self::Context) {
+        let claim = match claimed.result {
+            Ok(claim) => claim,
+            Err(error) => return self.fail(ctx, &format!("claiming a partition: {error}")),
+        };
+        let Some(lane) = self.lanes.get_mut(&claimed.partition) else {
+            return; // revoked meanwhile
+        };
+        if lane.claim_request != claimed.request {
+            return; // assigned again since; the newer claim answers
+        }
+        tracing::info!(
+            partition = claimed.partition,
+            next_offset = claim.next_offset,
+            epoch = claim.owner_epoch,
+            "partition claimed"
+        );
+        lane.claim_opt = Some(claim);
+        self.publish();
+        self.after_change(ctx);
+    }
+}
+
+impl Handler<Revoked> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, revoked: Revoked, ctx: &mut Self::Context) {
+        tracing::info!(partitions = ?revoked.partitions, "projector partitions revoked");
+        let release = Rc::new(revoked.release);
+        for partition in revoked.partitions {
+            if let Some(lane) = self.lanes.get_mut(&partition) {
+                // Its buffered events are read again by the next owner.
+                self.buffered -= lane.buffered.len();
+                lane.buffered.clear();
+                lane.waiting_since_opt = None;
+                lane.revoking_opt = Some(release.clone());
+            }
+            self.drop_lane_if_revoked(partition);
+        }
+        drop(release);
+        self.publish();
+        self.after_change(ctx);
+    }
+}
+
+impl Handler<Consumed> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, Consumed(record): Consumed, ctx: &mut Self::Context) {
+        let LogRecord {
+            partition,
+            offset,
+            payload,
+            ..
+        } = record;
         let Some(lane) = self.lanes.get_mut(&partition) else {
             tracing::debug!(partition, "event for an unowned partition ignored");
             return;
         };
-        match message.payload().map(DecisionEvent::decode) {
-            Some(Ok(event)) => {
+        if lane.revoking_opt.is_some() {
+            return;
+        }
+        match DecisionEvent::decode(&payload) {
+            Ok(event) => {
                 lane.waiting_since_opt.get_or_insert_with(Instant::now);
-                lane.buffered.push((message.offset(), event));
+                lane.buffered.push((offset, event));
                 self.buffered += 1;
             }
             // A record that is not a decision cannot be projected; it is skipped loudly rather
             // than wedging the partition (the shard only writes valid envelopes).
-            other => tracing::error!(
+            Err(error) => tracing::error!(
                 partition,
-                offset = message.offset(),
-                error = ?other.map(|result| result.err()),
+                offset,
+                error = %error,
                 "undecodable decision record skipped"
             ),
         }
-    }
-
-    /// Starts transactions while fewer than `max_transactions` are in flight: each takes the
-    /// idle lanes with buffered events, longest waiting first, until it holds `max_batch` events.
-    /// One transaction for many partitions is what drains a backlog spread over partitions in one
-    /// commit (docs/benchmarks.md, profile 5).
-    async fn start_ready(&mut self) -> anyhow::Result<()> {
-        let free = self
-            .deps
-            .max_transactions
-            .saturating_sub(self.applying.len());
-        if free == 0 {
-            return Ok(());
+        if self.state == "running" {
+            self.start_ready(ctx);
         }
-        let mut ready: Vec<(Instant, i32)> = self
-            .lanes
-            .iter()
-            .filter(|(_, lane)| lane.applying_since_opt.is_none())
-            .filter_map(|(partition, lane)| Some((lane.waiting_since_opt?, *partition)))
-            .collect();
-        if ready.is_empty() {
-            return Ok(());
-        }
-        ready.sort_unstable();
-        let mut ready = ready.into_iter().map(|(_, partition)| partition).peekable();
-        for _ in 0..free {
-            let mut batches = Vec::new();
-            let mut room = self.deps.max_batch;
-            while room > 0 {
-                let Some(partition) = ready.next() else { break };
-                self.deps
-                    .failpoints
-                    .hit(points::PROJECTOR_BEFORE_COMMIT)
-                    .await?;
-                let Some(lane) = self.lanes.get_mut(&partition) else {
-                    continue;
-                };
-                let take = lane.buffered.len().min(room);
-                room -= take;
-                self.buffered -= take;
-                let events: Vec<(i64, DecisionEvent)> = lane.buffered.drain(..take).collect();
-                if lane.buffered.is_empty() {
-                    lane.waiting_since_opt = None;
-                } // else what stays behind keeps its age, and goes first once this commits.
-                lane.applying_since_opt = Some(Instant::now());
-                batches.push(LaneBatch {
-                    partition,
-                    epoch: lane.claim.owner_epoch,
-                    events,
-                });
-            }
-            if batches.is_empty() {
-                break;
-            }
-            let store = self.deps.store.clone();
-            let topic = self.topic.clone();
-            let span = apply_span(&batches);
-            self.applying.push(
-                async move {
-                    let parts: Vec<PartitionBatch<'_>> = batches
-                        .iter()
-                        .map(|batch| PartitionBatch {
-                            partition: batch.partition,
-                            claim_epoch: batch.epoch,
-                            events: &batch.events,
-                        })
-                        .collect();
-                    let result = store
-                        .apply_batches(CONSUMER, &topic, &parts)
-                        .instrument(span)
-                        .await;
-                    Committed { batches, result }
-                }
-                .boxed_local(),
-            );
-            if ready.peek().is_none() {
-                break;
-            }
-        }
-        Ok(())
     }
+}
 
-    /// Whether `batch`'s lane is still this process's, under the claim it was applied with.
-    fn owns(&self, batch: &LaneBatch) -> bool {
-        self.lanes
-            .get(&batch.partition)
-            .is_some_and(|lane| lane.claim.owner_epoch == batch.epoch)
-    }
+impl Handler<Committed> for Projector {
+    type Result = ();
 
-    /// After a transaction: wake the waiters, fill the cache, let Kafka commit past the batches.
-    fn committed(&mut self, committed: Committed) -> anyhow::Result<()> {
+    fn handle(&mut self, committed: Committed, ctx: &mut Self::Context) {
+        self.applying = self.applying.saturating_sub(1);
         let Committed { batches, result } = committed;
         let answers = match result {
             Ok(answers) => answers,
             Err(StoreError::Fenced { partition, .. })
                 if !batches
                     .iter()
-                    .any(|batch| batch.partition == partition && self.owns(batch)) =>
+                    .any(|batch| batch.partition == partition && self.keeps(batch)) =>
             {
                 // A lane revoked (or claimed again) while in flight was fenced by its new owner,
                 // and the transaction rolled back for every lane in it: the lanes still ours get
                 // their events back, in front of what arrived meanwhile.
                 for batch in batches {
-                    if !self.owns(&batch) {
+                    let kept = self.keeps(&batch);
+                    let Some(lane) = self.lanes.get_mut(&batch.partition) else {
                         continue;
-                    }
-                    if let Some(lane) = self.lanes.get_mut(&batch.partition) {
-                        lane.applying_since_opt = None;
+                    };
+                    lane.applying_since_opt = None;
+                    if kept {
                         lane.waiting_since_opt = Some(Instant::now());
                         self.buffered += batch.events.len();
                         lane.buffered.splice(0..0, batch.events);
                     }
+                    self.drop_lane_if_revoked(batch.partition);
                 }
-                return Ok(());
+                return self.after_change(ctx);
             }
             // Another owner claimed a partition we still hold (a rebalance we have not seen yet,
-            // or a rebuilt schema swapped in). Restarting rejoins the group and re-claims.
-            Err(error @ StoreError::Fenced { .. }) => return Err(error).context("fenced"),
-            Err(error) => return Err(error).context("applying decisions"),
+            // or a rebuilt schema swapped in). Restarting rejoins the group and claims again.
+            Err(error @ StoreError::Fenced { .. }) => {
+                return self.fail(ctx, &format!("fenced: {error}"));
+            }
+            Err(error) => return self.fail(ctx, &format!("applying decisions: {error}")),
         };
         for (batch, applied) in batches.iter().zip(answers) {
             for result in &applied {
@@ -392,59 +746,93 @@ impl Projector {
             // Waiters only need the commit; the cache is best effort and comes after.
             self.deps.bus.publish_applied(applied);
             if !self.owns(batch) {
-                // Committed for a partition this process no longer owns: its next owner stores
-                // the Kafka offset.
+                // Committed for a partition this process no longer owns (claimed again by
+                // someone): its owner stores the position.
+                if let Some(lane) = self.lanes.get_mut(&batch.partition) {
+                    lane.applying_since_opt = None;
+                }
+                self.drop_lane_if_revoked(batch.partition);
                 continue;
             }
-            let Some(lane) = self.lanes.get_mut(&batch.partition) else {
-                continue;
-            };
-            lane.applying_since_opt = None;
+            if let Some(lane) = self.lanes.get_mut(&batch.partition) {
+                lane.applying_since_opt = None;
+            }
             if let Some(side_effect) = side_effect_opt {
-                let previous_opt = lane.side_effect_opt.take();
-                let chained = async move {
-                    if let Some(previous) = previous_opt {
-                        previous.await;
-                    }
-                    side_effect.await;
-                }
-                .boxed()
-                .shared();
-                lane.side_effect_opt = Some(chained.clone());
-                self.side_effects.push(chained);
+                self.chain_side_effect(batch.partition, side_effect, ctx);
             }
             let last_offset = batch.events.last().map_or(-1, |(offset, _)| *offset);
             tracing::trace!(partition = batch.partition, last_offset, "batch committed");
-            self.consumer
-                .store_offset(&self.topic, batch.partition, last_offset)?;
+            if last_offset >= 0 {
+                if let Err(error) = self.store_position(batch.partition, last_offset) {
+                    return self.fail(ctx, &format!("storing position: {error}"));
+                }
+            }
+            self.drop_lane_if_revoked(batch.partition);
         }
-        Ok(())
-    }
-
-    /// Progress is "every transaction started before the beat has finished": the heartbeat is set
-    /// to the start of the oldest transaction still in flight, so one stuck transaction (or a stuck
-    /// failpoint) ages it past the watchdog's limit even while other lanes keep committing.
-    fn beat(&self) {
-        match self
-            .lanes
-            .values()
-            .filter_map(|lane| lane.applying_since_opt)
-            .min()
-        {
-            Some(oldest) => self.deps.heartbeat.beat_at(oldest),
-            None => self.deps.heartbeat.beat(),
-        }
+        self.last_progress_ms = now_ms();
+        self.after_change(ctx);
     }
 }
 
-impl Lane {
-    fn new(claim: Claim) -> Self {
-        Lane {
-            claim,
-            buffered: Vec::new(),
-            applying_since_opt: None,
-            waiting_since_opt: None,
-            side_effect_opt: None,
-        }
+impl Handler<SideEffectDone> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, _done: SideEffectDone, ctx: &mut Self::Context) {
+        self.side_effects = self.side_effects.saturating_sub(1);
+        Inlet::pull(self, ctx);
     }
 }
+
+impl Handler<SourceFailed> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, SourceFailed(error): SourceFailed, ctx: &mut Self::Context) {
+        self.fail(ctx, &format!("consuming decisions: {error}"));
+    }
+}
+
+impl Handler<Tick> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, _tick: Tick, _ctx: &mut Self::Context) {
+        self.beat();
+        self.publish();
+    }
+}
+
+impl Handler<Restart> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, _restart: Restart, ctx: &mut Self::Context) {
+        tracing::warn!(actor = "projector", "heartbeat stale; restarting");
+        ctx.stop();
+    }
+}
+
+impl Handler<Shutdown> for Projector {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _shutdown: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        let (drained, waiting) = oneshot::channel();
+        self.drained_opt = Some(drained);
+        self.state = "stopping";
+        self.finish_shutdown_if_drained(ctx);
+        Box::pin(async move {
+            if let Ok(Some(closed)) = waiting.await {
+                let _ = closed.await;
+            }
+        })
+    }
+}
+
+impl Handler<GetStatus> for Projector {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _get: GetStatus, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+#[cfg(test)]
+#[path = "projector_tests.rs"]
+mod tests;

@@ -1,47 +1,72 @@
 //! Shard actor: turns every submission of its assigned partitions into exactly one decision event
 //! on `flk.decisions` (same partition: the topics are co-partitioned), rejections included.
 //!
-//! One group consumer per process dispatches records to one partition worker per assigned
-//! partition (its own task and bounded mailbox), created on first record or assignment and aborted
-//! on revocation; any worker failure restarts the whole shard under its supervisor.
+//! At-least-once: a submission's position is stored only after its decision is acked by the log,
+//! in offset order per partition. A crash in between re-decides the submission; the projector
+//! ignores the second decision because the audit log is unique on source coordinates.
 //!
-//! At-least-once: a submission's offset is stored for commit only after its decision is acked by
-//! Kafka, in order. A crash in between re-decides the submission; the projector ignores the second
-//! decision because the audit log is unique on source coordinates.
+//! Decisions are produced in submission order (the handler produces synchronously), which keeps
+//! "first write wins" in log order. Revocation is synchronous: a revoked partition takes no new
+//! records, its unacked decisions are waited for and their positions stored, and only then is the
+//! partition released, so a rebalance neither re-decides acked work nor stores a position for a
+//! partition this process no longer owns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use anyhow::Context as _;
+use actix::prelude::*;
 use events::{DecisionEvent, SourceCoordinates, SubmissionSource, TenantPolicy, decide};
-use futures::StreamExt as _;
-use futures::stream::FuturesOrdered;
-use infra::config::KafkaConfig;
-use infra::failpoints::{Failpoints, points};
-use infra::kafka::{self, headers};
+use infra::failpoints::{Failpoints, Fired, points};
+use infra::kafka::headers;
+use infra::log::{LogError, LogRecord, LogSink, LogSource, OutgoingRecord, Positions, Release};
 use infra::metrics::Metrics;
 use infra::tracing_context;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
-use rdkafka::producer::FutureRecord;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
-use crate::rebalance::{PartitionChange, RebalanceForwarder};
-use crate::supervision::Heartbeat;
+use crate::contract::{
+    ActorStatus, Assigned, Consumed, GetStatus, Inlet, PartitionStatus, Revoked, Shutdown,
+    SourceActor, SourceFailed, StatusBoard, TICK, Tick, now_ms,
+};
+use crate::supervision::{Heartbeat, Restart, StartDecision, Supervision};
 
-/// Most decisions awaiting their Kafka ack at once (bounds memory and redelivery after a crash).
-const MAX_IN_FLIGHT: usize = 2_048;
+// ---------------------------------------------------------------------------------------------
+// Messages (besides the contract's Assigned, Revoked, Consumed, SourceFailed, Tick, Shutdown,
+// GetStatus and the watchdog's Restart).
+// ---------------------------------------------------------------------------------------------
 
-/// What a shard needs; cloned into each (re)start.
-#[derive(Debug, Clone)]
+/// The log answered the produce of one decision.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DecisionAcked {
+    /// Submissions partition.
+    pub partition: i32,
+    /// Submission offset the decision is about.
+    pub offset: i64,
+    /// The log's answer.
+    pub result: Result<(), LogError>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// State.
+// ---------------------------------------------------------------------------------------------
+
+/// Most decisions awaiting their ack at once (bounds memory and redelivery after a crash).
+pub const MAX_IN_FLIGHT: usize = 2_048;
+
+/// Opens a fresh subscription to the submissions topic (called on every start).
+pub type OpenSource = Arc<dyn Fn() -> Result<LogSource, LogError> + Send + Sync>;
+
+/// What a shard needs; kept across restarts.
+#[derive(Clone)]
 pub struct ShardDeps {
-    /// Kafka settings (topics, group prefix).
-    pub kafka: KafkaConfig,
+    /// Subscribes to the submissions topic.
+    pub open_source: OpenSource,
+    /// Where decisions go.
+    pub sink: Arc<dyn LogSink>,
+    /// `flk.decisions` with prefix.
+    pub decisions_topic: String,
     /// Region recorded in decisions.
     pub region: String,
     /// Tenants by name.
@@ -50,203 +75,421 @@ pub struct ShardDeps {
     pub max_body_bytes: usize,
     /// Metrics.
     pub metrics: Metrics,
-    /// Progress heartbeat watched by the supervisor.
+    /// Progress heartbeat watched by the watchdog.
     pub heartbeat: Heartbeat,
+    /// Where the status goes.
+    pub board: StatusBoard,
     /// Fault injection (tests).
     pub failpoints: Failpoints,
 }
 
-/// Messages a partition worker may hold before the dispatcher waits (backpressure).
-const PARTITION_MAILBOX: usize = 1_024;
+impl std::fmt::Debug for ShardDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardDeps")
+            .field("decisions_topic", &self.decisions_topic)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
 
-/// What every partition worker of one shard loop shares.
-struct ShardContext {
+/// One assigned partition.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Offsets produced and not yet stored, in order, with whether each is acked.
+    unacked: VecDeque<(i64, bool)>,
+    /// Last stored position in this run.
+    position_opt: Option<i64>,
+    /// Held while revoking; the revocation is released when every lane drops its share.
+    revoking_opt: Option<Rc<Release>>,
+}
+
+/// The shard actor.
+#[derive(Debug)]
+pub struct Shard {
     /// Dependencies.
     deps: ShardDeps,
-    /// The group consumer (workers store their offsets through it).
-    consumer: StreamConsumer<RebalanceForwarder>,
-    /// Producer of decisions.
-    producer: FutureProducer,
-    /// `flk.submissions` with prefix.
-    submissions: String,
-    /// `flk.decisions` with prefix.
-    decisions: String,
+    /// Restart policy state (survives restarts on purpose).
+    supervision: Supervision,
+    // Working state: reset by `restarting()`.
+    /// Reads the submissions.
+    inlet: Inlet,
+    /// Position store of the current source.
+    positions_opt: Option<Arc<dyn Positions>>,
+    /// Partitions by number.
+    lanes: BTreeMap<i32, Lane>,
+    /// Decisions awaiting their ack, all lanes.
+    in_flight: usize,
+    /// `running`, `backing_off`, `stalled`, `stopping`, `stopped` or `gave_up`.
+    state: &'static str,
+    /// Milliseconds since the epoch of the last progress.
+    last_progress_ms: i64,
+    /// Told when a shutdown has drained.
+    drained_opt: Option<oneshot::Sender<Option<oneshot::Receiver<()>>>>,
 }
 
-/// A running partition worker: its mailbox and its task (aborted when dropped).
-struct PartitionWorker {
-    /// Where the dispatcher puts the partition's records.
-    mailbox: mpsc::Sender<OwnedMessage>,
-    /// Records dispatched but not yet acked. The idle tick beats the heartbeat only while every
-    /// worker is drained, and workers beat on each ack, so a stuck worker stops the heartbeat.
-    pending: Rc<AtomicUsize>,
-    /// The worker's task.
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for PartitionWorker {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Shard {
+    /// A shard that starts consuming when started under a supervisor.
+    pub fn new(deps: ShardDeps, supervision: Supervision) -> Self {
+        Shard {
+            deps,
+            supervision,
+            inlet: Inlet::default(),
+            positions_opt: None,
+            lanes: BTreeMap::new(),
+            in_flight: 0,
+            state: "starting",
+            last_progress_ms: 0,
+            drained_opt: None,
+        }
     }
-}
 
-/// The shard loop: one consumer for the group, dispatching each assigned partition's records to a
-/// partition worker of its own (one actor per partition: a slow or failing partition never blocks
-/// another's ordering). Runs until an error; the supervisor restarts it, which drops and aborts
-/// every worker.
-pub async fn run(deps: ShardDeps) -> anyhow::Result<()> {
-    let submissions = deps.kafka.submissions_topic();
-    let (forwarder, mut changes) = RebalanceForwarder::channel();
-    let consumer = kafka::consumer(&deps.kafka, &deps.kafka.group("flk-shard"), forwarder)?;
-    consumer
-        .subscribe(&[&submissions])
-        .context("subscribing to submissions")?;
-    let context = Rc::new(ShardContext {
-        producer: kafka::producer(&deps.kafka)?,
-        decisions: deps.kafka.decisions_topic(),
-        submissions: submissions.clone(),
-        consumer,
-        deps,
-    });
-    tracing::info!(topic = %submissions, "shard consuming");
-    let (failures_tx, mut failures) = mpsc::unbounded_channel::<anyhow::Error>();
-    let mut workers: HashMap<i32, PartitionWorker> = HashMap::new();
-    let mut idle = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            received = context.consumer.recv() => {
-                let message = received.context("consuming submissions")?.detach();
-                apply_changes(&mut changes, &mut workers);
-                let partition = message.partition();
-                let worker = workers.entry(partition).or_insert_with(|| {
-                    spawn_worker(partition, context.clone(), failures_tx.clone())
-                });
-                worker.pending.fetch_add(1, Ordering::Relaxed);
-                if worker.mailbox.send(message).await.is_err() {
-                    anyhow::bail!("partition {partition} worker stopped");
-                }
+    /// Opens the source and starts reading.
+    fn open(&mut self, ctx: &mut Context<Self>) {
+        match (self.deps.open_source)() {
+            Ok(source) => {
+                let (inlet, positions) = Inlet::open(source);
+                self.inlet = inlet;
+                self.positions_opt = Some(positions);
+                self.state = "running";
+                tracing::info!(topic = "submissions", "shard consuming");
+                Inlet::pull(self, ctx);
             }
-            Some(error) = failures.recv() => return Err(error),
-            _ = idle.tick() => {
-                apply_changes(&mut changes, &mut workers);
-                if workers.values().all(|worker| worker.pending.load(Ordering::Relaxed) == 0) {
-                    context.deps.heartbeat.beat();
-                }
-            }
+            Err(error) => self.fail(ctx, &error),
+        }
+    }
+
+    /// Stops the actor; its supervisor restarts it.
+    fn fail(&mut self, ctx: &mut Context<Self>, error: &dyn std::fmt::Display) {
+        tracing::error!(actor = "shard", error = %error, "shard stopped; restarting");
+        ctx.stop();
+    }
+
+    /// Decides one record and queues its decision; `Err` means the sink refused it.
+    fn decide_and_produce(
+        &mut self,
+        record: &LogRecord,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), String> {
+        let span = decide_span(record);
+        let event = span.in_scope(|| decide_record(record, &self.deps));
+        self.deps
+            .metrics
+            .decisions_produced
+            .with_label_values(&[event.verdict.code()])
+            .inc();
+        let payload = event.encode().map_err(|error| error.to_string())?;
+        let outgoing = OutgoingRecord {
+            topic: self.deps.decisions_topic.clone(),
+            partition_opt: Some(record.partition),
+            key: format!("{}/{}", record.partition, record.offset).into_bytes(),
+            payload,
+            headers: Vec::new(),
+        };
+        let ack = self
+            .deps
+            .sink
+            .produce(outgoing)
+            .map_err(|error| error.to_string())?;
+        let (partition, offset) = (record.partition, record.offset);
+        self.lanes
+            .entry(partition)
+            .or_default()
+            .unacked
+            .push_back((offset, false));
+        self.in_flight += 1;
+        // The span lasts until the log acks the decision.
+        ctx.spawn(
+            ack.instrument(span)
+                .into_actor(self)
+                .map(move |result, actor, ctx| {
+                    actor.handle(
+                        DecisionAcked {
+                            partition,
+                            offset,
+                            result,
+                        },
+                        ctx,
+                    );
+                }),
+        );
+        Ok(())
+    }
+
+    /// Publishes the status to the board and the metrics.
+    fn publish(&self) {
+        self.deps.board.publish(self.status(), &self.deps.metrics);
+    }
+
+    fn status(&self) -> ActorStatus {
+        let lag = self
+            .positions_opt
+            .as_ref()
+            .map(|positions| positions.lag())
+            .unwrap_or_default();
+        let partitions = self
+            .lanes
+            .iter()
+            .map(|(partition, lane)| PartitionStatus {
+                partition: *partition,
+                position_opt: lane.position_opt,
+                lag_opt: lag.get(partition).copied(),
+                in_flight: lane.unacked.len(),
+                buffered: 0,
+                revoking: lane.revoking_opt.is_some(),
+            })
+            .collect();
+        let mut status = ActorStatus::new("shard", self.state, partitions);
+        status.last_progress_ms = self.last_progress_ms;
+        status.restarts = self.supervision.restarts_total();
+        status
+    }
+
+    fn progressed(&mut self) {
+        self.deps.heartbeat.beat();
+        self.last_progress_ms = now_ms();
+    }
+
+    /// Ends a shutdown once nothing is in flight: closes the source (leaving the group).
+    fn finish_shutdown_if_drained(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight > 0 {
+            return;
+        }
+        if let Some(drained) = self.drained_opt.take() {
+            self.lanes.clear();
+            self.state = "stopped";
+            let _ = drained.send(self.inlet.close(ctx));
+            self.publish();
         }
     }
 }
 
-/// Starts workers for assigned partitions and drops (aborts) those of revoked ones. A revoked
-/// partition's unacked decisions are decided again by its next owner (at-least-once).
-fn apply_changes(
-    changes: &mut mpsc::UnboundedReceiver<PartitionChange>,
-    workers: &mut HashMap<i32, PartitionWorker>,
-) {
-    while let Ok(change) = changes.try_recv() {
-        match change {
-            PartitionChange::Assigned(partitions) => {
-                tracing::info!(?partitions, "shard partitions assigned");
+impl Actor for Shard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |actor, ctx| actor.handle(Tick, ctx));
+        match self.supervision.next_start() {
+            StartDecision::GiveUp => self.state = "gave_up",
+            StartDecision::After(delay) if delay.is_zero() => self.open(ctx),
+            StartDecision::After(delay) => {
+                self.state = "backing_off";
+                ctx.run_later(delay, |actor, ctx| actor.open(ctx));
             }
-            PartitionChange::Revoked(partitions) => {
-                tracing::info!(?partitions, "shard partitions revoked");
-                for partition in partitions {
-                    workers.remove(&partition);
+        }
+        self.publish();
+    }
+}
+
+impl Supervised for Shard {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Dropping the lanes drops their revocation shares (released); dropping the inlet closes
+        // the source. Unacked decisions are decided again after the restart (at-least-once).
+        self.inlet = Inlet::default();
+        self.positions_opt = None;
+        self.lanes.clear();
+        self.in_flight = 0;
+        self.drained_opt = None;
+        self.deps.heartbeat.beat();
+    }
+}
+
+impl SourceActor for Shard {
+    fn inlet(&mut self) -> &mut Inlet {
+        &mut self.inlet
+    }
+
+    fn has_room(&self) -> bool {
+        self.in_flight < MAX_IN_FLIGHT && self.state == "running"
+    }
+}
+
+impl Handler<Assigned> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, Assigned(partitions): Assigned, _ctx: &mut Self::Context) {
+        tracing::info!(?partitions, "shard partitions assigned");
+        for partition in partitions {
+            self.lanes.entry(partition).or_default();
+        }
+        self.publish();
+    }
+}
+
+impl Handler<Revoked> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, revoked: Revoked, _ctx: &mut Self::Context) {
+        tracing::info!(partitions = ?revoked.partitions, "shard partitions revoked");
+        let release = Rc::new(revoked.release);
+        for partition in revoked.partitions {
+            let waiting = self
+                .lanes
+                .get(&partition)
+                .is_some_and(|lane| !lane.unacked.is_empty());
+            if waiting {
+                if let Some(lane) = self.lanes.get_mut(&partition) {
+                    lane.revoking_opt = Some(release.clone());
                 }
+            } else {
+                self.lanes.remove(&partition);
             }
+        }
+        // Lanes still waiting hold a share; with none, this drop releases at once.
+        drop(release);
+        self.publish();
+    }
+}
+
+impl Handler<Consumed> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, Consumed(record): Consumed, ctx: &mut Self::Context) {
+        match self.deps.failpoints.fire(points::SHARD_BEFORE_PRODUCE) {
+            Some(Fired::Error) => return self.fail(ctx, &"failpoint shard.before_produce"),
+            Some(Fired::Stall) => {
+                // A stuck handler: no more reads, no more beats, until the watchdog restarts us.
+                self.state = "stalled";
+                return;
+            }
+            None => {}
+        }
+        if self
+            .lanes
+            .get(&record.partition)
+            .is_some_and(|lane| lane.revoking_opt.is_some())
+        {
+            // Being handed over: its next owner decides this record.
+            return;
+        }
+        if let Err(error) = self.decide_and_produce(&record, ctx) {
+            self.fail(ctx, &format!("producing decision: {error}"));
         }
     }
 }
 
-fn spawn_worker(
-    partition: i32,
-    context: Rc<ShardContext>,
-    failures: mpsc::UnboundedSender<anyhow::Error>,
-) -> PartitionWorker {
-    let (mailbox, inbox) = mpsc::channel(PARTITION_MAILBOX);
-    let pending = Rc::new(AtomicUsize::new(0));
-    let worker_pending = pending.clone();
-    let task = tokio::task::spawn_local(async move {
-        if let Err(error) = partition_worker(partition, inbox, &context, &worker_pending).await {
-            let _ = failures.send(error.context(format!("partition {partition}")));
+impl Handler<DecisionAcked> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, acked: DecisionAcked, ctx: &mut Self::Context) {
+        if let Err(error) = acked.result {
+            return self.fail(ctx, &format!("decision not delivered: {error}"));
         }
-    });
-    PartitionWorker {
-        mailbox,
-        pending,
-        task,
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Some(lane) = self.lanes.get_mut(&acked.partition) else {
+            return;
+        };
+        if let Some(entry) = lane
+            .unacked
+            .iter_mut()
+            .find(|(offset, _)| *offset == acked.offset)
+        {
+            entry.1 = true;
+        }
+        let mut done_opt = None;
+        while let Some(&(offset, true)) = lane.unacked.front() {
+            done_opt = Some(offset);
+            lane.unacked.pop_front();
+        }
+        let finished_revoking = lane.revoking_opt.is_some() && lane.unacked.is_empty();
+        if let Some(done) = done_opt {
+            let stored = match &self.positions_opt {
+                Some(positions) => positions.store(acked.partition, done),
+                None => Err(LogError::NotAssigned(acked.partition)),
+            };
+            match stored {
+                Ok(()) => lane.position_opt = Some(done),
+                // Taken without our release (the rebalance timed out): its next owner decides
+                // these records again, which the projector ignores. Nothing to fail for.
+                Err(LogError::NotAssigned(partition)) => {
+                    tracing::warn!(partition, "position not stored: partition no longer ours");
+                }
+                Err(error) => return self.fail(ctx, &format!("storing position: {error}")),
+            }
+        }
+        if finished_revoking {
+            self.lanes.remove(&acked.partition);
+            self.publish();
+        }
+        self.progressed();
+        self.finish_shutdown_if_drained(ctx);
+        Inlet::pull(self, ctx);
     }
 }
 
-/// Decides one partition's records in order: decide, produce, and store each offset only after
-/// its decision is acked, in offset order.
-async fn partition_worker(
-    partition: i32,
-    mut inbox: mpsc::Receiver<OwnedMessage>,
-    context: &ShardContext,
-    pending: &AtomicUsize,
-) -> anyhow::Result<()> {
-    let deps = &context.deps;
-    let mut in_flight = FuturesOrdered::new();
-    loop {
-        tokio::select! {
-            received = inbox.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
-                let Some(message) = received else { return Ok(()) };
-                deps.failpoints.hit(points::SHARD_BEFORE_PRODUCE).await?;
-                let span = decide_span(&message);
-                let event = span.in_scope(|| decide_message(&message, deps));
-                deps.metrics
-                    .decisions_produced
-                    .with_label_values(&[event.verdict.code()])
-                    .inc();
-                let payload = event.encode()?;
-                let key = format!("{}/{}", event.source.partition, event.source.offset);
-                let record = FutureRecord::to(&context.decisions)
-                    .partition(partition)
-                    .key(&key)
-                    .payload(&payload);
-                let delivery = context
-                    .producer
-                    .send_result(record)
-                    .map_err(|(error, _)| anyhow::anyhow!("queueing decision: {error}"))?;
-                let offset = message.offset();
-                // The span lasts until Kafka acks the decision.
-                in_flight.push_back(async move { (offset, delivery.await) }.instrument(span));
-            }
-            Some((offset, delivered)) = in_flight.next() => {
-                match delivered {
-                    Ok(Ok(_)) => {
-                        context.consumer.store_offset(&context.submissions, partition, offset)?;
-                        pending.fetch_sub(1, Ordering::Relaxed);
-                        deps.heartbeat.beat();
-                    }
-                    Ok(Err((error, _))) => anyhow::bail!("decision not delivered: {error}"),
-                    Err(_) => anyhow::bail!("decision delivery cancelled"),
-                }
-            }
+impl Handler<SourceFailed> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, SourceFailed(error): SourceFailed, ctx: &mut Self::Context) {
+        self.fail(ctx, &format!("consuming submissions: {error}"));
+    }
+}
+
+impl Handler<Tick> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, _tick: Tick, _ctx: &mut Self::Context) {
+        // Idle is progress too; with decisions in flight only their acks count, so a stuck
+        // produce stops the heartbeat.
+        if self.in_flight == 0 && self.state != "stalled" {
+            self.progressed();
         }
+        self.publish();
+    }
+}
+
+impl Handler<Restart> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, _restart: Restart, ctx: &mut Self::Context) {
+        tracing::warn!(actor = "shard", "heartbeat stale; restarting");
+        ctx.stop();
+    }
+}
+
+impl Handler<Shutdown> for Shard {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _shutdown: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        let (drained, waiting) = oneshot::channel();
+        self.drained_opt = Some(drained);
+        self.state = "stopping";
+        self.finish_shutdown_if_drained(ctx);
+        Box::pin(async move {
+            if let Ok(Some(closed)) = waiting.await {
+                let _ = closed.await;
+            }
+        })
+    }
+}
+
+impl Handler<GetStatus> for Shard {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _get: GetStatus, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.status())
     }
 }
 
 /// One span per submission, continuing the trace its record carries (`traceparent` header).
-fn decide_span<M: Message>(message: &M) -> tracing::Span {
+fn decide_span(record: &LogRecord) -> tracing::Span {
     let span = tracing::info_span!(
         "shard.decide",
         otel.kind = "consumer",
-        partition = message.partition(),
-        offset = message.offset(),
+        partition = record.partition,
+        offset = record.offset,
     );
-    tracing_context::continue_context(&span, tracing_context::context_from_message(message));
+    tracing_context::continue_context(&span, tracing_context::context_from_record(record));
     span
 }
 
 /// Builds the decision event of one submission record (pure apart from the clock). Runs inside
 /// the submission's span, whose context the event carries on to the projector.
-fn decide_message<M: Message>(message: &M, deps: &ShardDeps) -> DecisionEvent {
-    let tenant = kafka::header_str(message, headers::TENANT)
+fn decide_record(record: &LogRecord, deps: &ShardDeps) -> DecisionEvent {
+    let tenant = record
+        .header_str(headers::TENANT)
         .unwrap_or("default")
         .to_owned();
-    let body = message.payload().unwrap_or_default();
+    let body = record.payload.as_slice();
     let policy_opt = deps.tenants.get(&tenant);
     let decision = if body.len() > deps.max_body_bytes {
         events::Decision {
@@ -264,17 +507,17 @@ fn decide_message<M: Message>(message: &M, deps: &ShardDeps) -> DecisionEvent {
     } else {
         decide(body, &tenant, policy_opt)
     };
-    let kafka_timestamp_ms = message.timestamp().to_millis().unwrap_or_default();
-    let received_at_ms = kafka::header_str(message, headers::RECEIVED_AT)
+    let received_at_ms = record
+        .header_str(headers::RECEIVED_AT)
         .and_then(|text| text.parse().ok())
-        .unwrap_or(kafka_timestamp_ms);
+        .unwrap_or(record.timestamp_ms_opt.unwrap_or_default());
     DecisionEvent {
         source: SourceCoordinates {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
         },
-        submission_source: submission_source(message),
+        submission_source: submission_source(record),
         tenant,
         pcs_id_opt: decision.pcs_id_opt,
         signed_digest_opt: decision.signed_digest_opt,
@@ -286,35 +529,31 @@ fn decide_message<M: Message>(message: &M, deps: &ShardDeps) -> DecisionEvent {
         decided_at_ms: now_ms(),
         traceparent_opt: tracing_context::outgoing_traceparent(
             &tracing::Span::current(),
-            kafka::header_str(message, headers::TRACEPARENT),
+            record.header_str(headers::TRACEPARENT),
         ),
     }
 }
 
-fn submission_source<M: Message>(message: &M) -> SubmissionSource {
-    match kafka::header_str(message, headers::SOURCE) {
+fn number<T: std::str::FromStr>(record: &LogRecord, name: &str) -> Option<T> {
+    record.header_str(name).and_then(|text| text.parse().ok())
+}
+
+fn submission_source(record: &LogRecord) -> SubmissionSource {
+    match record.header_str(headers::SOURCE) {
         Some("gateway") => SubmissionSource::Gateway,
         Some("replica") => SubmissionSource::Replica {
-            origin_region: kafka::header_str(message, headers::ORIGIN_REGION)
+            origin_region: record
+                .header_str(headers::ORIGIN_REGION)
                 .unwrap_or_default()
                 .to_owned(),
-            origin_partition: kafka::header_str(message, headers::ORIGIN_PARTITION)
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(-1),
-            origin_offset: kafka::header_str(message, headers::ORIGIN_OFFSET)
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(-1),
-            hops: kafka::header_str(message, headers::HOPS)
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(1),
+            origin_partition: number(record, headers::ORIGIN_PARTITION).unwrap_or(-1),
+            origin_offset: number(record, headers::ORIGIN_OFFSET).unwrap_or(-1),
+            hops: number(record, headers::HOPS).unwrap_or(1),
         },
         _ => SubmissionSource::Kafka,
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
-}
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod tests;

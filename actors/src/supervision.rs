@@ -1,137 +1,185 @@
-//! Supervision helpers: restart backoff and the progress heartbeat that detects a stuck actor.
+//! Supervision: restart backoff with jitter, a restart budget, and the progress heartbeat that
+//! detects a stuck actor.
 //!
-//! actix's `Supervisor` restarts an actor that stops; these add the two things it lacks: a delay
-//! that grows with consecutive failures (so a dead dependency is not hammered) and a watchdog that
-//! stops an actor whose loop has not made progress for too long (stuck, not crashed).
+//! actix's `Supervisor` restarts an actor that stops; these add what it lacks: a delay that grows
+//! with consecutive failures (so a dead dependency is not hammered) and is jittered (so actors
+//! failing together do not retry together), a budget after which the process exits non-zero
+//! (a crash loop is visible to whoever runs it), and a watchdog that stops an actor whose
+//! heartbeat has not moved for too long (stuck, not crashed).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::future::LocalBoxFuture;
 use prometheus::IntCounter;
 
-/// The work loop of a [`LoopActor`]: runs until it fails (it never returns `Ok` in normal operation).
-pub type WorkLoop = LocalBoxFuture<'static, anyhow::Result<()>>;
-
-/// A supervised actor whose whole job is one async loop (shard, projector, ...).
-///
-/// All working state lives inside the loop's future, so an actix restart (which keeps the same
-/// instance) starts from a clean slate: the loop is rebuilt by `make_loop`, reconnects and reloads
-/// its checkpoint. When the loop fails, the actor stops and its `Supervisor` restarts it after the
-/// backoff delay; the watchdog's [`Restart`] message does the same for a loop that stopped beating.
-pub struct LoopActor {
-    /// Name used in logs and metrics labels.
-    name: &'static str,
-    /// Builds a fresh loop for every (re)start.
-    make_loop: Box<dyn Fn() -> WorkLoop>,
-    /// Restart backoff (supervision state: survives restarts on purpose).
-    backoff: Backoff,
-    /// The loop's progress heartbeat.
-    heartbeat: Heartbeat,
-    /// Counts restarts after failures.
-    restarts: IntCounter,
-}
-
-impl std::fmt::Debug for LoopActor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoopActor")
-            .field("name", &self.name)
-            .field("backoff", &self.backoff)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LoopActor {
-    /// An actor named `name` running the loops `make_loop` builds.
-    pub fn new(
-        name: &'static str,
-        heartbeat: Heartbeat,
-        restarts: IntCounter,
-        make_loop: impl Fn() -> WorkLoop + 'static,
-    ) -> Self {
-        LoopActor {
-            name,
-            make_loop: Box::new(make_loop),
-            backoff: Backoff::default(),
-            heartbeat,
-            restarts,
-        }
-    }
-}
-
-impl Actor for LoopActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let delay = self.backoff.next_delay();
-        let work = (self.make_loop)();
-        let delayed = async move {
-            actix::clock::sleep(delay).await;
-            work.await
-        };
-        ctx.spawn(delayed.into_actor(self).map(|result, actor, ctx| {
-            if let Err(error) = result {
-                tracing::error!(actor = actor.name, error = %format!("{error:#}"), "{} stopped; restarting", actor.name);
-                actor.restarts.inc();
-            }
-            ctx.stop();
-        }));
-    }
-}
-
-impl Supervised for LoopActor {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.heartbeat.beat();
-    }
-}
-
-impl Handler<Restart> for LoopActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Restart, ctx: &mut Self::Context) {
-        tracing::warn!(actor = self.name, "heartbeat stale; restarting");
-        ctx.stop();
-    }
-}
-
-/// Asks a supervised actor to stop so its supervisor restarts it.
+/// Asks a supervised actor to stop so its supervisor restarts it (sent by the [`Watchdog`]).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Restart;
 
-/// Exponential restart delay: 0 on the first start, then 100 ms doubling up to 10 s; resets after
-/// a run that lasted longer than a minute.
-#[derive(Debug, Default)]
-pub struct Backoff {
-    /// Consecutive quick failures.
-    failures: u32,
-    /// When the current run started.
-    started_at_opt: Option<Instant>,
+/// Called once when an actor used up its restart budget; `flk serve` exits non-zero then.
+pub type OnExhausted = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// How an actor is restarted: exponential backoff with jitter, and a budget of restarts in a
+/// sliding window after which the process gives up.
+#[derive(Debug, Clone)]
+pub struct SupervisorPolicy {
+    /// Delay after the first failure of a series.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// Share of each delay taken away at random (0.5: the delay lands in [d/2, d]), so actors
+    /// failing together on a shared dependency do not retry in lockstep.
+    pub jitter: f64,
+    /// A run this long resets the series (the next failure waits `initial` again).
+    pub healthy_after: Duration,
+    /// Restarts allowed within `window`.
+    pub budget: u32,
+    /// The budget's sliding window.
+    pub window: Duration,
 }
 
-impl Backoff {
-    /// The delay before the next start, and records that a start happens now.
-    pub fn next_delay(&mut self) -> Duration {
-        let healthy_run = self
-            .started_at_opt
-            .is_some_and(|started| started.elapsed() > Duration::from_secs(60));
-        if healthy_run {
+impl SupervisorPolicy {
+    /// The policy the configuration asks for.
+    pub fn from_config(config: &infra::config::SupervisionConfig) -> Self {
+        SupervisorPolicy {
+            initial: Duration::from_millis(config.backoff_initial_ms),
+            max: Duration::from_millis(config.backoff_max_ms),
+            jitter: 0.5,
+            healthy_after: Duration::from_secs(60),
+            budget: config.restart_budget,
+            window: Duration::from_secs(config.restart_window_secs),
+        }
+    }
+
+    /// The delay before restart number `failures` (1-based) of a series, before jitter.
+    pub fn ceiling(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(20);
+        self.initial.saturating_mul(1u32 << exponent).min(self.max)
+    }
+}
+
+impl Default for SupervisorPolicy {
+    fn default() -> Self {
+        SupervisorPolicy::from_config(&infra::config::SupervisionConfig::default())
+    }
+}
+
+/// One actor's supervision state. It lives in the actor but outside the working state, so it
+/// survives actix restarts (which keep the same instance) on purpose.
+pub struct Supervision {
+    /// Role name for logs, metrics and the exit hook.
+    role: &'static str,
+    /// The policy.
+    policy: SupervisorPolicy,
+    /// Failures in the current series.
+    failures: u32,
+    /// When the current run started (`None` before the first start).
+    started_at_opt: Option<Instant>,
+    /// Restart instants within the window.
+    recent: VecDeque<Instant>,
+    /// Restarts since the process started.
+    restarts_total: u64,
+    /// Counts restarts (`flk_actor_restarts_total{role}`).
+    restarts_metric: IntCounter,
+    /// Told once when the budget is used up.
+    on_exhausted: OnExhausted,
+    /// Set once the budget is used up: the actor stays stopped.
+    exhausted: bool,
+}
+
+impl std::fmt::Debug for Supervision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervision")
+            .field("role", &self.role)
+            .field("failures", &self.failures)
+            .field("restarts_total", &self.restarts_total)
+            .field("exhausted", &self.exhausted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the supervisor decided for a (re)start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartDecision {
+    /// Start after this delay (zero for the first start).
+    After(Duration),
+    /// The restart budget is used up: do not start again.
+    GiveUp,
+}
+
+impl Supervision {
+    /// Supervision of `role` under `policy`.
+    pub fn new(
+        role: &'static str,
+        policy: SupervisorPolicy,
+        restarts_metric: IntCounter,
+        on_exhausted: OnExhausted,
+    ) -> Self {
+        Supervision {
+            role,
+            policy,
+            failures: 0,
+            started_at_opt: None,
+            recent: VecDeque::new(),
+            restarts_total: 0,
+            restarts_metric,
+            on_exhausted,
+            exhausted: false,
+        }
+    }
+
+    /// Called from `started()`: the first start goes at once; each restart counts against the
+    /// budget and waits the backoff delay.
+    pub fn next_start(&mut self) -> StartDecision {
+        let now = Instant::now();
+        let Some(started_at) = self.started_at_opt.replace(now) else {
+            return StartDecision::After(Duration::ZERO);
+        };
+        if self.exhausted {
+            return StartDecision::GiveUp;
+        }
+        if now.duration_since(started_at) >= self.policy.healthy_after {
             self.failures = 0;
         }
-        let delay = match self.started_at_opt {
-            None => Duration::ZERO,
-            Some(_) => {
-                let exponent = self.failures.min(7);
-                Duration::from_millis(100 * (1u64 << exponent)).min(Duration::from_secs(10))
-            }
-        };
-        if self.started_at_opt.is_some() {
-            self.failures = self.failures.saturating_add(1);
+        self.failures = self.failures.saturating_add(1);
+        self.restarts_total += 1;
+        self.restarts_metric.inc();
+        while self
+            .recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > self.policy.window)
+        {
+            self.recent.pop_front();
         }
-        self.started_at_opt = Some(Instant::now());
-        delay
+        self.recent.push_back(now);
+        if self.recent.len() > self.policy.budget as usize {
+            self.exhausted = true;
+            tracing::error!(
+                actor = self.role,
+                restarts = self.recent.len(),
+                window_secs = self.policy.window.as_secs(),
+                "restart budget used up; giving up"
+            );
+            (self.on_exhausted)(self.role);
+            return StartDecision::GiveUp;
+        }
+        let ceiling = self.policy.ceiling(self.failures);
+        let cut = self.policy.jitter.clamp(0.0, 1.0) * rand::random::<f64>();
+        StartDecision::After(ceiling.mul_f64(1.0 - cut))
+    }
+
+    /// Restarts since the process started.
+    pub fn restarts_total(&self) -> u64 {
+        self.restarts_total
+    }
+
+    /// Role name.
+    pub fn role(&self) -> &'static str {
+        self.role
     }
 }
 
@@ -251,15 +299,69 @@ mod tests {
         assert!(heartbeat.age() < Duration::from_secs(5));
     }
 
+    fn supervision(policy: SupervisorPolicy, exhausted: Arc<AtomicI64>) -> Supervision {
+        Supervision::new(
+            "test",
+            policy,
+            IntCounter::new("restarts", "restarts").unwrap(),
+            Arc::new(move |_| {
+                exhausted.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+    }
+
     #[test]
-    fn backoff_grows_and_caps() {
-        let mut backoff = Backoff::default();
-        assert_eq!(backoff.next_delay(), Duration::ZERO);
-        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
-        assert_eq!(backoff.next_delay(), Duration::from_millis(200));
-        for _ in 0..10 {
-            backoff.next_delay();
+    fn delays_double_within_their_jitter_band_and_cap() {
+        let policy = SupervisorPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            jitter: 0.5,
+            healthy_after: Duration::from_secs(60),
+            budget: 1_000,
+            window: Duration::from_secs(60),
+        };
+        let mut supervision = supervision(policy.clone(), Arc::default());
+        assert_eq!(
+            supervision.next_start(),
+            StartDecision::After(Duration::ZERO)
+        );
+        for failures in 1..=12u32 {
+            let ceiling = policy.ceiling(failures);
+            let StartDecision::After(delay) = supervision.next_start() else {
+                panic!("gave up early");
+            };
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{failures}: {delay:?} vs {ceiling:?}"
+            );
         }
-        assert_eq!(backoff.next_delay(), Duration::from_secs(10));
+        assert_eq!(policy.ceiling(1), Duration::from_millis(100));
+        assert_eq!(policy.ceiling(3), Duration::from_millis(400));
+        assert_eq!(policy.ceiling(12), Duration::from_secs(10));
+        assert_eq!(supervision.restarts_total(), 12);
+    }
+
+    #[test]
+    fn the_budget_gives_up_once_and_says_so() {
+        let policy = SupervisorPolicy {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+            jitter: 0.0,
+            healthy_after: Duration::from_secs(60),
+            budget: 3,
+            window: Duration::from_secs(60),
+        };
+        let exhausted = Arc::new(AtomicI64::new(0));
+        let mut supervision = supervision(policy, exhausted.clone());
+        supervision.next_start();
+        for _ in 0..3 {
+            assert_eq!(
+                supervision.next_start(),
+                StartDecision::After(Duration::from_millis(1))
+            );
+        }
+        assert_eq!(supervision.next_start(), StartDecision::GiveUp);
+        assert_eq!(supervision.next_start(), StartDecision::GiveUp);
+        assert_eq!(exhausted.load(Ordering::SeqCst), 1);
     }
 }

@@ -75,3 +75,24 @@ pub async fn lookup(
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     ))
 }
+
+/// Restarts of `role` as the process reports them at `GET /debug/actors` (`None`: no such actor).
+pub async fn actor_restarts(
+    client: &reqwest::Client,
+    base: &str,
+    role: &str,
+) -> anyhow::Result<Option<u64>> {
+    let board: serde_json::Value = client
+        .get(format!("{base}/debug/actors"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(board["actors"].as_array().and_then(|actors| {
+        actors
+            .iter()
+            .find(|actor| actor["role"] == role)
+            .and_then(|actor| actor["restarts"].as_u64())
+    }))
+}

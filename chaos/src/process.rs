@@ -23,7 +23,7 @@ pub fn flk_binary() -> anyhow::Result<PathBuf> {
     };
     anyhow::ensure!(
         path.exists(),
-        "{} does not exist: build it with `cargo build -p gateway --bin flk`",
+        "{} does not exist: build it with `cargo build -p flk --bin flk --features failpoints`",
         path.display()
     );
     Ok(path)

@@ -1,9 +1,6 @@
-//! The HTTP gateway and the `flk` command line: the composition root that wires config, actors and
-//! routes. Also home of the one mapping from results and errors to HTTP statuses (`http::respond`).
+//! The HTTP gateway (actix-web): the routes, the state they share, the per-tenant rate limiter,
+//! and the one mapping from outcomes and errors to HTTP statuses. `flk serve` (the `flk` crate)
+//! builds an [`http::AppState`] and mounts [`http::configure`].
 
-pub mod cli;
-pub mod hot_tier;
 pub mod http;
 pub mod rate_limit;
-pub mod replay;
-pub mod serve;

@@ -60,7 +60,7 @@ if [[ -n "${FLK_BENCH_BIN:-}" ]]; then
     say "using $flk"
 else
     say "building flk (release)"
-    cargo build -q --release -p gateway --bin flk
+    cargo build -q --release -p flk --bin flk
     flk="$repo/target/release/flk"
 fi
 

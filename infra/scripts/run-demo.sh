@@ -17,7 +17,7 @@ bash infra/scripts/stack.sh up >/dev/null
 bash infra/scripts/stack.sh status
 
 echo "==> building flk"
-cargo build -q -p gateway --bin flk
+cargo build -q -p flk --bin flk
 flk="$repo/target/debug/flk"
 
 cat >"$demo/flk.toml" <<TOML

@@ -39,7 +39,7 @@ fi
 flk="${FLK_BIN:-$repo/target/debug/flk}"
 if [ ! -x "$flk" ]; then
     say "building flk"
-    cargo build -q -p gateway --bin flk || exit 1
+    cargo build -q -p flk --bin flk --features failpoints || exit 1  # same features as the test build: no rebuild
 fi
 
 id="sdkit_$(date +%s)_$$"

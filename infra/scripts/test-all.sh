@@ -40,7 +40,12 @@ step "cargo fmt --check"
 cargo fmt --all --check || failures+=("cargo fmt")
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings || failures+=("clippy")
+cargo clippy --workspace --all-targets --features flk/failpoints -- -D warnings || failures+=("clippy")
+
+step "no unused dependencies (cargo machete)"
+command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.1 >/dev/null 2>&1 \
+    || cargo install cargo-machete --locked >/dev/null
+cargo machete || failures+=("unused dependencies")
 
 step "waiting for the local stack"
 if ! wait "$stack_pid"; then
@@ -52,8 +57,10 @@ fi
 . "$repo/.local/stack/env.sh"
 
 step "cargo test (unit, property, vector and service tests)"
-cargo build -q -p gateway --bin flk
-cargo test --workspace || failures+=("cargo test")
+# The chaos suites inject faults (FLK_FAILPOINTS): the binary they start carries the failpoints
+# feature, which release builds leave out. The same flags everywhere, so nothing builds twice.
+cargo build -q --workspace --all-targets --features flk/failpoints
+cargo test --workspace --features flk/failpoints || failures+=("cargo test")
 
 step "the committed vector file is what the generator writes"
 cargo run -q -p events --example vectors || failures+=("vector file out of date")
@@ -94,7 +101,6 @@ bash infra/scripts/sdk-integration.sh >"$logs/sdk-integration.log" 2>&1 || failu
 tail -4 "$logs/sdk-integration.log"
 
 step "cross-language signing (${cross_count} random records, four implementations)"
-cargo build -q -p gateway --bin flk
 (cd sdk/go && go build -o "$repo/target/flk-sdk-go" ./cmd/flk-sdk)
 sdk/python/.venv/bin/python tests/cross/cross_sign.py --count "$cross_count" --seed "${FLK_CROSS_SEED:-20251125}" \
     --impl rust="$repo/target/debug/flk pcs batch" \

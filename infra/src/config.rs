@@ -241,12 +241,28 @@ impl Default for ProjectorConfig {
 pub struct SupervisionConfig {
     /// An actor whose loop has not made progress for this long is stuck and gets restarted.
     pub stuck_after_ms: u64,
+    /// First restart delay after a failure; it doubles with each quick failure in a row.
+    pub backoff_initial_ms: u64,
+    /// Longest restart delay.
+    pub backoff_max_ms: u64,
+    /// Restarts of one actor allowed within `restart_window_secs`; one more and the process exits
+    /// non-zero, so an orchestrator sees a crash loop instead of a process that looks alive.
+    pub restart_budget: u32,
+    /// The sliding window of `restart_budget`.
+    pub restart_window_secs: u64,
+    /// Longest wait for an actor to release partitions taken away by a rebalance.
+    pub revoke_timeout_ms: u64,
 }
 
 impl Default for SupervisionConfig {
     fn default() -> Self {
         SupervisionConfig {
             stuck_after_ms: 30_000,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 10_000,
+            restart_budget: 20,
+            restart_window_secs: 300,
+            revoke_timeout_ms: 20_000,
         }
     }
 }
@@ -539,6 +555,27 @@ impl Config {
             return Err(invalid(
                 "projector.max_transactions",
                 "must be between 1 and postgres.pool_size",
+            ));
+        }
+        let supervision = &self.supervision;
+        if supervision.backoff_initial_ms == 0
+            || supervision.backoff_max_ms < supervision.backoff_initial_ms
+        {
+            return Err(invalid(
+                "supervision.backoff_max_ms",
+                "backoff_initial_ms must be at least 1 and at most backoff_max_ms",
+            ));
+        }
+        if supervision.restart_budget == 0 || supervision.restart_window_secs == 0 {
+            return Err(invalid(
+                "supervision.restart_budget",
+                "restart_budget and restart_window_secs must be at least 1",
+            ));
+        }
+        if supervision.revoke_timeout_ms < 100 {
+            return Err(invalid(
+                "supervision.revoke_timeout_ms",
+                "must be at least 100",
             ));
         }
         if self.supervision.stuck_after_ms < 1_000 {

@@ -1,5 +1,10 @@
 //! Kafka clients: the idempotent producer of the log, consumers tuned for low latency, topic
-//! creation, and the header names of ARCHITECTURE section 2.
+//! creation, and the header names of ARCHITECTURE section 2. [`source`] and [`sink`] implement
+//! the actors' log seam ([`crate::log`]) over them.
+
+pub mod reader;
+pub mod sink;
+pub mod source;
 
 use std::time::Duration;
 
@@ -74,7 +79,15 @@ pub fn consumer<C: ConsumerContext + 'static>(
     group: &str,
     context: C,
 ) -> Result<StreamConsumer<C>, KafkaClientError> {
-    Ok(ClientConfig::new()
+    Ok(consumer_config(config, group).create_with_context(context)?)
+}
+
+/// The settings of every group consumer: positions are stored by the caller after its work is
+/// done and committed in the background (at-least-once); cooperative rebalancing, so a member
+/// joining or leaving moves only the partitions that change hands.
+fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "true")
@@ -87,8 +100,8 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("socket.nagle.disable", "true")
-        .create_with_context(context)?)
+        .set("socket.nagle.disable", "true");
+    client
 }
 
 /// Creates the submissions and decisions topics if missing (same partition count: co-partitioned).
@@ -116,6 +129,32 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaClientError>
         }
     }
     Ok(())
+}
+
+/// An owned [`LogRecord`] of a consumed message (what the actors and replay see).
+pub(crate) fn record_of<M: Message>(message: &M) -> crate::log::LogRecord {
+    crate::log::LogRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key_opt: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().unwrap_or_default().to_vec(),
+        headers: message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| {
+                        (
+                            header.key.to_owned(),
+                            header.value.unwrap_or_default().to_vec(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        timestamp_ms_opt: message.timestamp().to_millis(),
+    }
 }
 
 /// The value of header `name` as UTF-8, if present and valid.

@@ -32,6 +32,19 @@ pub struct Metrics {
     pub actor_restarts: IntCounterVec,
     /// Partitions currently owned, by role.
     pub partitions_owned: IntGaugeVec,
+    /// Records taken and not finished (unacked decisions, events in a transaction), by role.
+    pub actor_in_flight: IntGaugeVec,
+    /// Records read and waiting for their turn, by role.
+    pub actor_buffered: IntGaugeVec,
+    /// Records behind the end of the owned partitions, by role.
+    pub actor_lag: IntGaugeVec,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|_| unreachable_metric(name));
+    let _ = registry.register(Box::new(metric.clone()));
+    metric
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -61,12 +74,7 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_metric("flk_submit_latency_seconds"));
         let _ = registry.register(Box::new(latency.clone()));
-        let owned = IntGaugeVec::new(
-            Opts::new("flk_partitions_owned", "partitions currently owned"),
-            &["role"],
-        )
-        .unwrap_or_else(|_| unreachable_metric("flk_partitions_owned"));
-        let _ = registry.register(Box::new(owned.clone()));
+        let role = &["role"];
         Metrics {
             ingest_total: counter(
                 &registry,
@@ -108,7 +116,30 @@ impl Metrics {
                 "actor restarts",
                 &["actor"],
             ),
-            partitions_owned: owned,
+            partitions_owned: gauge(
+                &registry,
+                "flk_partitions_owned",
+                "partitions currently owned",
+                role,
+            ),
+            actor_in_flight: gauge(
+                &registry,
+                "flk_actor_in_flight_records",
+                "records taken and not finished",
+                role,
+            ),
+            actor_buffered: gauge(
+                &registry,
+                "flk_actor_buffered_records",
+                "records read and waiting",
+                role,
+            ),
+            actor_lag: gauge(
+                &registry,
+                "flk_actor_lag_records",
+                "records behind the end of the owned partitions",
+                role,
+            ),
             registry,
         }
     }

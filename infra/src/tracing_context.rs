@@ -203,6 +203,33 @@ pub fn context_from_message<M: Message>(message: &M) -> Context {
     }
 }
 
+/// The remote context in a log record's headers; empty when it has none.
+pub fn context_from_record(record: &crate::log::LogRecord) -> Context {
+    TraceContextPropagator::new().extract(&RecordHeaderExtractor(record))
+}
+
+/// Reads trace context from a [`crate::log::LogRecord`]'s headers.
+#[derive(Debug)]
+struct RecordHeaderExtractor<'a>(&'a crate::log::LogRecord);
+
+impl Extractor for RecordHeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .headers
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
 /// Collects the propagator's fields before they become Kafka headers.
 #[derive(Debug, Default)]
 struct FieldCollector(Vec<(String, String)>);
@@ -313,6 +340,19 @@ mod tests {
         );
         let bare = OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, 8, None);
         assert!(!is_valid(&context_from_message(&bare)));
+        let record = crate::log::LogRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            key_opt: None,
+            payload: Vec::new(),
+            headers: vec![("TraceParent".into(), INCOMING.as_bytes().to_vec())],
+            timestamp_ms_opt: None,
+        };
+        assert_eq!(
+            traceparent_of(&context_from_record(&record)).as_deref(),
+            Some(INCOMING)
+        );
         let unchanged = inject_headers(&Context::new(), OwnedHeaders::new());
         assert_eq!(unchanged.count(), 0);
     }

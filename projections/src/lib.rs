@@ -17,6 +17,7 @@
 //! - [`notify`]: `pg_notify` after commit and the [`DecidedListener`];
 //! - [`state_hash`]: the digest that proves a rebuild equals the live store;
 //! - [`rebuild`]: swapping a rebuilt schema in;
+//! - [`open`]: opening the store and the hot cache as the configuration describes them;
 //! - [`hot_cache`] and [`ring`]: the Redis hot tier over a consistent hash ring;
 //! - [`error`]: [`StoreError`], classified by what the caller must do;
 //! - [`model`]: the values handed back; [`canonical_json`]: hashing `jsonb` values.
@@ -51,6 +52,7 @@ pub mod migrations;
 pub mod model;
 pub mod notify;
 pub mod offsets;
+pub mod open;
 pub mod rebuild;
 pub mod ring;
 mod sanitize;

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use actix_web::web;
+use actors::contract::StatusBoard;
 use actors::decision_bus::DecisionBus;
 use infra::config::GatewayConfig;
 use infra::metrics::Metrics;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub tenant_names: Arc<HashSet<String>>,
     /// Metrics.
     pub metrics: Metrics,
+    /// The actors' statuses (`/debug/actors`).
+    pub board: StatusBoard,
     /// Gateway settings.
     pub config: GatewayConfig,
 }
@@ -69,5 +72,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/v1/pcs/{pcs_id}", web::get().to(submit::lookup))
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
-        .route("/metrics", web::get().to(ops::metrics));
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/debug/actors", web::get().to(ops::actors));
 }

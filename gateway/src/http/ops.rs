@@ -1,4 +1,5 @@
-//! Operational routes: liveness, readiness (log and stores reachable), Prometheus metrics.
+//! Operational routes: liveness, readiness (log and stores reachable), Prometheus metrics, and
+//! the actors' status board (`/debug/actors`).
 
 use std::time::Duration;
 
@@ -39,6 +40,25 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text, behind Basic Auth when configured.
 pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    if let Some(refusal) = refuse_unauthorized(&state, &request) {
+        return refusal;
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+/// `GET /debug/actors`: every actor of this process with its partitions, positions, lag,
+/// in-flight work, last progress and restarts (JSON), behind the metrics' Basic Auth.
+pub async fn actors(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    if let Some(refusal) = refuse_unauthorized(&state, &request) {
+        return refusal;
+    }
+    HttpResponse::Ok().json(json!({"actors": state.board.snapshot()}))
+}
+
+/// The 401 to answer when Basic Auth is configured and the request does not carry it.
+fn refuse_unauthorized(state: &AppState, request: &HttpRequest) -> Option<HttpResponse> {
     if let Some(expected) = &state.config.metrics_basic_auth_opt {
         let given = request
             .headers()
@@ -52,14 +72,14 @@ pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRe
             });
         let authorized = given.is_some_and(|bytes| subtle_equal(&bytes, expected.as_bytes()));
         if !authorized {
-            return HttpResponse::Unauthorized()
-                .insert_header(("WWW-Authenticate", "Basic realm=\"flk-metrics\""))
-                .finish();
+            return Some(
+                HttpResponse::Unauthorized()
+                    .insert_header(("WWW-Authenticate", "Basic realm=\"flk-metrics\""))
+                    .finish(),
+            );
         }
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    None
 }
 
 /// Constant-time comparison of credentials.

@@ -238,7 +238,7 @@ async fn log_submission(
         .and_then(|probe| probe.pcs_id)
         .and_then(|value| value.as_str().map(str::to_owned));
     let key_opt = pcs_id_opt.map(|pcs_id| format!("{tenant}/{pcs_id}"));
-    let received_at = actors::shard::now_ms().to_string();
+    let received_at = infra::clock::now_ms().to_string();
     let record_headers = OwnedHeaders::new()
         .insert(Header {
             key: headers::TENANT,

@@ -14,7 +14,7 @@ use clap::Args;
 use events::{derive_pcs_id, sign_hmac};
 use serde_json::{Value, json};
 
-const GOLDEN: &str = include_str!("../../../tests/vectors/golden/pcs_tiny_case_1.json");
+const GOLDEN: &str = include_str!("../../tests/vectors/golden/pcs_tiny_case_1.json");
 
 /// `flk load` options.
 #[derive(Debug, Args)]

@@ -1,6 +1,10 @@
 //! `flk serve`, `flk replay`, `flk state-hash`: commands that talk to the running stack.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actors::replay::{Progress, Quiet};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -113,11 +117,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
 pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     let (config, _telemetry) = load(&args.common, "warn", "replay")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(crate::replay::replay(
+    let progress: Arc<dyn Progress> = if args.quiet {
+        Arc::new(Quiet)
+    } else {
+        Arc::new(ProgressLine::new())
+    };
+    runtime.block_on(actors::replay::replay(
         &config,
         args.batch,
         !args.no_swap,
-        !args.quiet,
+        progress,
     ))?;
     Ok(0)
 }
@@ -132,4 +141,35 @@ pub fn state_hash(args: ConfigArgs) -> anyhow::Result<u8> {
     })?;
     println!("{hash}");
     Ok(0)
+}
+
+/// The replay's progress bar on the terminal.
+#[derive(Debug)]
+struct ProgressLine(ProgressBar);
+
+impl ProgressLine {
+    fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} replay [{bar:40}] {pos}/{len} decisions ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        ProgressLine(bar)
+    }
+}
+
+impl Progress for ProgressLine {
+    fn start(&self, total: u64) {
+        self.0.set_length(total);
+    }
+
+    fn advance(&self, count: u64) {
+        self.0.inc(count);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }

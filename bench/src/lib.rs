@@ -1,4 +1,6 @@
-//! `flk bench`: a load generator and latency meter for a running `flk serve`.
+//! The load generators of `flk`: [`demo`] (`flk load`, a mixed demo load with answers by
+//! status) and, in this module, `flk bench`: a load generator and latency meter for a running
+//! `flk serve`.
 //!
 //! It builds signed PCS records from generated point clouds (`records`), several tenants and a
 //! chosen share of duplicates, all before the clock starts, then drives them through the gateway
@@ -10,6 +12,7 @@
 //! schema come from the same config file `flk serve` runs with. The benchmark measures; it gates
 //! nothing (the exit code is 0 even when requests failed: the table says so).
 
+pub mod demo;
 mod http_load;
 mod kafka_load;
 mod records;
@@ -325,7 +328,9 @@ async fn drive(
             if let Some(linger) = args.linger_ms {
                 kafka.linger_ms = linger;
             }
-            let store = crate::serve::open_store(config, &config.postgres.schema).await?;
+            let store = projections::open::store(config, &config.postgres.schema)
+                .await
+                .context("opening the projection store")?;
             let options = kafka_load::KafkaOptions {
                 kafka,
                 rate_opt,

@@ -1,9 +1,16 @@
-//! The `flk` command line (clap). Each subcommand group lives in its own module under `cli/`.
+//! The `flk` binary: the command line (clap) and the composition root.
+//!
+//! - [`commands`]: one module per subcommand group (`pcs`, `serve`/`replay`/`state-hash`);
+//! - [`serve`]: `flk serve`, which starts the roles a process runs (the HTTP gateway from the
+//!   `gateway` crate, the actors from `actors`) and stops them gracefully;
+//! - `flk load` and `flk bench` come from the `bench` crate (the load generators).
+//!
+//! Nothing here decides or stores anything: it parses, wires and reports.
 
-mod bench;
-mod load;
-mod pcs;
-mod service;
+pub mod commands;
+pub mod serve;
+
+use commands::{pcs, service};
 
 use clap::{Parser, Subcommand};
 
@@ -30,7 +37,7 @@ pub enum Command {
     StateHash(service::ConfigArgs),
     /// Send a mixed demo load (accepted, escalated, duplicates, conflicts, bad signatures) to a
     /// gateway and print the answers by status.
-    Load(load::LoadArgs),
+    Load(bench::demo::LoadArgs),
     /// Measure a running `flk serve`: signed point-cloud records through the gateway or straight
     /// into Kafka, open or closed loop; prints throughput and latency percentiles.
     Bench(bench::BenchArgs),
@@ -43,7 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => service::serve(args),
         Command::Replay(args) => service::replay(args),
         Command::StateHash(args) => service::state_hash(args),
-        Command::Load(args) => load::run(args),
+        Command::Load(args) => bench::demo::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

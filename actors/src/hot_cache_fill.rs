@@ -1,5 +1,6 @@
-//! The Redis hot tier as the projector's after-commit side effect, and the lookup path that reads
-//! it before Postgres. Redis is best effort: its errors are logged and counted, never answered.
+//! The Redis hot tier as the projector's after-commit side effect (never before the commit: Redis
+//! is never ahead of Postgres). Redis is best effort: its errors are logged, never fail the
+//! projector.
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -12,7 +13,7 @@ pub struct HotCacheFiller {
     pub cache: HotCache,
 }
 
-impl actors::projector::AfterCommit for HotCacheFiller {
+impl crate::projector::AfterCommit for HotCacheFiller {
     fn after_commit(&self, applied: &[Applied]) -> BoxFuture<'static, ()> {
         let entries: Vec<CacheEntry> = applied
             .iter()

@@ -1,5 +1,6 @@
-//! `flk replay`: rebuilds every projection from offset 0 of `flk.decisions` into a fresh schema,
-//! then swaps it in for the live one (I6). Run it with the projector role stopped: a projector
+//! Replay (`flk replay`): rebuilds every projection from offset 0 of `flk.decisions` into a fresh
+//! schema, then swaps it in for the live one, proving that the projections are a pure function of
+//! the log (I6). Not an actor: a job the command line runs to completion. Run it with the projector role stopped: a projector
 //! that keeps writing the old schema during the swap would have its later writes fenced or lost
 //! to the rebuilt copy (see docs/runbooks/projection-rebuild.md).
 
@@ -8,13 +9,38 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use events::DecisionEvent;
-use indicatif::{ProgressBar, ProgressStyle};
 use infra::config::Config;
+use infra::kafka::reader::TopicReader;
 use projections::ProjectionStore;
-use rdkafka::consumer::{Consumer as _, DefaultConsumerContext, StreamConsumer};
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 
-use crate::serve::open_store;
+use crate::projector::CONSUMER;
+
+/// Told how many decisions a replay will read, then how many it has applied so far (the
+/// command line draws a progress bar with it).
+pub trait Progress: Send + Sync {
+    /// The replay will read `total` decisions.
+    fn start(&self, total: u64);
+    /// `count` more decisions were applied.
+    fn advance(&self, count: u64);
+    /// The replay is over.
+    fn finish(&self);
+}
+
+/// A [`Progress`] that reports nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&self, _total: u64) {}
+    fn advance(&self, _count: u64) {}
+    fn finish(&self) {}
+}
+
+async fn open_store(config: &Config, schema: &str) -> anyhow::Result<ProjectionStore> {
+    projections::open::store(config, schema)
+        .await
+        .with_context(|| format!("opening the projection store (schema {schema})"))
+}
 
 /// What a replay did.
 #[derive(Debug)]
@@ -32,7 +58,7 @@ pub async fn replay(
     config: &Config,
     batch_size: usize,
     swap: bool,
-    progress: bool,
+    progress: std::sync::Arc<dyn Progress>,
 ) -> anyhow::Result<ReplayReport> {
     let live = &config.postgres.schema;
     let rebuild_schema = ProjectionStore::rebuild_schema_name(live);
@@ -41,87 +67,45 @@ pub async fn replay(
     let bulk_load = rebuild.begin_bulk_load().await?;
     let topic = config.kafka.decisions_topic();
 
-    let consumer: StreamConsumer<DefaultConsumerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}flk-replay", config.kafka.topic_prefix),
-        )
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .context("creating the replay consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(&topic), Duration::from_secs(10))
-        .context("reading topic metadata")?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        bail!("topic {topic} has no partitions (does it exist?)");
-    }
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    let mut total = 0u64;
+    let reader = TopicReader::open(&config.kafka, &topic, "flk-replay")
+        .context("opening the decisions topic for replay")?;
+    let mut ends: HashMap<i32, i64> = reader.ends.iter().map(|(p, e)| (*p, *e)).collect();
+    let partitions = reader.partitions.clone();
     for &partition in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-            .context("reading watermarks")?;
-        if high > low {
-            ends.insert(partition, high);
-            total += (high - low) as u64;
-            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
-        }
-        rebuild
-            .claim_partition(actors::projector::CONSUMER, &topic, partition)
-            .await?;
+        rebuild.claim_partition(CONSUMER, &topic, partition).await?;
     }
     let mut epochs = HashMap::new();
     for &partition in &partitions {
         if let Some(claim) = rebuild
-            .partition_offsets(actors::projector::CONSUMER, &topic, partition)
+            .partition_offsets(CONSUMER, &topic, partition)
             .await?
         {
             epochs.insert(partition, claim.owner_epoch);
         }
     }
-    let bar = if progress {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} replay [{bar:40}] {pos}/{len} decisions ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    progress.start(reader.total);
     let started = Instant::now();
-    if !ends.is_empty() {
-        consumer.assign(&assignment)?;
-    }
     // One applier task per partition, fed through a short queue: a partition's batches apply in
     // order (each waits for the one before), partitions apply concurrently, and the loop keeps
     // consuming while Postgres works. It waits only when a partition has QUEUED_BATCHES waiting.
     let mut appliers: HashMap<i32, PartitionApplier> = HashMap::new();
     let mut pending: BTreeMap<i32, Vec<(i64, DecisionEvent)>> = BTreeMap::new();
     while !ends.is_empty() {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        let record = tokio::time::timeout(Duration::from_secs(30), reader.next())
             .await
             .context("no decision arrived for 30 s during replay")??;
-        let partition = message.partition();
-        let offset = message.offset();
+        let (partition, offset) = (record.partition, record.offset);
         let Some(&end) = ends.get(&partition) else {
             continue;
         };
         if offset >= end {
             continue;
         }
-        match message.payload().map(DecisionEvent::decode) {
-            Some(Ok(event)) => pending.entry(partition).or_default().push((offset, event)),
-            _ => tracing::error!(partition, offset, "undecodable decision record skipped"),
+        match DecisionEvent::decode(&record.payload) {
+            Ok(event) => pending.entry(partition).or_default().push((offset, event)),
+            Err(error) => {
+                tracing::error!(partition, offset, error = %error, "undecodable decision record skipped");
+            }
         }
         let done = offset + 1 >= end;
         let batch_full = pending
@@ -136,7 +120,7 @@ pub async fn replay(
                         topic.clone(),
                         partition,
                         epoch,
-                        bar.clone(),
+                        progress.clone(),
                     )
                 });
                 if applier.batches.send(batch).await.is_err() {
@@ -158,7 +142,7 @@ pub async fn replay(
         drop(batches);
         applied += task.await.context("replay task")??;
     }
-    bar.finish_and_clear();
+    progress.finish();
     rebuild.finish_bulk_load(bulk_load).await?;
     let elapsed = started.elapsed();
     let state_hash = rebuild.state_hash().await?;
@@ -201,7 +185,7 @@ impl PartitionApplier {
         topic: String,
         partition: i32,
         epoch: i64,
-        bar: ProgressBar,
+        progress: std::sync::Arc<dyn Progress>,
     ) -> Self {
         let (batches, mut receiver) =
             tokio::sync::mpsc::channel::<Vec<(i64, DecisionEvent)>>(QUEUED_BATCHES);
@@ -209,16 +193,10 @@ impl PartitionApplier {
             let mut applied = 0u64;
             while let Some(batch) = receiver.recv().await {
                 store
-                    .apply_batch(
-                        actors::projector::CONSUMER,
-                        &topic,
-                        partition,
-                        epoch,
-                        &batch,
-                    )
+                    .apply_batch(CONSUMER, &topic, partition, epoch, &batch)
                     .await?;
                 applied += batch.len() as u64;
-                bar.inc(batch.len() as u64);
+                progress.advance(batch.len() as u64);
             }
             Ok(applied)
         });

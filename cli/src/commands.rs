@@ -1,0 +1,4 @@
+//! The subcommand groups of `flk` (the load generators live in the `bench` crate).
+
+pub mod pcs;
+pub mod service;

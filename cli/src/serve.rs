@@ -1,0 +1,288 @@
+//! `flk serve`: the composition root. Starts the roles this process runs (gateway, shard,
+//! projector), each actor under an actix supervisor and a heartbeat watchdog, and shuts them down
+//! gracefully on SIGINT or SIGTERM.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Addr, Recipient, Supervisor};
+use actix_web::{App, HttpServer, web};
+use actors::contract::{Shutdown, StatusBoard};
+use actors::decision_bus::DecisionBus;
+use actors::projector::{Projector, ProjectorDeps};
+use actors::shard::{OpenSource, Shard, ShardDeps};
+use actors::supervision::{Heartbeat, OnExhausted, Supervision, SupervisorPolicy, Watchdog};
+use anyhow::Context as _;
+use infra::config::Config;
+use infra::failpoints::Failpoints;
+use infra::kafka::sink::KafkaSink;
+use infra::log::LogError;
+use infra::metrics::Metrics;
+use projections::{HotCache, ProjectionStore};
+
+use actors::hot_cache_fill::HotCacheFiller;
+use gateway::http::{self, AppState};
+use gateway::rate_limit::RateLimiter;
+
+/// A role a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Role {
+    /// HTTP gateway.
+    Gateway,
+    /// Shard actors: submissions -> decisions.
+    Shard,
+    /// Projector actors: decisions -> Postgres + Redis.
+    Projector,
+}
+
+/// Opens the projection store in `schema` as the configuration describes it.
+pub async fn open_store(config: &Config, schema: &str) -> anyhow::Result<ProjectionStore> {
+    projections::open::store(config, schema)
+        .await
+        .with_context(|| format!("opening the projection store (schema {schema})"))
+}
+
+/// Runs the given roles until the process is stopped (SIGINT or SIGTERM), then shuts the actors
+/// down gracefully (in-flight work finished, partitions released, groups left). Fails when an
+/// actor used up its restart budget, so the process exits non-zero. Must run inside an actix
+/// `System`.
+pub async fn serve(
+    config: Config,
+    roles: HashSet<Role>,
+    failpoints: Failpoints,
+) -> anyhow::Result<()> {
+    infra::kafka::ensure_topics(&config.kafka)
+        .await
+        .context("creating topics")?;
+    let store = open_store(&config, &config.postgres.schema).await?;
+    let metrics = Metrics::new();
+    let bus = DecisionBus::default();
+    let board = StatusBoard::default();
+    let hot_cache =
+        projections::open::hot_cache(&config).context("configuring the redis hot tier")?;
+    let (exhausted_tx, mut exhausted) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let on_exhausted: OnExhausted = Arc::new(move |role| {
+        let _ = exhausted_tx.send(role);
+    });
+    let started = StartedActors::start(
+        &config,
+        &roles,
+        Wiring {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            bus: bus.clone(),
+            board: board.clone(),
+            hot_cache: hot_cache.clone(),
+            failpoints,
+            on_exhausted,
+        },
+    )?;
+
+    let running = async {
+        if !roles.contains(&Role::Gateway) {
+            tracing::info!(roles = ?roles, "running without gateway");
+            return wait_for_stop_signal().await;
+        }
+        actix::spawn(forward_notifications(store.clone(), bus.clone()));
+        let state = AppState {
+            producer: infra::kafka::producer(&config.kafka)?,
+            submissions_topic: config.kafka.submissions_topic(),
+            bus,
+            store,
+            hot_cache,
+            limiter: Arc::new(RateLimiter::new(config.tenants.iter().map(
+                |(name, tenant)| (name.clone(), tenant.rate_per_second, tenant.rate_burst),
+            ))),
+            tenant_names: Arc::new(config.tenants.keys().cloned().collect()),
+            metrics,
+            board,
+            config: config.gateway.clone(),
+        };
+        let data = web::Data::new(state);
+        let mut server =
+            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))
+                .bind(&config.gateway.listen)
+                .with_context(|| format!("binding {}", config.gateway.listen))?
+                .shutdown_timeout(5);
+        if config.gateway.workers > 0 {
+            server = server.workers(config.gateway.workers);
+        }
+        for address in server.addrs() {
+            // Tests and scripts read this line to learn the port when listening on port 0.
+            println!("flk: listening on http://{address}");
+            tracing::info!(%address, "gateway listening");
+        }
+        // actix-web stops on SIGINT and SIGTERM by itself, after finishing open requests.
+        server.run().await.context("running the HTTP server")
+    };
+    let outcome = tokio::select! {
+        outcome = running => outcome,
+        Some(role) = exhausted.recv() => Err(anyhow::anyhow!(
+            "the {role} actor used up its restart budget ({} restarts within {} s); exiting",
+            config.supervision.restart_budget,
+            config.supervision.restart_window_secs
+        )),
+    };
+    started.shutdown().await;
+    outcome
+}
+
+/// What the actors of a process share.
+struct Wiring {
+    store: ProjectionStore,
+    metrics: Metrics,
+    bus: DecisionBus,
+    board: StatusBoard,
+    hot_cache: HotCache,
+    failpoints: Failpoints,
+    on_exhausted: OnExhausted,
+}
+
+/// The actors this process started, for the watchdog and the shutdown.
+struct StartedActors {
+    /// Each actor's shutdown handle, by role.
+    shutdowns: Vec<(&'static str, Recipient<Shutdown>)>,
+    /// Keeps the watchdog running.
+    _watchdog: Addr<Watchdog>,
+}
+
+impl StartedActors {
+    /// Starts the shard and projector roles asked for, each under a supervisor, and a watchdog
+    /// over their heartbeats.
+    fn start(config: &Config, roles: &HashSet<Role>, wiring: Wiring) -> anyhow::Result<Self> {
+        let policy = SupervisorPolicy::from_config(&config.supervision);
+        let revoke_timeout = Duration::from_millis(config.supervision.revoke_timeout_ms);
+        let supervision = |role: &'static str| {
+            Supervision::new(
+                role,
+                policy.clone(),
+                wiring.metrics.actor_restarts.with_label_values(&[role]),
+                wiring.on_exhausted.clone(),
+            )
+        };
+        let mut watched = Vec::new();
+        let mut shutdowns = Vec::new();
+        if roles.contains(&Role::Shard) {
+            let heartbeat = Heartbeat::default();
+            let deps = ShardDeps {
+                open_source: open_source(
+                    config,
+                    "flk-shard",
+                    config.kafka.submissions_topic(),
+                    revoke_timeout,
+                ),
+                sink: Arc::new(KafkaSink::new(&config.kafka)?),
+                decisions_topic: config.kafka.decisions_topic(),
+                region: config.region.clone(),
+                tenants: Arc::new(config.tenant_policies()?),
+                max_body_bytes: config.gateway.max_body_bytes,
+                metrics: wiring.metrics.clone(),
+                heartbeat: heartbeat.clone(),
+                board: wiring.board.clone(),
+                failpoints: wiring.failpoints.clone(),
+            };
+            let supervision = supervision("shard");
+            let shard = Supervisor::start(move |_| Shard::new(deps, supervision));
+            watched.push(("shard", heartbeat, shard.clone().recipient()));
+            shutdowns.push(("shard", shard.recipient()));
+        }
+        if roles.contains(&Role::Projector) {
+            let heartbeat = Heartbeat::default();
+            let deps = ProjectorDeps {
+                open_source: open_source(
+                    config,
+                    "flk-projector",
+                    config.kafka.decisions_topic(),
+                    revoke_timeout,
+                ),
+                topic: config.kafka.decisions_topic(),
+                store: Arc::new(wiring.store.clone()),
+                max_batch: config.projector.max_batch,
+                max_transactions: config.projector.max_transactions,
+                bus: wiring.bus.clone(),
+                after_commit_opt: Some(Arc::new(HotCacheFiller {
+                    cache: wiring.hot_cache.clone(),
+                })),
+                metrics: wiring.metrics.clone(),
+                heartbeat: heartbeat.clone(),
+                board: wiring.board.clone(),
+                failpoints: wiring.failpoints.clone(),
+            };
+            let supervision = supervision("projector");
+            let projector = Supervisor::start(move |_| Projector::new(deps, supervision));
+            watched.push(("projector", heartbeat, projector.clone().recipient()));
+            shutdowns.push(("projector", projector.recipient()));
+        }
+        let watchdog = actix::Actor::start(Watchdog::new(
+            watched,
+            Duration::from_millis(config.supervision.stuck_after_ms),
+        ));
+        Ok(StartedActors {
+            shutdowns,
+            _watchdog: watchdog,
+        })
+    }
+
+    /// Asks every actor to finish its work and leave its group, shards first (their last
+    /// decisions then still reach a running projector), each bounded in time.
+    async fn shutdown(self) {
+        for (role, actor) in self.shutdowns {
+            tracing::info!(actor = role, "shutting down");
+            if tokio::time::timeout(SHUTDOWN_TIMEOUT, actor.send(Shutdown))
+                .await
+                .is_err()
+            {
+                tracing::warn!(actor = role, "shutdown timed out");
+            }
+        }
+    }
+}
+
+/// Longest graceful shutdown of one actor.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a fresh Kafka subscription of `group` to `topic` on every call (every actor start).
+fn open_source(
+    config: &Config,
+    group: &str,
+    topic: String,
+    revoke_timeout: Duration,
+) -> OpenSource {
+    let kafka = config.kafka.clone();
+    let group = kafka.group(group);
+    Arc::new(move || {
+        infra::kafka::source::subscribe(&kafka, &group, &topic, revoke_timeout)
+            .map_err(|error| LogError::Fatal(error.to_string()))
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for ctrl-c"),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+/// Wakes local waiters for decisions committed by any projector (Postgres NOTIFY), reconnecting
+/// with backoff when Postgres goes away.
+async fn forward_notifications(store: ProjectionStore, bus: DecisionBus) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match store.listen_decided().await {
+            Ok(mut listener) => {
+                delay = Duration::from_millis(100);
+                while let Some(source) = listener.next().await {
+                    bus.publish_committed(source);
+                }
+                tracing::warn!("decision notifications ended; reconnecting");
+            }
+            Err(error) => tracing::warn!(error = %error, "cannot listen for decisions; retrying"),
+        }
+        actix::clock::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
