@@ -185,7 +185,7 @@ async fn scaling_the_group_1_to_3_to_1_under_load_restarts_no_actor() {
     eprintln!(
         "scaling: {rounds} rounds at {rate}/s in {:.1} s: {} records acknowledged, latency p50 \
          {:?} p99 {:?} max {:?}, {} answers 503, {} transport errors, {restarts} restarts \
-         (first process), {} restart lines logged",
+         (first process), {} restart lines logged; history check: {history:?}",
         started.elapsed().as_secs_f64(),
         result.acknowledged.len(),
         result.latency_quantile(0.5),
