@@ -1,5 +1,5 @@
 # The two commands of the README. Everything else is in infra/scripts/.
-.PHONY: run test stack-up stack-down
+.PHONY: run test stack-up stack-down chaos-scale
 
 ## Bring up Kafka, Postgres, Redis and the object store, start `flk serve` and send a demo load.
 run:
@@ -14,3 +14,12 @@ stack-up:
 
 stack-down:
 	bash infra/scripts/stack.sh down
+
+## The long form of the scaling chaos test (`chaos/tests/scaling.rs`): 12 join/leave rounds instead
+## of the CI form's 4, at the same 300/s. Needs the stack up and its env sourced
+## (`. .local/stack/env.sh`).
+## Override with FLK_SCALE_ROUNDS and FLK_SCALE_RATE.
+chaos-scale:
+	cargo build -q -p gateway --bin flk
+	FLK_SCALE_ROUNDS=$${FLK_SCALE_ROUNDS:-12} FLK_SCALE_RATE=$${FLK_SCALE_RATE:-300} \
+		cargo test -p chaos --test scaling -- --nocapture

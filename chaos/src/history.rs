@@ -8,6 +8,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 
 use crate::deployment::Deployment;
+use crate::load::LoadResult;
 use crate::wait_until;
 
 /// A submission the gateway acknowledged with a decision.
@@ -147,4 +148,31 @@ pub async fn check(
         audit_entries,
         dedup_rows: dedup.len() as i64,
     })
+}
+
+/// A finished load checked against its deployment: every record it sent got a decision, each is
+/// stored exactly once with the status its client was told, and the audit log covers the WAL
+/// (see [`check`]). Shared by the crash and scaling suites.
+pub async fn check_load(
+    deployment: &Deployment,
+    result: &LoadResult,
+) -> anyhow::Result<HistoryReport> {
+    anyhow::ensure!(
+        result.undecided.is_empty(),
+        "{} records without a decision: {:?}",
+        result.undecided.len(),
+        result.undecided
+    );
+    let report = check(deployment, &result.acknowledged).await?;
+    anyhow::ensure!(
+        report.dedup_rows as usize == result.acknowledged.len(),
+        "{} records acknowledged but {report:?}",
+        result.acknowledged.len()
+    );
+    anyhow::ensure!(
+        report.wal_records as usize >= result.acknowledged.len(),
+        "{} records acknowledged but {report:?}",
+        result.acknowledged.len()
+    );
+    Ok(report)
 }

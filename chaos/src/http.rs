@@ -95,4 +95,69 @@ pub async fn actor_restarts(
             .find(|actor| actor["role"] == role)
             .and_then(|actor| actor["restarts"].as_u64())
     }))
+/// `GET /metrics`: the gateway process's Prometheus text.
+pub async fn metrics(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let response = client.get(format!("{url}/metrics")).send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "GET /metrics answered {}",
+        response.status()
+    );
+    Ok(response.text().await?)
+}
+
+/// Sum of the samples of metric `name` in Prometheus text whose labels contain every
+/// `key="value"` of `labels` (all its series when `labels` is empty); 0 when none is exposed yet
+/// (a counter vector shows no series before its first increment).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let label_text = match series.strip_prefix(name)? {
+                "" => "",
+                rest => rest.strip_prefix('{')?.strip_suffix('}')?,
+            };
+            let matches = labels.iter().all(|(key, wanted)| {
+                label_text
+                    .split(',')
+                    .any(|pair| pair == format!("{key}=\"{wanted}\""))
+            });
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_sum;
+
+    const TEXT: &str = "# HELP flk_actor_restarts_total actor restarts\n\
+        # TYPE flk_actor_restarts_total counter\n\
+        flk_actor_restarts_total{actor=\"projector\"} 2\n\
+        flk_actor_restarts_total{actor=\"shard\"} 1\n\
+        flk_actor_restarts_total_other 7\n\
+        flk_partitions_owned{role=\"projector\"} 12\n";
+
+    #[test]
+    fn sums_the_series_whose_labels_match() {
+        assert_eq!(metric_sum(TEXT, "flk_actor_restarts_total", &[]), 3.0);
+        assert_eq!(
+            metric_sum(TEXT, "flk_actor_restarts_total", &[("actor", "shard")]),
+            1.0
+        );
+        assert_eq!(
+            metric_sum(TEXT, "flk_partitions_owned", &[("role", "projector")]),
+            12.0
+        );
+    }
+
+    #[test]
+    fn an_absent_metric_sums_to_zero() {
+        assert_eq!(metric_sum(TEXT, "flk_missing", &[]), 0.0);
+        assert_eq!(
+            metric_sum(TEXT, "flk_partitions_owned", &[("role", "shard")]),
+            0.0
+        );
+    }
 }

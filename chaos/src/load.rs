@@ -1,14 +1,19 @@
-//! A bounded test load: distinct signed records submitted concurrently, each retried on 503 or a
+//! A test load: distinct signed records submitted concurrently, each retried on 503 or a
 //! transport error until it gets a decision (retrying is safe by contract: the retry is a
 //! duplicate and gets the first decision back).
+//!
+//! Two shapes share one submit loop: [`run`] sends a fixed number of records as fast as its
+//! tasks go (crash tests), [`run_with`] can also pace them at a steady rate and stop on request
+//! (scaling tests, where the load must keep going while processes join and leave).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::history::Acknowledged;
 use crate::http::submit_json;
 use crate::records::{pcs_id, signed_record};
+use crate::wait_until;
 
 /// Outcome of a load run.
 #[derive(Debug, Default)]
@@ -21,6 +26,47 @@ pub struct LoadResult {
     pub transport_errors: usize,
     /// Records that never got a decision before the deadline.
     pub undecided: Vec<String>,
+    /// Time from a record's first send to its decision (retries included), one entry per
+    /// acknowledged record.
+    pub latencies: Vec<Duration>,
+}
+
+impl LoadResult {
+    /// The `quantile` (0..=1) of the acknowledged records' latencies; zero without any.
+    pub fn latency_quantile(&self, quantile: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let Some(last) = sorted.len().checked_sub(1) else {
+            return Duration::ZERO;
+        };
+        let index = ((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize;
+        sorted[index.min(last)]
+    }
+
+    /// Adds another task's outcome to this one.
+    fn merge(&mut self, part: LoadResult) {
+        self.acknowledged.extend(part.acknowledged);
+        self.unavailable += part.unavailable;
+        self.transport_errors += part.transport_errors;
+        self.undecided.extend(part.undecided);
+        self.latencies.extend(part.latencies);
+    }
+}
+
+/// The shape of a load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Seed of the first record (`first_seed..first_seed + count`): distinct seeds per load keep
+    /// two loads of one deployment apart.
+    pub first_seed: u64,
+    /// Most records sent (the load may stop earlier, see [`run_with`]).
+    pub count: u64,
+    /// Submitting tasks (records in flight at most).
+    pub concurrency: usize,
+    /// Records started per second; `None` sends as fast as the tasks go.
+    pub rate_per_second_opt: Option<f64>,
+    /// Past this, a record still without a decision is given up (reported undecided).
+    pub deadline: Duration,
 }
 
 /// Submits `count` records (seeds `first_seed..`) with `concurrency` tasks; `progress` counts
@@ -34,56 +80,74 @@ pub async fn run(
     deadline: Duration,
     progress: Arc<AtomicUsize>,
 ) -> LoadResult {
+    let options = LoadOptions {
+        first_seed,
+        count,
+        concurrency,
+        rate_per_second_opt: None,
+        deadline,
+    };
+    run_with(
+        url,
+        secret,
+        options,
+        progress,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+}
+
+/// Submits up to `options.count` records, paced when `rate_per_second_opt` is set, until `stop`
+/// is raised; records already started still run to their decision, so every record sent ends up
+/// acknowledged or undecided (none is abandoned mid-way, which would make the history checker's
+/// counts meaningless).
+pub async fn run_with(
+    url: String,
+    secret: &str,
+    options: LoadOptions,
+    progress: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> LoadResult {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap_or_default();
     let next = Arc::new(AtomicUsize::new(0));
-    let end = Instant::now() + deadline;
+    let start = Instant::now();
+    let end = start + options.deadline;
+    // Record `index` starts no earlier than `start + index * interval`: a steady rate whatever
+    // the answers' latency (up to `concurrency` records in flight).
+    let interval_opt = options
+        .rate_per_second_opt
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| Duration::from_secs_f64(1.0 / rate));
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, next, progress) =
-            (client.clone(), url.clone(), next.clone(), progress.clone());
-        let secret = secret.to_owned();
+    for _ in 0..options.concurrency.max(1) {
+        let (client, url, next, progress, stop) = (
+            client.clone(),
+            url.clone(),
+            next.clone(),
+            progress.clone(),
+            stop.clone(),
+        );
+        let (secret, first_seed, count) = (secret.to_owned(), options.first_seed, options.count);
         tasks.push(tokio::spawn(async move {
             let mut result = LoadResult::default();
             loop {
+                if stop.load(Ordering::SeqCst) {
+                    return result;
+                }
                 let index = next.fetch_add(1, Ordering::SeqCst) as u64;
                 if index >= count {
                     return result;
                 }
-                let record = signed_record(first_seed + index, &secret);
-                let mut decided = false;
-                while Instant::now() < end {
-                    match submit_json(&client, &url, None, &record).await {
-                        Ok(answer) if answer.status == 200 || answer.status == 202 => {
-                            result.acknowledged.push(Acknowledged {
-                                tenant: "default".into(),
-                                pcs_id: pcs_id(&record),
-                                status: answer.status,
-                            });
-                            progress.fetch_add(1, Ordering::SeqCst);
-                            decided = true;
-                            break;
-                        }
-                        Ok(answer) if answer.status == 503 => result.unavailable += 1,
-                        Ok(answer) => {
-                            // Any other status is a wrong answer for a valid record: report it.
-                            result.undecided.push(format!(
-                                "{}: {} {:?}",
-                                pcs_id(&record),
-                                answer.status,
-                                answer.body
-                            ));
-                            decided = true;
-                            break;
-                        }
-                        Err(_) => result.transport_errors += 1,
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(interval) = interval_opt {
+                    let slot = start + interval.saturating_mul(index.min(u32::MAX as u64) as u32);
+                    tokio::time::sleep_until(slot.into()).await;
                 }
-                if !decided {
-                    result.undecided.push(pcs_id(&record));
+                let record = signed_record(first_seed + index, &secret);
+                if submit_until_decided(&client, &url, &record, end, &mut result).await {
+                    progress.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }));
@@ -91,11 +155,62 @@ pub async fn run(
     let mut total = LoadResult::default();
     for task in tasks {
         if let Ok(part) = task.await {
-            total.acknowledged.extend(part.acknowledged);
-            total.unavailable += part.unavailable;
-            total.transport_errors += part.transport_errors;
-            total.undecided.extend(part.undecided);
+            total.merge(part);
         }
     }
     total
+}
+
+/// Sends `record` until it is decided or `end` passes, recording the outcome in `result`; true
+/// when it was acknowledged.
+async fn submit_until_decided(
+    client: &reqwest::Client,
+    url: &str,
+    record: &serde_json::Value,
+    end: Instant,
+    result: &mut LoadResult,
+) -> bool {
+    let started = Instant::now();
+    while Instant::now() < end {
+        match submit_json(client, url, None, record).await {
+            Ok(answer) if answer.status == 200 || answer.status == 202 => {
+                result.acknowledged.push(Acknowledged {
+                    tenant: "default".into(),
+                    pcs_id: pcs_id(record),
+                    status: answer.status,
+                });
+                result.latencies.push(started.elapsed());
+                return true;
+            }
+            Ok(answer) if answer.status == 503 => result.unavailable += 1,
+            Ok(answer) => {
+                // Any other status is a wrong answer for a valid record: report it.
+                result.undecided.push(format!(
+                    "{}: {} {:?}",
+                    pcs_id(record),
+                    answer.status,
+                    answer.body
+                ));
+                return false;
+            }
+            Err(_) => result.transport_errors += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    result.undecided.push(pcs_id(record));
+    false
+}
+
+/// Waits until `progress` (acknowledged records) reaches `at_least`.
+pub async fn wait_for_progress(
+    progress: &AtomicUsize,
+    at_least: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    wait_until(
+        &format!("{at_least} acknowledged records"),
+        timeout,
+        || async { (progress.load(Ordering::SeqCst) >= at_least).then_some(()) },
+    )
+    .await
 }

@@ -1,10 +1,11 @@
-//! `flk serve` as a child process that a test can kill with SIGKILL at any moment.
+//! `flk serve` as a child process that a test can kill with SIGKILL at any moment, or stop the way
+//! an operator does (SIGINT: the process leaves its consumer groups before exiting).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
@@ -107,6 +108,34 @@ impl FlkProcess {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGINT, then waits up to `timeout` for the process to exit: the graceful stop of an
+    /// operator's ctrl-c (`flk serve` without a gateway waits for ctrl-c; the gateway stops on it
+    /// too), which closes the Kafka consumers so they leave their groups at once. A process still
+    /// running after `timeout` is killed and the stop reported as failed.
+    pub async fn stop(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!("flk serve had already exited ({status})");
+        }
+        // The `kill` command rather than a syscall: the workspace forbids `unsafe`, and one
+        // signal does not justify a new dependency.
+        let sent = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .context("running kill -INT")?;
+        anyhow::ensure!(sent.success(), "kill -INT {} failed", self.child.id());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                self.kill9();
+                anyhow::bail!("flk serve did not exit within {timeout:?} of SIGINT");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// True while the process runs.

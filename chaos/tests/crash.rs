@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use chaos::deployment::{Deployment, TestTenant};
@@ -14,11 +14,9 @@ use chaos::{history, load, wait_until};
 const SECRET: &str = "testsecret";
 
 async fn wait_for_progress(progress: &AtomicUsize, at_least: usize) {
-    wait_until("load progress", Duration::from_secs(60), || async {
-        (progress.load(Ordering::SeqCst) >= at_least).then_some(())
-    })
-    .await
-    .unwrap();
+    load::wait_for_progress(progress, at_least, Duration::from_secs(60))
+        .await
+        .unwrap();
 }
 
 /// Records each load sends (distinct, all valid).
@@ -49,18 +47,13 @@ async fn assert_nothing_lost(
     load: tokio::task::JoinHandle<load::LoadResult>,
 ) -> history::HistoryReport {
     let result = load.await.unwrap();
-    assert!(
-        result.undecided.is_empty(),
+    assert_eq!(
+        result.acknowledged.len() as u64,
+        RECORDS,
         "undecided: {:?}",
         result.undecided
     );
-    assert_eq!(result.acknowledged.len() as u64, RECORDS);
-    let report = history::check(deployment, &result.acknowledged)
-        .await
-        .unwrap();
-    assert_eq!(report.dedup_rows as u64, RECORDS, "{report:?}");
-    assert!(report.wal_records as u64 >= RECORDS, "{report:?}");
-    report
+    history::check_load(deployment, &result).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
