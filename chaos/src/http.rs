@@ -95,6 +95,8 @@ pub async fn actor_restarts(
             .find(|actor| actor["role"] == role)
             .and_then(|actor| actor["restarts"].as_u64())
     }))
+}
+
 /// `GET /metrics`: the gateway process's Prometheus text.
 pub async fn metrics(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let response = client.get(format!("{url}/metrics")).send().await?;
