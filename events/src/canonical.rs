@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::decimal::{python_repr, round9};
-use crate::pcs::{DecodeError, JsonObject};
+use crate::json_object::{DecodeError, JsonObject};
 
 /// The eight fields a PCS signature covers, before rounding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

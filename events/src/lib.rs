@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - [`pcs`]: the PCS record and its strict decoder (CONTRACT section 1);
+//! - [`json_object`]: the typed, key-naming JSON accessors and [`DecodeError`] both decoders use;
 //! - [`decimal`]: round9, Python-`repr` float printing and `%.4f`, the decimal views the contract pins;
 //! - [`canonical`]: the 8-field signing payload and `pcs_id` derivation (CONTRACT section 2);
 //! - [`signing`]: HMAC-SHA256, Ed25519 and legacy pre-hash signatures;
@@ -18,6 +19,7 @@ pub mod canonical;
 pub mod decide;
 pub mod decimal;
 pub mod envelope;
+pub mod json_object;
 pub mod pcs;
 pub mod signing;
 pub mod verify;
