@@ -1,5 +1,6 @@
 //! The HTTP gateway and the `flk` command line: the composition root that wires config, actors and
-//! routes. Also home of the one mapping from results and errors to HTTP statuses (`http::respond`).
+//! routes. Also home of the one mapping from outcomes and errors to HTTP statuses
+//! ([`http::status`]).
 
 pub mod cli;
 pub mod hot_tier;

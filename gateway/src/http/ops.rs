@@ -8,10 +8,11 @@ use rdkafka::producer::Producer as _;
 use serde_json::json;
 
 use super::AppState;
+use super::status::{ApiError, ok};
 
 /// `GET /health`: `OK` while the process runs.
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("OK")
+    ok().content_type("text/plain").body("OK")
 }
 
 /// `GET /ready`: 200 when Kafka and Postgres answer, 503 naming what does not.
@@ -29,11 +30,13 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let postgres_ok = state.store.lookup("", "").await.is_ok();
     let body = json!({"kafka": kafka_ok, "postgres": postgres_ok});
     if kafka_ok && postgres_ok {
-        HttpResponse::Ok().json(body)
+        ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", state.config.retry_after_secs.to_string()))
-            .json(body)
+        ApiError::NotReady {
+            checks: body,
+            retry_after_secs: state.config.retry_after_secs,
+        }
+        .to_response()
     }
 }
 
@@ -52,13 +55,10 @@ pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRe
             });
         let authorized = given.is_some_and(|bytes| subtle_equal(&bytes, expected.as_bytes()));
         if !authorized {
-            return HttpResponse::Unauthorized()
-                .insert_header(("WWW-Authenticate", "Basic realm=\"flk-metrics\""))
-                .finish();
+            return ApiError::MetricsUnauthorized.to_response();
         }
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+    ok().content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
 }
 
