@@ -174,7 +174,7 @@ fn applied(decisions_offset: i64, event: &DecisionEvent) -> Applied {
         tenant: event.tenant.clone(),
         pcs_id_opt: None,
         signed_digest_opt: None,
-        status: 400,
+        outcome_class: events::OutcomeClass::Malformed,
         dedup_result: DedupResult::NotDeduplicated,
         body: serde_json::json!({}),
         replayed: false,

@@ -428,7 +428,7 @@ pub fn plan(
 mod tests {
     use std::collections::HashMap;
 
-    use events::{TenantKey, TenantPolicy, Verdict, VerifyingSecret, decide};
+    use events::{OutcomeClass, TenantKey, TenantPolicy, Verdict, VerifyingSecret, decide};
 
     use super::*;
 
@@ -453,7 +453,8 @@ mod tests {
         }
     }
 
-    /// Every shape verifies to the status the module promises: 200, or 202 for `sparse`.
+    /// Every shape verifies to the class the module promises: accepted (200), or escalated (202)
+    /// for `sparse`.
     #[test]
     fn shapes_decide_as_documented() {
         let mut rng = StdRng::seed_from_u64(7);
@@ -469,11 +470,15 @@ mod tests {
             for epoch in 0..20 {
                 let record = build(0, &tenant(), shape, 1, epoch, &mut rng);
                 let decision = decide(&record.body, "acme", Some(&policy));
-                let expected = if shape == Shape::Sparse { 202 } else { 200 };
+                let expected = if shape == Shape::Sparse {
+                    OutcomeClass::Escalated
+                } else {
+                    OutcomeClass::Accepted
+                };
                 match &decision.verdict {
                     Verdict::Verified { outcome } => {
                         assert!(outcome.accepted, "{shape:?}: {outcome:?}");
-                        assert_eq!(outcome.http_status(), expected, "{shape:?}: {outcome:?}");
+                        assert_eq!(outcome.class(), expected, "{shape:?}: {outcome:?}");
                     }
                     other => panic!("{shape:?}: {other:?}"),
                 }

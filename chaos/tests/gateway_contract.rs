@@ -417,7 +417,7 @@ async fn hot_cache_fills_after_commit_and_refills_after_a_flush() {
     )
     .await
     .unwrap();
-    assert_eq!(cached.status, 200);
+    assert_eq!(cached.outcome_class, projections::OutcomeClass::Accepted);
     assert_eq!(
         lookup(&client, flk.url(), "default", &pcs_id(&record))
             .await

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 
 use events::decimal::{python_repr, round9};
 use events::{
-    Ed25519Signer, Pcs, SignedFields, VerifyParams, derive_pcs_id, sign_hmac, sign_hmac_prehash,
-    verify,
+    Ed25519Signer, OutcomeClass, Pcs, SignedFields, VerifyParams, derive_pcs_id, sign_hmac,
+    sign_hmac_prehash, verify,
 };
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -844,10 +844,19 @@ fn verification_cases() -> Vec<Value> {
                 "params": params,
                 "pcs": pcs,
                 "expected": outcome.to_json(),
-                "status": outcome.http_status(),
+                "status": contract_status(outcome.class()),
             })
         })
         .collect()
+}
+
+/// The status CONTRACT section 4 gives a verification outcome, written into the vectors as data
+/// for SDKs. The service's one mapping is `gateway/src/http/status.rs`, tested against these.
+fn contract_status(class: OutcomeClass) -> u16 {
+    match class {
+        OutcomeClass::Accepted => 200,
+        _ => 202,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::outcome::OutcomeClass;
 use crate::pcs::Pcs;
 use crate::signing::{SignatureError, VerifyingSecret};
 use crate::verify::{Outcome, VerifyParams, verify};
@@ -23,7 +24,7 @@ pub struct TenantKey {
 /// What the decider needs to know about a tenant.
 #[derive(Debug, Clone)]
 pub struct TenantPolicy {
-    /// Disabled tenants are refused (403) but their submissions are still logged and decided.
+    /// Disabled tenants are refused but their submissions are still logged and decided.
     pub enabled: bool,
     /// Verification keys; empty means signing is off for this tenant.
     pub keys: Vec<TenantKey>,
@@ -38,22 +39,22 @@ pub struct TenantPolicy {
 /// The decision about one submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Verdict {
-    /// The body is not a PCS (HTTP 400).
+    /// The body is not a PCS.
     Malformed {
         /// Human-readable error; names the key.
         error: String,
     },
-    /// Unknown or disabled tenant (HTTP 403).
+    /// Unknown or disabled tenant.
     TenantRefused {
         /// Why.
         reason: String,
     },
-    /// Signature missing or invalid (HTTP 401); never cached, never deduplicated.
+    /// Signature missing or invalid; never cached, never deduplicated.
     SignatureRejected {
         /// Why.
         reason: String,
     },
-    /// Verified (HTTP 200 or 202 by the outcome).
+    /// Verified (accepted, escalated or rejected by the outcome).
     Verified {
         /// The verification outcome.
         outcome: Outcome,
@@ -61,26 +62,20 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// HTTP status the gateway answers for this verdict (before dedup, which may turn it into 409).
-    pub fn http_status(&self) -> u16 {
+    /// The class of this verdict (the gateway maps it to a status; dedup may still turn a verified
+    /// record into a conflict).
+    pub fn class(&self) -> OutcomeClass {
         match self {
-            Verdict::Malformed { .. } => 400,
-            Verdict::TenantRefused { .. } => 403,
-            Verdict::SignatureRejected { .. } => 401,
-            Verdict::Verified { outcome } => outcome.http_status(),
+            Verdict::Malformed { .. } => OutcomeClass::Malformed,
+            Verdict::TenantRefused { .. } => OutcomeClass::TenantRefused,
+            Verdict::SignatureRejected { .. } => OutcomeClass::SignatureRejected,
+            Verdict::Verified { outcome } => outcome.class(),
         }
     }
 
-    /// Short machine code for metrics and error bodies.
+    /// Short machine code for metrics and error bodies: the class's stable code.
     pub fn code(&self) -> &'static str {
-        match self {
-            Verdict::Malformed { .. } => "malformed",
-            Verdict::TenantRefused { .. } => "tenant_refused",
-            Verdict::SignatureRejected { .. } => "signature_invalid",
-            Verdict::Verified { outcome } if outcome.accepted && !outcome.escalated => "accepted",
-            Verdict::Verified { outcome } if outcome.accepted => "escalated",
-            Verdict::Verified { .. } => "rejected",
-        }
+        self.class().as_str()
     }
 }
 
@@ -202,14 +197,14 @@ mod tests {
     #[test]
     fn golden_is_accepted_with_the_rotated_key() {
         let decision = decide(GOLDEN_1, "default", Some(&policy(&["old", "testsecret"])));
-        assert_eq!(decision.verdict.http_status(), 200);
+        assert_eq!(decision.verdict.class(), OutcomeClass::Accepted);
         assert_eq!(decision.key_id_opt.as_deref(), Some("k1"));
     }
 
     #[test]
     fn signature_is_checked_before_verification() {
         let decision = decide(GOLDEN_1, "default", Some(&policy(&["wrong"])));
-        assert_eq!(decision.verdict.http_status(), 401);
+        assert_eq!(decision.verdict.class(), OutcomeClass::SignatureRejected);
         let unsigned = String::from_utf8_lossy(GOLDEN_1).replace("\"sig\"", "\"unsigned\"");
         let decision = decide(
             unsigned.as_bytes(),
@@ -226,15 +221,19 @@ mod tests {
 
     #[test]
     fn tenants_and_malformed_bodies() {
-        assert_eq!(decide(GOLDEN_1, "nobody", None).verdict.http_status(), 403);
+        assert_eq!(
+            decide(GOLDEN_1, "nobody", None).verdict.class(),
+            OutcomeClass::TenantRefused
+        );
         let mut disabled = policy(&[]);
         disabled.enabled = false;
         assert_eq!(
-            decide(GOLDEN_1, "t", Some(&disabled)).verdict.http_status(),
-            403
+            decide(GOLDEN_1, "t", Some(&disabled)).verdict.class(),
+            OutcomeClass::TenantRefused
         );
         let decision = decide(b"not json", "t", None);
-        assert_eq!(decision.verdict.http_status(), 400);
+        assert_eq!(decision.verdict.class(), OutcomeClass::Malformed);
+        assert_eq!(decision.verdict.code(), "malformed");
         assert_eq!(decision.pcs_id_opt, None);
     }
 }

@@ -227,6 +227,26 @@ mod tests {
         assert_eq!(DecisionEvent::decode(&magic), Err(EnvelopeError::BadMagic));
     }
 
+    /// `sample()` as encoded by the build before outcome classes (commit 9c3f5cc). The decision
+    /// event did not change (the class is derived from the verdict, never carried), so version 1
+    /// is still what this build writes, byte for byte, and it reads what the old build wrote.
+    const V1_SAMPLE_HEX: &str = "464c4b440001a8de74c60f666c6b2e7375626d697373696f6e730654020265\
+        75020e010461636d65010361626301070707070707070707070707070707070707070707070707070707070707\
+        070703010101000000000000f03f00012f726567696d65206d69736d617463683a20636c61696d65643d737469\
+        636b792c2065787065637465643d6d697865640201026b31027573fd00d0ca9f17030000fd0ad0ca9f1703000000";
+
+    #[test]
+    fn version_1_bytes_from_the_previous_build_still_decode_and_encode() {
+        let old_bytes = hex::decode(V1_SAMPLE_HEX).unwrap();
+        assert_eq!(ENVELOPE_VERSION, 1);
+        assert_eq!(DecisionEvent::decode(&old_bytes).unwrap(), sample());
+        assert_eq!(sample().encode().unwrap(), old_bytes);
+        assert_eq!(
+            sample().verdict.class(),
+            crate::outcome::OutcomeClass::Escalated
+        );
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

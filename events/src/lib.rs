@@ -10,6 +10,8 @@
 //! - [`signing`]: HMAC-SHA256, Ed25519 and legacy pre-hash signatures;
 //! - [`verify`]: the verification function and per-tenant parameters (CONTRACT section 3);
 //! - [`decide`]: parse, tenant, signature, verify: the shard's pure decision function;
+//! - [`outcome`]: [`OutcomeClass`], the closed set of decision classes with stable codes (the core
+//!   never chooses HTTP statuses; the gateway maps classes to them);
 //! - [`envelope`]: the versioned binary envelope of decision events.
 //!
 //! Invariant: every function here is deterministic; the same bytes and parameters give the same
@@ -20,6 +22,7 @@ pub mod decide;
 pub mod decimal;
 pub mod envelope;
 pub mod json_object;
+pub mod outcome;
 pub mod pcs;
 pub mod signing;
 pub mod verify;
@@ -27,6 +30,7 @@ pub mod verify;
 pub use canonical::{SignedFields, derive_pcs_id};
 pub use decide::{Decision, TenantKey, TenantPolicy, Verdict, decide};
 pub use envelope::{DecisionEvent, EnvelopeError, SourceCoordinates, SubmissionSource};
+pub use outcome::OutcomeClass;
 pub use pcs::{DecodeError, Pcs};
 pub use signing::{Ed25519Signer, SignatureError, VerifyingSecret, sign_hmac, sign_hmac_prehash};
 pub use verify::{Outcome, VerifyParams, verify};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::derive_pcs_id;
 use crate::decimal::{printf_fixed, round9};
+use crate::outcome::OutcomeClass;
 use crate::pcs::Pcs;
 
 /// The only schema this verifier knows.
@@ -129,13 +130,9 @@ impl Outcome {
         serde_json::Value::Object(body)
     }
 
-    /// HTTP status class: 200 when accepted and not escalated, else 202.
-    pub fn http_status(&self) -> u16 {
-        if self.accepted && !self.escalated {
-            200
-        } else {
-            202
-        }
+    /// The class of this outcome: accepted, escalated or rejected.
+    pub fn class(&self) -> OutcomeClass {
+        OutcomeClass::of_verification(self.accepted, self.escalated)
     }
 
     fn escalate(accepted: bool, reason: String) -> Self {

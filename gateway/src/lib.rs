@@ -1,6 +1,6 @@
 //! The HTTP gateway (actix-web): the routes, the state they share, the per-tenant rate limiter,
-//! and the one mapping from outcomes and errors to HTTP statuses. `flk serve` (the `flk` crate)
-//! builds an [`http::AppState`] and mounts [`http::configure`].
+//! and the one mapping from outcomes and errors to HTTP statuses ([`http::status`]). `flk serve`
+//! (the `flk` crate) builds an [`http::AppState`] and mounts [`http::configure`].
 
 pub mod http;
 pub mod rate_limit;

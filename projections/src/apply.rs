@@ -12,9 +12,10 @@
 //! 3. an event whose source coordinates already have an audit entry (the shard decided the same
 //!    submission twice, at-least-once) gets the stored answer and no second entry;
 //! 4. verified events with a key fold into the dedup table (see [`crate::dedup`]): first write
-//!    wins, same digest is a duplicate (stored status and body, `replayed`), a different digest is
-//!    a 409 conflict with the stored body, a row expired before the event's `received_at_ms` is
-//!    replaced; rejections (400/401/403) never touch it (I2);
+//!    wins, same digest is a duplicate (stored outcome class and body, `replayed`), a different
+//!    digest is a conflict answered with the stored body, a row expired before the event's
+//!    `received_at_ms` is replaced; malformed, refused and badly signed records never touch it
+//!    (I2);
 //! 5. every new event gets a hash-chained audit entry, rejections included;
 //! 6. `next_offset` = last batch offset + 1, `pg_notify` of the new sources, commit.
 //!
@@ -25,7 +26,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use events::{DecisionEvent, SourceCoordinates, Verdict};
+use events::{DecisionEvent, OutcomeClass, SourceCoordinates, Verdict};
 use serde_json::{Value, json};
 
 use crate::audit::{self, AuditEntry, GENESIS_HASH};
@@ -213,8 +214,8 @@ struct Normalized {
     pcs_id_opt: Option<String>,
     signed_digest_opt: Option<[u8; 32]>,
     verdict_code: &'static str,
-    /// `(status, body)` of the verdict alone, before dedup.
-    status: u16,
+    /// Class and body of the verdict alone, before dedup.
+    outcome_class: OutcomeClass,
     body: Value,
     /// Present for verified events: they are the ones deduplicated.
     verified: bool,
@@ -244,7 +245,7 @@ impl Normalized {
             pcs_id_opt: event.pcs_id_opt.as_deref().map(|p| pg_text(p).into_owned()),
             signed_digest_opt: event.signed_digest_opt,
             verdict_code: event.verdict.code(),
-            status: event.verdict.http_status(),
+            outcome_class: event.verdict.class(),
             body: pg_json(body),
             verified,
             key_id_opt: event.key_id_opt.as_deref().map(|k| pg_text(k).into_owned()),
@@ -278,7 +279,7 @@ impl Normalized {
             tenant: self.tenant.clone(),
             pcs_id_opt: self.pcs_id_opt.clone(),
             verdict: self.verdict_code.to_owned(),
-            status: applied.status,
+            outcome_class: applied.outcome_class,
             dedup_result: applied.dedup_result,
             outcome: applied.body.clone(),
             signed_digest_opt: self.signed_digest_opt,
@@ -293,7 +294,7 @@ impl Normalized {
     }
 }
 
-/// The contract's error body for a 4xx verdict.
+/// The contract's error body for a verdict that is not a verification (stored and hashed as is).
 fn error_body(verdict: &Verdict, message: &str) -> Value {
     json!({"error": verdict.code(), "message": message})
 }
@@ -311,7 +312,7 @@ fn fold_one(
         tenant: event.tenant.clone(),
         pcs_id_opt: event.pcs_id_opt.clone(),
         signed_digest_opt: event.signed_digest_opt,
-        status: event.status,
+        outcome_class: event.outcome_class,
         dedup_result: DedupResult::NotDeduplicated,
         body: event.body.clone(),
         replayed: false,
@@ -322,7 +323,7 @@ fn fold_one(
     };
     let candidate = DedupRow {
         signed_digest,
-        status: event.status,
+        outcome_class: event.outcome_class,
         outcome: event.body.clone(),
         first_source: event.source.clone(),
         received_at_ms: event.received_at_ms,
@@ -332,7 +333,7 @@ fn fold_one(
             .saturating_add(ttl.ttl_ms(&event.tenant)),
     };
     let answer = dedup.decide(key, candidate);
-    applied.status = answer.status;
+    applied.outcome_class = answer.outcome_class;
     applied.dedup_result = answer.result;
     applied.body = answer.body;
     applied.replayed = answer.result == DedupResult::Duplicate;

@@ -12,10 +12,17 @@
 //! i32 partition, i64 seq
 //! lp(source_topic), i32 source_partition, i64 source_offset, i64 decisions_offset
 //! lp(tenant), opt(pcs_id), lp(verdict), u16 status, lp(dedup_result)
+//!                                          -- status: crate::frozen_status, from outcome_code
 //! lp(canonical JSON of outcome)            -- see crate::canonical_json
 //! opt(signed_digest), opt(key_id), i64 params_version, lp(region)
 //! i64 received_at_ms, i64 decided_at_ms
 //! ```
+//!
+//! The entry stores the answered outcome class (`outcome_code`), not an HTTP status; version 1
+//! still hashes the number the entry used to store, derived by
+//! [`frozen_status_class`](crate::frozen_status::frozen_status_class) because the format is frozen.
+//! Escalated and rejected share that number, so [`check_link`] also checks the code against the
+//! hashed outcome body ([`ChainBreakKind::OutcomeMismatch`]).
 //!
 //! Every field is derived from the decision event (and the dedup state the events built), never
 //! from the projector's clock, so a replay recomputes identical hashes (I6). The database refuses
@@ -23,13 +30,14 @@
 
 use std::collections::HashMap;
 
-use events::SourceCoordinates;
+use events::{OutcomeClass, SourceCoordinates};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_postgres::{IsolationLevel, Row};
 
 use crate::canonical_json::canonical_json;
 use crate::error::{AttemptError, StoreError};
+use crate::frozen_status::{class_of_body, frozen_status_class};
 use crate::model::{Applied, ChainBreak, ChainBreakKind, ChainReport, DedupResult};
 
 /// `prev_hash` of the first entry of every partition.
@@ -59,11 +67,13 @@ pub struct AuditEntry {
     /// The event's own verdict code (`accepted`, `escalated`, `rejected`, `malformed`,
     /// `tenant_refused`, `signature_invalid`).
     pub verdict: String,
-    /// Status answered (after dedup: 409 for a conflict, the first status for a duplicate).
-    pub status: u16,
+    /// Class of the answered outcome (for a duplicate or a conflict, of the stored first outcome;
+    /// the dedup result tells a conflict apart).
+    pub outcome_class: OutcomeClass,
     /// Relation to the dedup table.
     pub dedup_result: DedupResult,
-    /// Body answered (the first outcome for duplicates and conflicts; an error body for 4xx).
+    /// Body answered (the first outcome for duplicates and conflicts; an error body for records
+    /// that were not verified).
     pub outcome: Value,
     /// The event's signed digest.
     pub signed_digest_opt: Option<[u8; 32]>,
@@ -114,7 +124,9 @@ impl AuditEntry {
         put_lp(&mut out, self.tenant.as_bytes());
         put_opt(&mut out, self.pcs_id_opt.as_deref().map(str::as_bytes));
         put_lp(&mut out, self.verdict.as_bytes());
-        out.extend_from_slice(&self.status.to_be_bytes());
+        out.extend_from_slice(
+            &frozen_status_class(self.outcome_class, self.dedup_result).to_be_bytes(),
+        );
         put_lp(&mut out, self.dedup_result.as_str().as_bytes());
         put_lp(&mut out, canonical_json(&self.outcome).as_bytes());
         put_opt(
@@ -148,7 +160,7 @@ impl AuditEntry {
             tenant: self.tenant.clone(),
             pcs_id_opt: self.pcs_id_opt.clone(),
             signed_digest_opt: self.signed_digest_opt,
-            status: self.status,
+            outcome_class: self.outcome_class,
             dedup_result: self.dedup_result,
             body: self.outcome.clone(),
             replayed: self.dedup_result == DedupResult::Duplicate,
@@ -166,7 +178,7 @@ pub fn chain_hash(prev_hash: &[u8; 32], entry_bytes: &[u8]) -> [u8; 32] {
 }
 
 pub(crate) const AUDIT_COLUMNS: &str = "partition, seq, source_topic, source_partition, \
-     source_offset, decisions_offset, tenant, pcs_id, verdict, status, dedup_result, \
+     source_offset, decisions_offset, tenant, pcs_id, verdict, outcome_code, dedup_result, \
      outcome::text, signed_digest, key_id, params_version, region, received_at_ms, \
      decided_at_ms, prev_hash, entry_hash";
 
@@ -178,7 +190,7 @@ fn digest32(bytes: Vec<u8>, column: &str) -> Result<[u8; 32], StoreError> {
 
 /// Decodes a row selected with [`AUDIT_COLUMNS`].
 pub(crate) fn entry_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
-    let status: i16 = row.try_get(9)?;
+    let outcome_code: String = row.try_get(9)?;
     let dedup_text: String = row.try_get(10)?;
     let outcome_text: String = row.try_get(11)?;
     let digest_opt: Option<Vec<u8>> = row.try_get(12)?;
@@ -194,8 +206,8 @@ pub(crate) fn entry_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
         tenant: row.try_get(6)?,
         pcs_id_opt: row.try_get(7)?,
         verdict: row.try_get(8)?,
-        status: u16::try_from(status)
-            .map_err(|_| StoreError::Corrupt(format!("audit status {status}")))?,
+        outcome_class: OutcomeClass::parse(&outcome_code)
+            .ok_or_else(|| StoreError::Corrupt(format!("audit outcome_code {outcome_code:?}")))?,
         dedup_result: DedupResult::parse(&dedup_text)
             .ok_or_else(|| StoreError::Corrupt(format!("audit dedup_result {dedup_text:?}")))?,
         outcome: serde_json::from_str(&outcome_text)
@@ -283,7 +295,7 @@ pub(crate) async fn insert(
     let mut tenants = Vec::with_capacity(n);
     let mut pcs_ids = Vec::with_capacity(n);
     let mut verdicts = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
+    let mut outcome_codes = Vec::with_capacity(n);
     let mut dedup_results = Vec::with_capacity(n);
     let mut outcomes = Vec::with_capacity(n);
     let mut digests = Vec::with_capacity(n);
@@ -304,7 +316,7 @@ pub(crate) async fn insert(
         tenants.push(entry.tenant.as_str());
         pcs_ids.push(entry.pcs_id_opt.as_deref());
         verdicts.push(entry.verdict.as_str());
-        statuses.push(i16::try_from(entry.status).unwrap_or(i16::MAX));
+        outcome_codes.push(entry.outcome_class.as_str());
         dedup_results.push(entry.dedup_result.as_str());
         outcomes.push(entry.outcome.to_string());
         digests.push(entry.signed_digest_opt.map(|d| d.to_vec()));
@@ -319,12 +331,12 @@ pub(crate) async fn insert(
     let statement = transaction
         .prepare_cached(
             "INSERT INTO audit_log (partition, seq, source_topic, source_partition, source_offset, \
-                 decisions_offset, tenant, pcs_id, verdict, status, dedup_result, outcome, \
+                 decisions_offset, tenant, pcs_id, verdict, outcome_code, dedup_result, outcome, \
                  signed_digest, key_id, params_version, region, received_at_ms, decided_at_ms, \
                  prev_hash, entry_hash) \
              SELECT a, b, c, d, e, f, g, h, i, j, k, l::jsonb, m, n, o, p, q, r, s, t \
              FROM unnest($1::int4[], $2::int8[], $3::text[], $4::int4[], $5::int8[], \
-                 $6::int8[], $7::text[], $8::text[], $9::text[], $10::int2[], $11::text[], \
+                 $6::int8[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
                  $12::text[], $13::bytea[], $14::text[], $15::int8[], $16::text[], $17::int8[], \
                  $18::int8[], $19::bytea[], $20::bytea[]) \
              AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t)",
@@ -343,7 +355,7 @@ pub(crate) async fn insert(
                 &tenants,
                 &pcs_ids,
                 &verdicts,
-                &statuses,
+                &outcome_codes,
                 &dedup_results,
                 &outcomes,
                 &digests,
@@ -431,6 +443,9 @@ pub fn check_link(
     if entry.compute_hash() != entry.entry_hash {
         return Some(ChainBreakKind::EntryHashMismatch);
     }
+    if class_of_body(&entry.outcome) != Some(entry.outcome_class) {
+        return Some(ChainBreakKind::OutcomeMismatch);
+    }
     None
 }
 
@@ -504,7 +519,7 @@ mod tests {
             tenant: "acme".into(),
             pcs_id_opt: Some("abc".into()),
             verdict: "accepted".into(),
-            status: 200,
+            outcome_class: OutcomeClass::Accepted,
             dedup_result: DedupResult::First,
             outcome: json!({"accepted": true, "escalated": false, "recomputed_D_hat": 1.5}),
             signed_digest_opt: Some([7; 32]),
@@ -537,6 +552,110 @@ mod tests {
         );
     }
 
+    /// Entry hashes printed by the build that stored HTTP statuses (commit 9c3f5cc) for
+    /// `entry(0)` with these answers: the frozen status class keeps every stored chain valid.
+    #[test]
+    fn hashes_match_the_build_that_stored_statuses() {
+        use OutcomeClass::*;
+        let verified = |accepted: bool, escalated: bool| {
+            let mut body = json!({"accepted": accepted, "escalated": escalated});
+            if escalated {
+                body["reason"] = json!("r");
+            }
+            body
+        };
+        let error = |code: &str| json!({"error": code, "message": "m"});
+        let cases = [
+            // (old status, dedup result, verdict, class, body, old entry hash)
+            (
+                200,
+                DedupResult::First,
+                "accepted",
+                Accepted,
+                json!({"accepted": true, "escalated": false}),
+                "4523d92df96623c79f599653453f9ad144d8be6b7e8bfc58f68ee255196b6343",
+            ),
+            (
+                202,
+                DedupResult::First,
+                "escalated",
+                Escalated,
+                verified(true, true),
+                "4a903ab57a76cb4afbfd8f1a3c9edd41b5d62739f3bec486f2913d7c87804a46",
+            ),
+            (
+                202,
+                DedupResult::Duplicate,
+                "rejected",
+                Rejected,
+                verified(false, true),
+                "15abe5f12ed405a04f882062faab3572c9aa4d892a77fdd6bfa5fdbfdecf1ad6",
+            ),
+            (
+                409,
+                DedupResult::Conflict,
+                "accepted",
+                Accepted,
+                json!({"accepted": true, "escalated": false}),
+                "ff0891c6e6a32dee9076560b030877884a1660d51b31023d3c8291d2e13837c0",
+            ),
+            (
+                400,
+                DedupResult::NotDeduplicated,
+                "malformed",
+                Malformed,
+                error("malformed"),
+                "e03f17674e00ec572c456e24c9326fa3e637f039606a6b7522ab172c9835aa36",
+            ),
+            (
+                401,
+                DedupResult::NotDeduplicated,
+                "signature_invalid",
+                SignatureRejected,
+                error("signature_invalid"),
+                "84295f9f220d99411a5e7f404987237354a88fb7153e270dc609374d7875f9e5",
+            ),
+            (
+                403,
+                DedupResult::NotDeduplicated,
+                "tenant_refused",
+                TenantRefused,
+                error("tenant_refused"),
+                "0777900ff279f17df6dad5b5ec9582d71be0d6b945662d7eba644589072a1091",
+            ),
+        ];
+        for (old_status, dedup_result, verdict, class, body, old_hash) in cases {
+            let mut e = entry(0);
+            e.outcome_class = class;
+            e.dedup_result = dedup_result;
+            e.verdict = verdict.into();
+            e.outcome = body;
+            e.seal(GENESIS_HASH);
+            assert_eq!(frozen_status_class(class, dedup_result), old_status);
+            assert_eq!(
+                hex::encode(e.entry_hash),
+                old_hash,
+                "{old_status} {verdict}"
+            );
+            assert_eq!(check_link(&e, 0, &GENESIS_HASH), None);
+        }
+    }
+
+    #[test]
+    fn an_outcome_code_that_disagrees_with_the_body_breaks_the_chain() {
+        // Escalated and rejected hash the same frozen number; the body tells them apart.
+        let mut e = entry(0);
+        e.outcome_class = OutcomeClass::Escalated;
+        e.outcome = json!({"accepted": false, "escalated": true});
+        e.seal(GENESIS_HASH);
+        assert_eq!(
+            check_link(&e, 0, &GENESIS_HASH),
+            Some(ChainBreakKind::OutcomeMismatch)
+        );
+        e.outcome_class = OutcomeClass::Rejected;
+        assert_eq!(check_link(&e, 0, &GENESIS_HASH), None);
+    }
+
     #[test]
     fn every_field_changes_the_hash() {
         let base = entry(0);
@@ -545,7 +664,7 @@ mod tests {
         e.pcs_id_opt = None;
         variants.push(e);
         let mut e = base.clone();
-        e.status = 409;
+        e.dedup_result = DedupResult::Conflict;
         variants.push(e);
         let mut e = base.clone();
         e.outcome = json!({"accepted": false});
@@ -580,7 +699,7 @@ mod tests {
             Some(ChainBreakKind::PrevHashMismatch)
         );
         let mut tampered = second.clone();
-        tampered.status = 202;
+        tampered.outcome_class = OutcomeClass::Escalated;
         assert_eq!(
             check_link(&tampered, 1, &first.entry_hash),
             Some(ChainBreakKind::EntryHashMismatch)

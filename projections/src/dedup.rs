@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use events::SourceCoordinates;
+use events::{OutcomeClass, SourceCoordinates};
 use serde_json::Value;
 use tokio_postgres::Row;
 
@@ -23,8 +23,8 @@ pub(crate) type DedupKey = (String, String);
 pub(crate) struct DedupRow {
     /// Signed digest of the first record.
     pub signed_digest: [u8; 32],
-    /// Status answered for the first record.
-    pub status: u16,
+    /// Class of the first outcome.
+    pub outcome_class: OutcomeClass,
     /// The first outcome JSON.
     pub outcome: Value,
     /// Coordinates of the first record.
@@ -84,8 +84,8 @@ struct Slot {
 pub(crate) struct DedupAnswer {
     /// Relation to the stored row.
     pub result: DedupResult,
-    /// Status to answer.
-    pub status: u16,
+    /// Class of the answered outcome (the first record's, except for a new first record).
+    pub outcome_class: OutcomeClass,
     /// Body to answer (the first outcome).
     pub body: Value,
     /// Expiry of the row that answered (first or duplicate).
@@ -98,7 +98,7 @@ pub(crate) struct DedupBatch {
     slots: HashMap<DedupKey, Slot>,
 }
 
-const ROW_COLUMNS: &str = "tenant, pcs_id, signed_digest, status, outcome::text, first_topic, \
+const ROW_COLUMNS: &str = "tenant, pcs_id, signed_digest, outcome_code, outcome::text, first_topic, \
      first_partition, first_offset, received_at_ms, decided_at_ms, expires_at_ms, tier";
 
 fn row_from_sql(row: &Row) -> Result<(DedupKey, DedupRow, String), StoreError> {
@@ -106,7 +106,9 @@ fn row_from_sql(row: &Row) -> Result<(DedupKey, DedupRow, String), StoreError> {
     let signed_digest: [u8; 32] = digest.try_into().map_err(|bytes: Vec<u8>| {
         StoreError::Corrupt(format!("dedup signed_digest has {} bytes", bytes.len()))
     })?;
-    let status: i16 = row.try_get(3)?;
+    let outcome_code: String = row.try_get(3)?;
+    let outcome_class = OutcomeClass::parse(&outcome_code)
+        .ok_or_else(|| StoreError::Corrupt(format!("dedup outcome_code {outcome_code:?}")))?;
     let outcome_text: String = row.try_get(4)?;
     let outcome = serde_json::from_str(&outcome_text)
         .map_err(|error| StoreError::Corrupt(format!("dedup outcome is not JSON: {error}")))?;
@@ -114,8 +116,7 @@ fn row_from_sql(row: &Row) -> Result<(DedupKey, DedupRow, String), StoreError> {
         (row.try_get(0)?, row.try_get(1)?),
         DedupRow {
             signed_digest,
-            status: u16::try_from(status)
-                .map_err(|_| StoreError::Corrupt(format!("dedup status {status}")))?,
+            outcome_class,
             outcome,
             first_source: SourceCoordinates {
                 topic: row.try_get(5)?,
@@ -174,7 +175,7 @@ impl DedupBatch {
             Resolution::First => {
                 let answer = DedupAnswer {
                     result: DedupResult::First,
-                    status: candidate.status,
+                    outcome_class: candidate.outcome_class,
                     body: candidate.outcome.clone(),
                     expires_at_ms_opt: Some(candidate.expires_at_ms),
                 };
@@ -195,19 +196,23 @@ impl DedupBatch {
                 let stored = existing_opt.cloned().unwrap_or(candidate);
                 DedupAnswer {
                     result: DedupResult::Duplicate,
-                    status: stored.status,
+                    outcome_class: stored.outcome_class,
                     body: stored.outcome,
                     expires_at_ms_opt: Some(stored.expires_at_ms),
                 }
             }
-            Resolution::Conflict => DedupAnswer {
-                result: DedupResult::Conflict,
-                status: 409,
-                body: existing_opt
-                    .map(|row| row.outcome.clone())
-                    .unwrap_or(Value::Null),
-                expires_at_ms_opt: None,
-            },
+            Resolution::Conflict => {
+                // `resolve` answers Conflict only when a row exists; the candidate is a fallback
+                // that cannot be reached, not a second source of truth.
+                debug_assert!(existing_opt.is_some());
+                let stored = existing_opt.cloned().unwrap_or(candidate);
+                DedupAnswer {
+                    result: DedupResult::Conflict,
+                    outcome_class: stored.outcome_class,
+                    body: stored.outcome,
+                    expires_at_ms_opt: None,
+                }
+            }
         }
     }
 
@@ -225,16 +230,16 @@ impl DedupBatch {
                 SlotState::Replaced => replaced.push(key, &slot.row),
             }
         }
-        const ARRAYS: &str = "unnest($1::text[], $2::text[], $3::bytea[], $4::int2[], \
+        const ARRAYS: &str = "unnest($1::text[], $2::text[], $3::bytea[], $4::text[], \
              $5::text[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int8[], $11::int8[]) \
-             AS u(tenant, pcs_id, digest, status, outcome, topic, part, off, received, decided, expires)";
+             AS u(tenant, pcs_id, digest, outcome_code, outcome, topic, part, off, received, decided, expires)";
         if !inserted.tenants.is_empty() {
             let statement = transaction
                 .prepare_cached(&format!(
-                    "INSERT INTO dedup (tenant, pcs_id, signed_digest, status, outcome, \
+                    "INSERT INTO dedup (tenant, pcs_id, signed_digest, outcome_code, outcome, \
                          first_topic, first_partition, first_offset, received_at_ms, \
                          decided_at_ms, expires_at_ms) \
-                     SELECT u.tenant, u.pcs_id, u.digest, u.status, u.outcome::jsonb, u.topic, \
+                     SELECT u.tenant, u.pcs_id, u.digest, u.outcome_code, u.outcome::jsonb, u.topic, \
                          u.part, u.off, u.received, u.decided, u.expires FROM {ARRAYS}"
                 ))
                 .await?;
@@ -243,7 +248,7 @@ impl DedupBatch {
         if !replaced.tenants.is_empty() {
             let statement = transaction
                 .prepare_cached(&format!(
-                    "UPDATE dedup SET signed_digest = u.digest, status = u.status, \
+                    "UPDATE dedup SET signed_digest = u.digest, outcome_code = u.outcome_code, \
                          outcome = u.outcome::jsonb, first_topic = u.topic, \
                          first_partition = u.part, first_offset = u.off, \
                          received_at_ms = u.received, decided_at_ms = u.decided, \
@@ -264,7 +269,7 @@ struct RowArrays {
     tenants: Vec<String>,
     pcs_ids: Vec<String>,
     digests: Vec<Vec<u8>>,
-    statuses: Vec<i16>,
+    outcome_codes: Vec<&'static str>,
     outcomes: Vec<String>,
     topics: Vec<String>,
     partitions: Vec<i32>,
@@ -279,9 +284,7 @@ impl RowArrays {
         self.tenants.push(key.0.clone());
         self.pcs_ids.push(key.1.clone());
         self.digests.push(row.signed_digest.to_vec());
-        // Statuses are HTTP codes (< 600); the cast cannot truncate.
-        self.statuses
-            .push(i16::try_from(row.status).unwrap_or(i16::MAX));
+        self.outcome_codes.push(row.outcome_class.as_str());
         self.outcomes.push(row.outcome.to_string());
         self.topics.push(row.first_source.topic.clone());
         self.partitions.push(row.first_source.partition);
@@ -296,7 +299,7 @@ impl RowArrays {
             &self.tenants,
             &self.pcs_ids,
             &self.digests,
-            &self.statuses,
+            &self.outcome_codes,
             &self.outcomes,
             &self.topics,
             &self.partitions,
@@ -328,7 +331,7 @@ pub(crate) async fn lookup(
         tenant,
         pcs_id,
         signed_digest: row.signed_digest,
-        status: row.status,
+        outcome_class: row.outcome_class,
         body: row.outcome,
         first_source: row.first_source,
         received_at_ms: row.received_at_ms,
@@ -346,7 +349,7 @@ mod tests {
     fn row(digest: u8, expires_at_ms: i64) -> DedupRow {
         DedupRow {
             signed_digest: [digest; 32],
-            status: 200,
+            outcome_class: OutcomeClass::Accepted,
             outcome: json!({"accepted": true, "escalated": false}),
             first_source: SourceCoordinates {
                 topic: "s".into(),
@@ -377,13 +380,18 @@ mod tests {
         let first = batch.decide(key.clone(), row(1, 100));
         assert_eq!(first.result, DedupResult::First);
         let mut second_candidate = row(1, 200);
-        second_candidate.status = 202;
+        second_candidate.outcome_class = OutcomeClass::Escalated;
         let second = batch.decide(key.clone(), second_candidate);
         assert_eq!(second.result, DedupResult::Duplicate);
-        assert_eq!(second.status, 200);
+        assert_eq!(second.outcome_class, OutcomeClass::Accepted);
         let third = batch.decide(key.clone(), row(9, 200));
         assert_eq!(third.result, DedupResult::Conflict);
-        assert_eq!(third.status, 409);
+        assert_eq!(
+            third.outcome_class,
+            OutcomeClass::Accepted,
+            "the first record's class"
+        );
+        assert_eq!(third.body, json!({"accepted": true, "escalated": false}));
         assert_eq!(batch.slots[&key].state, SlotState::Inserted);
         assert_eq!(batch.slots[&key].row.expires_at_ms, 100);
     }

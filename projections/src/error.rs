@@ -1,12 +1,16 @@
 //! Store errors, classified by what the caller must do.
 //!
-//! | variant | caller does | gateway answers |
-//! |---|---|---|
-//! | [`StoreError::Unavailable`] | retry later (same batch, same claim) | 503 + `Retry-After` |
-//! | [`StoreError::Fenced`] | stop: another owner took the partition; drop the batch, re-claim on next assignment | 503 |
-//! | [`StoreError::InvalidInput`] | fix the caller (bad schema name, offsets out of order) | 500 |
-//! | [`StoreError::Corrupt`] | stop and page someone: stored data is not what this code writes | 500 |
-//! | [`StoreError::Fatal`] | stop: an unexpected database error (a bug or a refused statement) | 500 |
+//! What the HTTP gateway answers for each is decided in `gateway/src/http/status.rs`, not here.
+//! The gateway meets these only on reads (lookups and reading a decision back); `apply_batch` and
+//! its fencing run in the projector, which never answers HTTP.
+//!
+//! | variant | caller does |
+//! |---|---|
+//! | [`StoreError::Unavailable`] | retry later (same batch, same claim) |
+//! | [`StoreError::Fenced`] | stop: another owner took the partition; drop the batch, re-claim on next assignment |
+//! | [`StoreError::InvalidInput`] | fix the caller (bad schema name, offsets out of order) |
+//! | [`StoreError::Corrupt`] | stop and page someone: stored data is not what this code writes |
+//! | [`StoreError::Fatal`] | stop: an unexpected database error (a bug or a refused statement) |
 
 use thiserror::Error;
 use tokio_postgres::error::SqlState;

@@ -8,8 +8,10 @@
 //!
 //! Key: `<prefix>:<tenant>:<pcs_id>`, with `%` and `:` in the tenant percent-encoded (`%25`,
 //! `%3A`) so two tenants can never share a key (I7). Value: JSON
-//! `{"status": u16, "body": <outcome>, "signed_digest": "<hex>"}`; the gateway compares the digest
-//! of a new submission to tell a duplicate (replay the stored status) from a conflict (409).
+//! `{"outcome": "<outcome code>", "body": <outcome>, "signed_digest": "<hex>"}`. Values written
+//! by older builds carry `"status": 200 | 202` instead of `"outcome"`; they are still read (200 is
+//! accepted, 202 is escalated or rejected by the body's `accepted`), and anything else that does
+//! not decode is a miss ([`CacheError::Decode`]), never a wrong answer.
 //! TTL: the tenant's hot TTL, never past the dedup row's expiry.
 //! Ring node ids are the URLs without user info, so a password change does not move keys.
 
@@ -22,6 +24,9 @@ use serde_json::Value;
 use thiserror::Error;
 use tokio::task::JoinSet;
 
+use events::OutcomeClass;
+
+use crate::frozen_status::class_of_body;
 use crate::model::{Applied, DedupResult, StoredOutcome, TenantTtl};
 use crate::ring::{DEFAULT_VIRTUAL_NODES, HashRing};
 
@@ -95,13 +100,67 @@ impl HotCacheConfig {
 
 /// The cached answer for (tenant, `pcs_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CachedOutcomeWire")]
 pub struct CachedOutcome {
-    /// Status of the first record (200 or 202).
-    pub status: u16,
+    /// Class of the first outcome (accepted, escalated or rejected).
+    #[serde(rename = "outcome")]
+    pub outcome_class: OutcomeClass,
     /// The first outcome JSON.
     pub body: Value,
     /// Lowercase hex of the first record's signed digest.
     pub signed_digest: String,
+}
+
+/// A cached value as read: the current shape, or the one older builds wrote (`status`).
+#[derive(Debug, Deserialize)]
+struct CachedOutcomeWire {
+    /// Outcome code (current builds).
+    #[serde(default)]
+    outcome: Option<OutcomeClass>,
+    /// HTTP status of the first record (builds before outcome codes; 200 or 202).
+    #[serde(default)]
+    status: Option<u16>,
+    /// The first outcome JSON.
+    body: Value,
+    /// Lowercase hex of the first record's signed digest.
+    signed_digest: String,
+}
+
+impl TryFrom<CachedOutcomeWire> for CachedOutcome {
+    type Error = String;
+
+    fn try_from(wire: CachedOutcomeWire) -> Result<Self, Self::Error> {
+        let outcome_class = match (wire.outcome, wire.status) {
+            (Some(class), _) => class,
+            // The body decides between escalated and rejected, which both were 202; a body that
+            // disagrees with its status is not trusted.
+            (None, Some(status @ (200 | 202))) => match class_of_body(&wire.body) {
+                Some(OutcomeClass::Accepted) if status == 200 => OutcomeClass::Accepted,
+                Some(class @ (OutcomeClass::Escalated | OutcomeClass::Rejected))
+                    if status == 202 =>
+                {
+                    class
+                }
+                _ => {
+                    return Err(format!(
+                        "legacy cache value {status} disagrees with its body"
+                    ));
+                }
+            },
+            (None, Some(status)) => return Err(format!("legacy cache value with status {status}")),
+            (None, None) => return Err("cache value without an outcome".to_owned()),
+        };
+        if !outcome_class.is_verified() {
+            return Err(format!(
+                "cached outcome {outcome_class} is not a verification"
+            ));
+        }
+        Ok(CachedOutcome {
+            outcome_class,
+            body: wire.body,
+            signed_digest: wire.signed_digest,
+        })
+    }
 }
 
 /// One entry to cache.
@@ -131,7 +190,7 @@ impl CacheEntry {
             tenant: applied.tenant.clone(),
             pcs_id: applied.pcs_id_opt.clone()?,
             outcome: CachedOutcome {
-                status: applied.status,
+                outcome_class: applied.outcome_class,
                 body: applied.body.clone(),
                 signed_digest: hex::encode(applied.signed_digest_opt?),
             },
@@ -145,7 +204,7 @@ impl CacheEntry {
             tenant: stored.tenant.clone(),
             pcs_id: stored.pcs_id.clone(),
             outcome: CachedOutcome {
-                status: stored.status,
+                outcome_class: stored.outcome_class,
                 body: stored.body.clone(),
                 signed_digest: hex::encode(stored.signed_digest),
             },
@@ -464,7 +523,7 @@ mod tests {
             tenant: "acme".into(),
             pcs_id_opt: Some("p".into()),
             signed_digest_opt: Some([1; 32]),
-            status: 200,
+            outcome_class: OutcomeClass::Accepted,
             dedup_result: DedupResult::First,
             body: serde_json::json!({"accepted": true}),
             replayed: false,
@@ -475,6 +534,57 @@ mod tests {
         assert!(CacheEntry::from_applied(&applied).is_none());
         applied.dedup_result = DedupResult::NotDeduplicated;
         assert!(CacheEntry::from_applied(&applied).is_none());
+    }
+
+    #[test]
+    fn values_round_trip_and_legacy_values_still_read() {
+        let body = serde_json::json!({"accepted": false, "escalated": true, "reason": "r"});
+        let current = CachedOutcome {
+            outcome_class: OutcomeClass::Rejected,
+            body: body.clone(),
+            signed_digest: "ab".into(),
+        };
+        let text = serde_json::to_string(&current).unwrap();
+        assert!(text.contains(r#""outcome":"rejected""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<CachedOutcome>(&text).unwrap(),
+            current
+        );
+
+        // Written by builds that stored the HTTP status: 202 splits by the body.
+        let legacy = |status: u16, body: &Value| {
+            serde_json::from_value::<CachedOutcome>(serde_json::json!({
+                "status": status, "body": body, "signed_digest": "ab"
+            }))
+        };
+        assert_eq!(legacy(202, &body).unwrap(), current);
+        let escalated = serde_json::json!({"accepted": true, "escalated": true});
+        assert_eq!(
+            legacy(202, &escalated).unwrap().outcome_class,
+            OutcomeClass::Escalated
+        );
+        let accepted = serde_json::json!({"accepted": true, "escalated": false});
+        assert_eq!(
+            legacy(200, &accepted).unwrap().outcome_class,
+            OutcomeClass::Accepted
+        );
+
+        // Anything else is a miss, never a guess.
+        assert!(legacy(409, &accepted).is_err());
+        assert!(legacy(202, &accepted).is_err());
+        assert!(legacy(202, &serde_json::json!({"error": "malformed"})).is_err());
+        assert!(
+            serde_json::from_value::<CachedOutcome>(serde_json::json!({
+                "outcome": "malformed", "body": {}, "signed_digest": "ab"
+            }))
+            .is_err()
+        );
+        assert!(
+            serde_json::from_value::<CachedOutcome>(serde_json::json!({
+                "body": {}, "signed_digest": "ab"
+            }))
+            .is_err()
+        );
     }
 
     #[test]

@@ -20,13 +20,15 @@
 //! - [`open`]: opening the store and the hot cache as the configuration describes them;
 //! - [`hot_cache`] and [`ring`]: the Redis hot tier over a consistent hash ring;
 //! - [`error`]: [`StoreError`], classified by what the caller must do;
-//! - [`model`]: the values handed back; [`canonical_json`]: hashing `jsonb` values.
+//! - [`model`]: the values handed back; [`canonical_json`]: hashing `jsonb` values;
+//! - [`frozen_status`]: the legacy numeric class the frozen hash formats still encode, derived
+//!   from the stored outcome class (the store keeps outcomes, never HTTP statuses).
 //!
 //! # Invariants kept here
 //!
-//! - I2: only verified records touch the dedup table or the cache; 400/401/403 get an audit entry
-//!   and nothing else.
-//! - I3: a dedup row is never overwritten while live; a different digest is a 409 conflict that
+//! - I2: only verified records touch the dedup table or the cache; malformed, refused and badly
+//!   signed records get an audit entry and nothing else.
+//! - I3: a dedup row is never overwritten while live; a different digest is a conflict that
 //!   answers with the stored first outcome.
 //! - I4: offsets, dedup and audit commit in one transaction, fenced by the owner epoch; a replayed
 //!   batch (offsets below `next_offset`, or sources already audited) changes nothing.
@@ -47,6 +49,7 @@ pub mod audit;
 pub mod canonical_json;
 pub mod dedup;
 pub mod error;
+pub mod frozen_status;
 pub mod hot_cache;
 pub mod migrations;
 pub mod model;
@@ -62,6 +65,7 @@ pub mod store;
 pub use apply::PartitionBatch;
 pub use audit::{AuditEntry, GENESIS_HASH, chain_hash};
 pub use error::StoreError;
+pub use events::OutcomeClass;
 pub use hot_cache::{CacheEntry, CacheError, CachedOutcome, HotCache, HotCacheConfig};
 pub use model::{
     Applied, ChainBreak, ChainBreakKind, ChainReport, Claim, DEFAULT_DEDUP_TTL_MS, DedupResult,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use events::SourceCoordinates;
+use events::{OutcomeClass, SourceCoordinates};
 use serde_json::Value;
 
 /// Default dedup time to live: 14 days.
@@ -24,9 +24,11 @@ pub enum DedupResult {
     First,
     /// Same signed digest as the stored first record: answered with the stored outcome.
     Duplicate,
-    /// Different signed digest: answered 409 with the stored first outcome; nothing overwritten.
+    /// Different signed digest: a conflict answered with the stored first outcome; nothing
+    /// overwritten.
     Conflict,
-    /// Not a verified record (400, 401, 403) or no key: the dedup table is not touched (I2).
+    /// Not a verified record (malformed, tenant refused, signature rejected) or no key: the dedup
+    /// table is not touched (I2).
     NotDeduplicated,
 }
 
@@ -53,7 +55,7 @@ impl DedupResult {
     }
 }
 
-/// What one decision event did, and what the gateway answers for its submission.
+/// What one decision event did; the gateway maps it to a status (`gateway/src/http/status.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     /// The submission (WAL coordinates) the decision is about; the gateway's wait key.
@@ -67,12 +69,14 @@ pub struct Applied {
     /// This submission's signed digest, when the body decoded (for a conflict it differs from the
     /// stored first digest).
     pub signed_digest_opt: Option<[u8; 32]>,
-    /// HTTP status to answer: 200/202 (first or duplicate), 409, 400, 401 or 403.
-    pub status: u16,
+    /// Class of the answered outcome: the event's own class for a first record or a rejection,
+    /// the stored first record's class for a duplicate or a conflict (the dedup result tells
+    /// those apart).
+    pub outcome_class: OutcomeClass,
     /// Relation to the dedup table.
     pub dedup_result: DedupResult,
     /// Response body: the outcome JSON (for a duplicate or conflict, the stored first outcome), or
-    /// `{"error": code, "message": text}` for 400/401/403.
+    /// `{"error": code, "message": text}` for a record that was not verified.
     pub body: Value,
     /// True for a duplicate: the gateway adds `Idempotent-Replayed: true`.
     pub replayed: bool,
@@ -90,8 +94,8 @@ pub struct StoredOutcome {
     pub pcs_id: String,
     /// Signed digest of the first record.
     pub signed_digest: [u8; 32],
-    /// Status answered for the first record (200 or 202).
-    pub status: u16,
+    /// Class of the first outcome (accepted, escalated or rejected).
+    pub outcome_class: OutcomeClass,
     /// The first outcome JSON.
     pub body: Value,
     /// WAL coordinates of the first record.
@@ -158,6 +162,9 @@ pub enum ChainBreakKind {
     PrevHashMismatch,
     /// `entry_hash` is not SHA-256(prev_hash || canonical bytes) of the stored columns.
     EntryHashMismatch,
+    /// The stored outcome code disagrees with the hashed outcome body (the hash covers the code
+    /// only through its frozen status class, which escalated and rejected share).
+    OutcomeMismatch,
 }
 
 /// The first place an audit chain breaks.

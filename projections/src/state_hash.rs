@@ -12,6 +12,10 @@
 //!   'A' lp(audit canonical bytes) prev_hash entry_hash
 //! ```
 //!
+//! `status` is the frozen numeric class of the row's `outcome_code` (always a first record), from
+//! [`frozen_status_class`]: version 1 was defined when the row stored an HTTP status, and a log
+//! written by an older build must still replay to the same hex.
+//!
 //! Left out on purpose: `projection_offsets` (epochs count claims, and a live store runs ahead of
 //! a rebuild), `dedup.tier` (moved by the demoter, not by events), `schema_migrations`.
 //! Every included column derives from decision events; none from the projector's clock.
@@ -22,6 +26,8 @@ use tokio_postgres::IsolationLevel;
 use crate::audit::{AUDIT_COLUMNS, entry_from_row};
 use crate::canonical_json::canonical_json;
 use crate::error::StoreError;
+use crate::frozen_status::frozen_status_class;
+use crate::model::DedupResult;
 
 /// Domain tag and version of the digest.
 pub const STATE_TAG: &[u8] = b"flk.state.v1";
@@ -49,7 +55,7 @@ pub(crate) async fn state_hash(
 
     let dedup_statement = transaction
         .prepare_cached(
-            "SELECT tenant, pcs_id, signed_digest, status, outcome::text, first_topic, \
+            "SELECT tenant, pcs_id, signed_digest, outcome_code, outcome::text, first_topic, \
                  first_partition, first_offset, received_at_ms, decided_at_ms, expires_at_ms \
              FROM dedup ORDER BY tenant, pcs_id",
         )
@@ -64,7 +70,11 @@ pub(crate) async fn state_hash(
             let outcome_text: String = row.try_get(4)?;
             let outcome: serde_json::Value = serde_json::from_str(&outcome_text)
                 .map_err(|e| StoreError::Corrupt(format!("dedup outcome is not JSON: {e}")))?;
-            let status: i16 = row.try_get(3)?;
+            let outcome_code: &str = row.try_get(3)?;
+            let outcome_class = events::OutcomeClass::parse(outcome_code).ok_or_else(|| {
+                StoreError::Corrupt(format!("dedup outcome_code {outcome_code:?}"))
+            })?;
+            let status = frozen_status_class(outcome_class, DedupResult::First);
             hasher.update(b"D");
             put_lp(&mut hasher, row.try_get::<_, &str>(0)?.as_bytes());
             put_lp(&mut hasher, row.try_get::<_, &str>(1)?.as_bytes());

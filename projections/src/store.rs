@@ -72,6 +72,21 @@ impl ProjectionStore {
         schema: &str,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
+        let store = Self::connect_lazy(url, schema, options)?;
+        let mut client = store.client().await?;
+        migrate(&mut client, schema).await?;
+        Ok(store)
+    }
+
+    /// Builds the pool without connecting and without migrating: the first operation connects,
+    /// and fails as [`StoreError::Unavailable`] while Postgres is down. For tests of callers that
+    /// must behave when the store is unreachable; a serving process uses
+    /// [`ProjectionStore::connect_with`], which also migrates.
+    pub fn connect_lazy(
+        url: &str,
+        schema: &str,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         validate_schema_name(schema)?;
         let mut pg_config = parse_url(url)?;
         pg_config
@@ -96,15 +111,12 @@ impl ProjectionStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|error| StoreError::InvalidInput(format!("pool: {error}")))?;
-        let store = ProjectionStore {
+        Ok(ProjectionStore {
             pool,
             pg_config,
             schema: schema.to_owned(),
             options,
-        };
-        let mut client = store.client().await?;
-        migrate(&mut client, schema).await?;
-        Ok(store)
+        })
     }
 
     /// The schema this store lives in.

@@ -38,7 +38,7 @@ async fn the_database_refuses_to_change_the_audit_log() {
     let raw = schema.raw().await;
     let table = format!("\"{}\".audit_log", schema.name);
     for statement in [
-        format!("UPDATE {table} SET status = 200"),
+        format!("UPDATE {table} SET outcome_code = 'accepted'"),
         format!("DELETE FROM {table} WHERE seq = 0"),
         format!("TRUNCATE {table}"),
     ] {
@@ -84,12 +84,12 @@ async fn the_chain_verifies_and_detects_tampering() {
     assert!(empty.is_intact());
     assert_eq!(empty.entries, 0);
 
-    // Tamper as a superuser who disables the trigger: turn the conflict at seq 2 into a 200.
+    // Tamper as a superuser who disables the trigger: turn the conflict at seq 2 into a first.
     let raw = schema.raw().await;
     let table = format!("\"{}\".audit_log", schema.name);
     raw.batch_execute(&format!(
         "ALTER TABLE {table} DISABLE TRIGGER USER; \
-         UPDATE {table} SET status = 200 WHERE partition = 2 AND seq = 2; \
+         UPDATE {table} SET dedup_result = 'first' WHERE partition = 2 AND seq = 2; \
          ALTER TABLE {table} ENABLE TRIGGER USER;"
     ))
     .await

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use projections::{DedupResult, StoreOptions, TenantTtl};
+use projections::{DedupResult, OutcomeClass, StoreOptions, TenantTtl};
 use serde_json::json;
 
 #[tokio::test]
@@ -30,15 +30,16 @@ async fn first_write_wins_then_duplicate_then_conflict() {
     assert_eq!(applied.len(), 3);
 
     assert_eq!(applied[0].dedup_result, DedupResult::First);
-    assert_eq!(applied[0].status, 202, "escalated first outcome");
+    assert_eq!(applied[0].outcome_class, OutcomeClass::Escalated);
     assert!(!applied[0].replayed);
     let first_body = applied[0].body.clone();
     assert_eq!(first_body["escalated"], json!(true));
 
     assert_eq!(applied[1].dedup_result, DedupResult::Duplicate);
     assert_eq!(
-        applied[1].status, 202,
-        "duplicate gets the stored first status"
+        applied[1].outcome_class,
+        OutcomeClass::Escalated,
+        "duplicate gets the stored first outcome"
     );
     assert_eq!(
         applied[1].body, first_body,
@@ -47,7 +48,7 @@ async fn first_write_wins_then_duplicate_then_conflict() {
     assert!(applied[1].replayed);
 
     assert_eq!(applied[2].dedup_result, DedupResult::Conflict);
-    assert_eq!(applied[2].status, 409);
+    assert_eq!(applied[2].outcome_class, OutcomeClass::Escalated);
     assert_eq!(
         applied[2].body, first_body,
         "conflict carries the first outcome"
@@ -60,11 +61,11 @@ async fn first_write_wins_then_duplicate_then_conflict() {
         .apply_batch(CONSUMER, DECISIONS, 0, claim.owner_epoch, &later)
         .await
         .unwrap();
-    assert_eq!(applied[0].status, 409);
+    assert_eq!(applied[0].dedup_result, DedupResult::Conflict);
 
     let stored = store.lookup("acme", "pcs-1").await.unwrap().unwrap();
     assert_eq!(stored.signed_digest, [1; 32], "never overwritten (I3)");
-    assert_eq!(stored.status, 202);
+    assert_eq!(stored.outcome_class, OutcomeClass::Escalated);
     assert_eq!(stored.body, first_body);
     assert_eq!(stored.first_source, first.source);
     assert_eq!(stored.tier, "hot");
@@ -85,8 +86,8 @@ async fn first_write_wins_then_duplicate_then_conflict() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(answer.status, 409);
     assert_eq!(answer.dedup_result, DedupResult::Conflict);
+    assert_eq!(answer.outcome_class, OutcomeClass::Escalated, "the first's");
     let answer = store
         .result_for_source(&source(0, 11))
         .await
@@ -145,15 +146,15 @@ async fn expired_row_is_replaced_as_a_new_first() {
         )
         .await
         .unwrap();
-    let results: Vec<_> = applied.iter().map(|a| (a.dedup_result, a.status)).collect();
+    let results: Vec<_> = applied.iter().map(|a| a.dedup_result).collect();
     assert_eq!(
         results,
         vec![
-            (DedupResult::First, 200),
-            (DedupResult::Conflict, 409),
-            (DedupResult::First, 200),
-            (DedupResult::First, 200),
-            (DedupResult::Conflict, 409),
+            DedupResult::First,
+            DedupResult::Conflict,
+            DedupResult::First,
+            DedupResult::First,
+            DedupResult::Conflict,
         ]
     );
     let stored = store.lookup("short", "p").await.unwrap().unwrap();
@@ -201,8 +202,15 @@ async fn rejections_never_create_dedup_rows() {
         )
         .await
         .unwrap();
-    let statuses: Vec<u16> = applied.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, vec![400, 401, 403]);
+    let classes: Vec<OutcomeClass> = applied.iter().map(|a| a.outcome_class).collect();
+    assert_eq!(
+        classes,
+        vec![
+            OutcomeClass::Malformed,
+            OutcomeClass::SignatureRejected,
+            OutcomeClass::TenantRefused
+        ]
+    );
     for answer in &applied {
         assert_eq!(answer.dedup_result, DedupResult::NotDeduplicated);
         assert!(!answer.replayed);
@@ -279,9 +287,9 @@ async fn tenants_are_isolated() {
     let acme = store.lookup("acme", "same").await.unwrap().unwrap();
     let globex = store.lookup("globex", "same").await.unwrap().unwrap();
     assert_eq!(acme.signed_digest, [1; 32]);
-    assert_eq!(acme.status, 200);
+    assert_eq!(acme.outcome_class, OutcomeClass::Accepted);
     assert_eq!(globex.signed_digest, [2; 32]);
-    assert_eq!(globex.status, 202);
+    assert_eq!(globex.outcome_class, OutcomeClass::Rejected);
     assert!(store.lookup("initech", "same").await.unwrap().is_none());
 }
 
@@ -318,7 +326,7 @@ async fn a_submission_decided_twice_is_audited_once() {
         .await
         .unwrap();
     assert_eq!(applied[0].dedup_result, DedupResult::First);
-    assert_eq!(applied[0].status, 200);
+    assert_eq!(applied[0].outcome_class, OutcomeClass::Accepted);
     let report = store.verify_audit_chain(0).await.unwrap();
     assert_eq!(report.entries, 1);
     assert!(report.is_intact());
@@ -344,7 +352,7 @@ async fn nul_characters_do_not_wedge_the_projector() {
         )
         .await
         .unwrap();
-    assert_eq!(applied[0].status, 400);
+    assert_eq!(applied[0].outcome_class, OutcomeClass::Malformed);
     assert_eq!(applied[1].pcs_id_opt.as_deref(), Some("p\u{FFFD}q"));
     assert!(store.verify_audit_chain(0).await.unwrap().is_intact());
 }

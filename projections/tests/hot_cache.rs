@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use projections::{
-    CacheEntry, CacheError, CachedOutcome, DedupResult, HotCache, HotCacheConfig, TenantTtl,
+    CacheEntry, CacheError, CachedOutcome, DedupResult, HotCache, HotCacheConfig, OutcomeClass,
+    TenantTtl,
 };
 use serde_json::json;
 
@@ -20,13 +21,14 @@ fn cache(ttl: TenantTtl) -> HotCache {
     HotCache::new(config).unwrap()
 }
 
-fn entry(tenant: &str, pcs_id: &str, status: u16) -> CacheEntry {
+fn entry(tenant: &str, pcs_id: &str, outcome_class: OutcomeClass) -> CacheEntry {
+    let accepted = outcome_class == OutcomeClass::Accepted;
     CacheEntry {
         tenant: tenant.into(),
         pcs_id: pcs_id.into(),
         outcome: CachedOutcome {
-            status,
-            body: json!({"accepted": status == 200, "escalated": status != 200}),
+            outcome_class,
+            body: json!({"accepted": accepted, "escalated": !accepted}),
             signed_digest: hex::encode([7u8; 32]),
         },
         expires_at_ms_opt: None,
@@ -39,8 +41,11 @@ async fn round_trip_with_tenant_ttls() {
     ttl.per_tenant_ms.insert("brief".into(), 300);
     let cache = cache(ttl);
     let entries: Vec<CacheEntry> = (0..300)
-        .map(|i| entry("acme", &format!("{i:064x}"), 200))
-        .chain([entry("brief", "short-lived", 202), entry("a:b", "x", 200)])
+        .map(|i| entry("acme", &format!("{i:064x}"), OutcomeClass::Accepted))
+        .chain([
+            entry("brief", "short-lived", OutcomeClass::Rejected),
+            entry("a:b", "x", OutcomeClass::Accepted),
+        ])
         .collect();
     assert_eq!(cache.put_many(&entries).await.unwrap(), entries.len());
 
@@ -108,9 +113,9 @@ async fn entries_never_outlive_the_dedup_row() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let mut expired = entry("acme", "old", 200);
+    let mut expired = entry("acme", "old", OutcomeClass::Accepted);
     expired.expires_at_ms_opt = Some(now_ms - 1);
-    let mut soon = entry("acme", "soon", 200);
+    let mut soon = entry("acme", "soon", OutcomeClass::Accepted);
     soon.expires_at_ms_opt = Some(now_ms + 5_000);
     cache.put_many(&[expired, soon]).await.unwrap();
     assert!(cache.get("acme", "old").await.unwrap().is_none());
@@ -152,7 +157,7 @@ async fn applied_answers_fill_the_cache_after_commit() {
     assert_eq!(applied[1].dedup_result, DedupResult::Conflict);
     cache.put_many(&entries).await.unwrap();
     let cached = cache.get("acme", "p").await.unwrap().unwrap();
-    assert_eq!(cached.status, 200);
+    assert_eq!(cached.outcome_class, OutcomeClass::Accepted);
     assert_eq!(cached.signed_digest, hex::encode([1u8; 32]));
 
     // Flushing loses nothing: the store refills it.
@@ -176,7 +181,7 @@ async fn a_dead_node_is_an_error_not_a_failure() {
     config.op_timeout = Duration::from_millis(300);
     let cache = HotCache::new(config).expect("construction never connects");
     let entries: Vec<CacheEntry> = (0..200)
-        .map(|i| entry("acme", &format!("k{i}"), 200))
+        .map(|i| entry("acme", &format!("k{i}"), OutcomeClass::Accepted))
         .collect();
     match cache.put_many(&entries).await {
         Err(CacheError::Partial {

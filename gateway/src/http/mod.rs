@@ -1,8 +1,8 @@
 //! The HTTP gateway (actix-web): routes, shared state, and the one mapping from outcomes and
-//! errors to HTTP statuses (`respond`).
+//! errors to HTTP statuses and bodies ([`status`]).
 
 mod ops;
-mod respond;
+pub mod status;
 mod submit;
 
 use std::collections::HashSet;
@@ -18,7 +18,7 @@ use rdkafka::producer::FutureProducer;
 
 use crate::rate_limit::RateLimiter;
 
-pub use respond::error_response;
+pub use status::ApiError;
 
 /// Everything a request handler needs (shared by all workers).
 #[derive(Clone)]

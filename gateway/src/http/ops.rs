@@ -9,10 +9,11 @@ use rdkafka::producer::Producer as _;
 use serde_json::json;
 
 use super::AppState;
+use super::status::{ApiError, ok};
 
 /// `GET /health`: `OK` while the process runs.
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("OK")
+    ok().content_type("text/plain").body("OK")
 }
 
 /// `GET /ready`: 200 when Kafka and Postgres answer, 503 naming what does not.
@@ -30,11 +31,13 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let postgres_ok = state.store.lookup("", "").await.is_ok();
     let body = json!({"kafka": kafka_ok, "postgres": postgres_ok});
     if kafka_ok && postgres_ok {
-        HttpResponse::Ok().json(body)
+        ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", state.config.retry_after_secs.to_string()))
-            .json(body)
+        ApiError::NotReady {
+            checks: body,
+            retry_after_secs: state.config.retry_after_secs,
+        }
+        .to_response()
     }
 }
 
@@ -43,8 +46,7 @@ pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRe
     if let Some(refusal) = refuse_unauthorized(&state, &request) {
         return refusal;
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+    ok().content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
 }
 
@@ -54,7 +56,7 @@ pub async fn actors(state: web::Data<AppState>, request: HttpRequest) -> HttpRes
     if let Some(refusal) = refuse_unauthorized(&state, &request) {
         return refusal;
     }
-    HttpResponse::Ok().json(json!({"actors": state.board.snapshot()}))
+    ok().json(json!({"actors": state.board.snapshot()}))
 }
 
 /// The 401 to answer when Basic Auth is configured and the request does not carry it.
@@ -72,11 +74,7 @@ fn refuse_unauthorized(state: &AppState, request: &HttpRequest) -> Option<HttpRe
             });
         let authorized = given.is_some_and(|bytes| subtle_equal(&bytes, expected.as_bytes()));
         if !authorized {
-            return Some(
-                HttpResponse::Unauthorized()
-                    .insert_header(("WWW-Authenticate", "Basic realm=\"flk-metrics\""))
-                    .finish(),
-            );
+            return Some(ApiError::MetricsUnauthorized.to_response());
         }
     }
     None

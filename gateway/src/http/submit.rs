@@ -4,15 +4,18 @@
 //! acks=all) before anything else is said (I1); then the request waits, with a deadline, for the
 //! committed decision of its own record and answers with it. Past the deadline it answers 503:
 //! the record is logged and will be decided, so retrying is safe (the retry is a duplicate).
+//!
+//! Handlers never pick a status: they hand decisions and [`ApiError`]s to [`super::status`].
 
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::decision_bus::Wakeup;
-use events::SourceCoordinates;
+use events::{OutcomeClass, SourceCoordinates};
 use futures::StreamExt as _;
 use infra::kafka::headers;
 use infra::tracing_context;
+use projections::DedupResult;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
@@ -20,7 +23,7 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 use super::AppState;
-use super::respond::{applied_response, error_response};
+use super::status::{ApiError, applied_response, lookup_response};
 
 /// Just enough of a PCS to build the record key; everything else is the shard's business.
 #[derive(Deserialize)]
@@ -39,31 +42,16 @@ fn tenant_of(request: &HttpRequest) -> String {
     }
 }
 
-/// Reads the body up to the limit; `Err` is the 413 (or 400 on a broken stream) to answer.
-async fn read_body(
-    payload: &mut web::Payload,
-    limit: usize,
-) -> Result<web::BytesMut, HttpResponse> {
-    let too_large = || {
-        let mut response = error_response(
-            413,
-            "payload_too_large",
-            &format!("body is larger than {limit} bytes"),
-            None,
-        );
-        // The rest of the body is never read, so the connection cannot be reused.
-        response
-            .head_mut()
-            .set_connection_type(actix_web::http::ConnectionType::Close);
-        response
-    };
+/// Reads the body up to the limit; a body over it or a broken stream is the error to answer.
+async fn read_body(payload: &mut web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit_bytes: limit };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| {
             if matches!(error, actix_web::error::PayloadError::Overflow) {
                 too_large()
             } else {
-                error_response(400, "bad_body", "the request body could not be read", None)
+                ApiError::UnreadableBody
             }
         })?;
         if body.len() + chunk.len() > limit {
@@ -82,9 +70,13 @@ pub async fn submit(
 ) -> HttpResponse {
     let started = Instant::now();
     let span = submit_span(&request);
-    let response = submit_inner(&state, &request, &mut payload)
+    let response = match submit_inner(&state, &request, &mut payload)
         .instrument(span.clone())
-        .await;
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => error.to_response(),
+    };
     span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     state
@@ -123,7 +115,7 @@ async fn submit_inner(
     state: &AppState,
     request: &HttpRequest,
     payload: &mut web::Payload,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let tenant = tenant_of(request);
     let declared = request
         .headers()
@@ -131,45 +123,26 @@ async fn submit_inner(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
     if declared.is_some_and(|length| length > state.config.max_body_bytes) {
-        // The body stays unread, so the connection cannot be reused: say so.
-        let mut response = error_response(
-            413,
-            "payload_too_large",
-            &format!("body is larger than {} bytes", state.config.max_body_bytes),
-            None,
-        );
-        response
-            .head_mut()
-            .set_connection_type(actix_web::http::ConnectionType::Close);
-        return response;
+        return Err(ApiError::PayloadTooLarge {
+            limit_bytes: state.config.max_body_bytes,
+        });
     }
     let rate_limited = state.limiter.try_acquire(&tenant).err();
     // Read (and for a 429, discard) the body either way, so a keep-alive connection stays usable.
-    let body = match read_body(payload, state.config.max_body_bytes).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    if let Some(retry_after) = rate_limited {
-        return error_response(
-            429,
-            "rate_limited",
-            &format!("tenant rate limit reached; retry in {retry_after} s"),
-            Some(retry_after),
-        );
+    let body = read_body(payload, state.config.max_body_bytes).await?;
+    if let Some(retry_after_secs) = rate_limited {
+        return Err(ApiError::RateLimited { retry_after_secs });
     }
     let label = state.tenant_label(&tenant);
     state.metrics.ingest_total.with_label_values(&[label]).inc();
 
+    let retry_after_secs = state.config.retry_after_secs;
     let deadline = Instant::now() + state.config.decision_timeout();
     let source = match log_submission(state, &tenant, &body, request, deadline).await {
         Ok(source) => source,
         Err(message) => {
             tracing::warn!(tenant = label, error = %message, "submission not logged");
-            return unavailable(
-                state,
-                "log_unavailable",
-                "the write-ahead log is unavailable; retry",
-            );
+            return Err(ApiError::LogUnavailable { retry_after_secs });
         }
     };
     let waiter = state.bus.wait_for(source.clone());
@@ -178,29 +151,22 @@ async fn submit_inner(
         Ok(Ok(Wakeup::Applied(applied))) => *applied,
         Ok(Ok(Wakeup::Committed)) => match state.store.result_for_source(&source).await {
             Ok(Some(applied)) => applied,
-            Ok(None) | Err(_) => {
-                return unavailable(
-                    state,
-                    "decision_unavailable",
-                    "the decision could not be read; retry",
-                );
+            Ok(None) => {
+                tracing::warn!(tenant = label, "committed decision not found by its source");
+                return Err(ApiError::DecisionUnavailable { retry_after_secs });
+            }
+            Err(error) => {
+                tracing::warn!(tenant = label, error = %error, "committed decision not readable");
+                return Err(ApiError::DecisionUnavailable { retry_after_secs });
             }
         },
         Ok(Err(_)) | Err(_) => {
             state.bus.cancel(&source);
-            return unavailable(
-                state,
-                "decision_timeout",
-                "the record is logged but its decision is not visible yet; retrying is safe",
-            );
+            return Err(ApiError::DecisionTimeout { retry_after_secs });
         }
     };
     record_outcome_metrics(state, label, &applied);
-    applied_response(&applied)
-}
-
-fn unavailable(state: &AppState, code: &str, message: &str) -> HttpResponse {
-    error_response(503, code, message, Some(state.config.retry_after_secs))
+    Ok(applied_response(&applied))
 }
 
 fn record_outcome_metrics(state: &AppState, label: &str, applied: &projections::Applied) {
@@ -208,20 +174,21 @@ fn record_outcome_metrics(state: &AppState, label: &str, applied: &projections::
     if applied.replayed {
         metrics.dedup_hits.with_label_values(&[label]).inc();
     }
-    match applied.status {
-        200 => metrics.accepted.with_label_values(&[label]).inc(),
-        202 => {
-            let accepted = applied
-                .body
-                .get("accepted")
-                .and_then(|value| value.as_bool());
-            if accepted == Some(true) {
-                metrics.accepted.with_label_values(&[label]).inc();
-            }
+    // A conflict is counted by neither: its body is the first record's outcome, not this one's.
+    if applied.dedup_result == DedupResult::Conflict {
+        return;
+    }
+    match applied.outcome_class {
+        OutcomeClass::Accepted => metrics.accepted.with_label_values(&[label]).inc(),
+        OutcomeClass::Escalated => {
+            metrics.accepted.with_label_values(&[label]).inc();
             metrics.escalated.with_label_values(&[label]).inc();
         }
-        401 => metrics.signature_errors.with_label_values(&[label]).inc(),
-        _ => {}
+        OutcomeClass::Rejected => metrics.escalated.with_label_values(&[label]).inc(),
+        OutcomeClass::SignatureRejected => {
+            metrics.signature_errors.with_label_values(&[label]).inc();
+        }
+        OutcomeClass::Malformed | OutcomeClass::TenantRefused => {}
     }
 }
 
@@ -288,14 +255,16 @@ pub async fn lookup(
     let pcs_id = path.into_inner();
     match state.hot_cache.get(&tenant, &pcs_id).await {
         Ok(Some(cached)) => {
-            return HttpResponse::Ok().json(json!({
-                "pcs_id": pcs_id,
-                "tenant": tenant,
-                "status": cached.status,
-                "outcome": cached.body,
-                "tier": "hot",
-                "source": "cache",
-            }));
+            return lookup_response(
+                cached.outcome_class,
+                json!({
+                    "pcs_id": pcs_id,
+                    "tenant": tenant,
+                    "outcome": cached.body,
+                    "tier": "hot",
+                    "source": "cache",
+                }),
+            );
         }
         Ok(None) => {}
         Err(error) => tracing::debug!(error = %error, "hot cache miss by error"),
@@ -306,31 +275,32 @@ pub async fn lookup(
             if let Err(error) = state.hot_cache.put_many(&refill).await {
                 tracing::debug!(error = %error, "hot cache not refilled");
             }
-            HttpResponse::Ok().json(json!({
-                "pcs_id": stored.pcs_id,
-                "tenant": stored.tenant,
-                "status": stored.status,
-                "outcome": stored.body,
-                "first_seen_at_ms": stored.received_at_ms,
-                "decided_at_ms": stored.decided_at_ms,
-                "expires_at_ms": stored.expires_at_ms,
-                "tier": stored.tier,
-                "source": "postgres",
-            }))
-        }
-        Ok(None) => error_response(
-            404,
-            "not_found",
-            "no decision for this pcs_id and tenant",
-            None,
-        ),
-        Err(error) => {
-            tracing::warn!(error = %error, "lookup failed");
-            unavailable(
-                &state,
-                "store_unavailable",
-                "the store is unavailable; retry",
+            lookup_response(
+                stored.outcome_class,
+                json!({
+                    "pcs_id": stored.pcs_id,
+                    "tenant": stored.tenant,
+                    "outcome": stored.body,
+                    "first_seen_at_ms": stored.received_at_ms,
+                    "decided_at_ms": stored.decided_at_ms,
+                    "expires_at_ms": stored.expires_at_ms,
+                    "tier": stored.tier,
+                    "source": "postgres",
+                }),
             )
+        }
+        Ok(None) => ApiError::NotFound.to_response(),
+        Err(error) => {
+            if error.is_retryable() {
+                tracing::warn!(error = %error, "lookup failed");
+            } else {
+                tracing::error!(error = %error, "lookup failed and a retry will not fix it");
+            }
+            ApiError::Store {
+                error,
+                retry_after_secs: state.config.retry_after_secs,
+            }
+            .to_response()
         }
     }
 }
