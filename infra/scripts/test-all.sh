@@ -43,7 +43,7 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --features flk/failpoints -- -D warnings || failures+=("clippy")
 
 step "no unused dependencies (cargo machete)"
-command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.1 >/dev/null 2>&1 \
+command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.2 >/dev/null 2>&1 \
     || cargo install cargo-machete --locked >/dev/null
 cargo machete || failures+=("unused dependencies")
 

@@ -1,5 +1,9 @@
-//! Infrastructure for FLK: configuration, telemetry, metrics, and the clients of Kafka, Postgres,
-//! Redis and the object store. Local service scripts live beside this crate in `infra/scripts/`.
+//! Infrastructure for FLK: configuration, telemetry, metrics, failpoints, the wall clock, the Kafka
+//! clients, and the log seam ([`log`]) through which actors read and write the log (Kafka in
+//! production, in memory in unit tests). The Postgres and Redis clients live with the
+//! projections that own their schema and keys (`projections::store`, `projections::hot_cache`);
+//! the object store comes with the cold tier. Local service scripts live beside this crate in
+//! `infra/scripts/`.
 //!
 //! Nothing here decides anything; it moves bytes and reports failures classified by what the caller
 //! must do (bad input, retry later, fatal).

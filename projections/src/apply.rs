@@ -34,7 +34,6 @@ use crate::dedup::{DedupBatch, DedupKey, DedupRow};
 use crate::error::{AttemptError, StoreError};
 use crate::model::{Applied, DedupResult, TenantTtl};
 use crate::sanitize::{pg_json, pg_text};
-use crate::store::ProjectionStore;
 use crate::{notify, offsets};
 
 /// Attempts of one batch before a transient race is reported as unavailable.
@@ -51,8 +50,19 @@ pub struct PartitionBatch<'a> {
     pub events: &'a [(i64, DecisionEvent)],
 }
 
+/// What a fold needs from the store: handed in by [`crate::store`], so this module does not
+/// depend on it (the store calls the fold, not the other way round).
+pub(crate) struct Target<'a> {
+    /// Connections.
+    pub pool: &'a deadpool_postgres::Pool,
+    /// Dedup TTL per tenant.
+    pub dedup_ttl: &'a TenantTtl,
+    /// The `pg_notify` channel of the schema.
+    pub channel: String,
+}
+
 pub(crate) async fn apply_batches(
-    store: &ProjectionStore,
+    store: &Target<'_>,
     consumer: &str,
     topic: &str,
     batches: &[PartitionBatch<'_>],
@@ -98,12 +108,12 @@ pub(crate) async fn apply_batches(
 }
 
 async fn attempt_batches(
-    store: &ProjectionStore,
+    store: &Target<'_>,
     consumer: &str,
     topic: &str,
     batches: &[PartitionBatch<'_>],
 ) -> Result<Vec<Vec<Applied>>, AttemptError> {
-    let mut client = store.client().await?;
+    let mut client = store.pool.get().await?;
     let transaction = client.transaction().await?;
     // Round trips, not statements, are what a small batch pays for: the four reads go out in one
     // pipeline (tokio-postgres sends concurrent queries without waiting), as do the writes below.
@@ -135,7 +145,7 @@ async fn attempt_batches(
         audit::heads(&transaction, &partitions),
     )?;
 
-    let ttl = &store.options().dedup_ttl;
+    let ttl = store.dedup_ttl;
     let mut answers: Vec<Vec<Applied>> = Vec::with_capacity(batches.len());
     let mut entries: Vec<AuditEntry> = Vec::new();
     let mut advanced: Vec<(i32, i64)> = Vec::new();
@@ -180,7 +190,7 @@ async fn attempt_batches(
         return Ok(answers);
     }
 
-    let channel = store.channel();
+    let channel = store.channel.as_str();
     futures::try_join!(
         dedup.write(&transaction),
         audit::insert(&transaction, &entries),
@@ -191,7 +201,7 @@ async fn attempt_batches(
         },
         notify::send(
             &transaction,
-            &channel,
+            channel,
             entries.iter().map(|entry| &entry.source)
         ),
     )?;

@@ -134,6 +134,15 @@ impl ProjectionStore {
         &self.options
     }
 
+    /// What the fold in [`crate::apply`] needs from this store.
+    fn apply_target(&self) -> apply::Target<'_> {
+        apply::Target {
+            pool: &self.pool,
+            dedup_ttl: &self.options.dedup_ttl,
+            channel: self.channel(),
+        }
+    }
+
     pub(crate) async fn client(&self) -> Result<Object, StoreError> {
         Ok(self.pool.get().await?)
     }
@@ -178,7 +187,8 @@ impl ProjectionStore {
             claim_epoch,
             events: batch,
         };
-        let mut answers = apply::apply_batches(self, consumer, topic, &[batch]).await?;
+        let mut answers =
+            apply::apply_batches(&self.apply_target(), consumer, topic, &[batch]).await?;
         Ok(answers.pop().unwrap_or_default())
     }
 
@@ -192,7 +202,7 @@ impl ProjectionStore {
         topic: &str,
         batches: &[apply::PartitionBatch<'_>],
     ) -> Result<Vec<Vec<Applied>>, StoreError> {
-        apply::apply_batches(self, consumer, topic, batches).await
+        apply::apply_batches(&self.apply_target(), consumer, topic, batches).await
     }
 
     /// The answer recorded for a submission, from its audit entry (for a gateway that missed the
