@@ -169,6 +169,42 @@ impl StatusBoard {
     }
 }
 
+/// A graceful stop in progress (see [`Shutdown`]): the actor takes no more records, and once
+/// nothing is in flight it closes its source; the `Shutdown` answer waits until the source has
+/// stopped (for Kafka: left the group and committed the stored positions).
+#[derive(Debug, Default)]
+pub struct Drain {
+    /// Where the source's stop signal goes once drained.
+    waiting_opt: Option<oneshot::Sender<Option<oneshot::Receiver<()>>>>,
+}
+
+impl Drain {
+    /// Begins a graceful stop; returns the `Shutdown` handler's answer.
+    pub fn begin(&mut self) -> ResponseFuture<()> {
+        let (drained, waiting) = oneshot::channel();
+        self.waiting_opt = Some(drained);
+        Box::pin(async move {
+            if let Ok(Some(closed)) = waiting.await {
+                let _ = closed.await;
+            }
+        })
+    }
+
+    /// Ends the stop, if one is in progress: closes `inlet` and lets the answer wait for the
+    /// source to stop. Returns whether it did; call it once nothing is in flight.
+    pub fn finish<A: Actor<Context = Context<A>>>(
+        &mut self,
+        inlet: &mut Inlet,
+        ctx: &mut Context<A>,
+    ) -> bool {
+        let Some(waiting) = self.waiting_opt.take() else {
+            return false;
+        };
+        let _ = waiting.send(inlet.close(ctx));
+        true
+    }
+}
+
 /// Most events handled per wake-up of the inlet (bounds one turn of the actor's mailbox).
 const EVENTS_PER_TURN: usize = 256;
 

@@ -32,16 +32,15 @@ use infra::log::{LogError, LogRecord, Positions, Release};
 use infra::metrics::Metrics;
 use infra::tracing_context;
 use projections::{Applied, Claim, PartitionBatch, ProjectionStore, StoreError};
-use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
 use crate::contract::{
-    ActorStatus, Assigned, Consumed, GetStatus, Inlet, PartitionStatus, Revoked, Shutdown,
+    ActorStatus, Assigned, Consumed, Drain, GetStatus, Inlet, PartitionStatus, Revoked, Shutdown,
     SourceActor, SourceFailed, StatusBoard, TICK, Tick, now_ms,
 };
 use crate::decision_bus::DecisionBus;
 use crate::shard::OpenSource;
-use crate::supervision::{Heartbeat, Restart, StartDecision, Supervision};
+use crate::supervision::{Heartbeat, Restart, Supervision, schedule_start};
 
 // ---------------------------------------------------------------------------------------------
 // Messages (besides the contract's).
@@ -239,7 +238,7 @@ pub struct Projector {
     /// Milliseconds since the epoch of the last progress.
     last_progress_ms: i64,
     /// Told when a shutdown has drained.
-    drained_opt: Option<oneshot::Sender<Option<oneshot::Receiver<()>>>>,
+    drain: Drain,
 }
 
 impl Projector {
@@ -257,7 +256,7 @@ impl Projector {
             claim_requests: 0,
             state: "starting",
             last_progress_ms: 0,
-            drained_opt: None,
+            drain: Drain::default(),
         }
     }
 
@@ -486,11 +485,10 @@ impl Projector {
         if self.applying > 0 {
             return;
         }
-        if let Some(drained) = self.drained_opt.take() {
+        if self.drain.finish(&mut self.inlet, ctx) {
             self.lanes.clear();
             self.buffered = 0;
             self.state = "stopped";
-            let _ = drained.send(self.inlet.close(ctx));
             self.publish();
         }
     }
@@ -537,14 +535,7 @@ impl Actor for Projector {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(TICK, |actor, ctx| actor.handle(Tick, ctx));
-        match self.supervision.next_start() {
-            StartDecision::GiveUp => self.state = "gave_up",
-            StartDecision::After(delay) if delay.is_zero() => self.open(ctx),
-            StartDecision::After(delay) => {
-                self.state = "backing_off";
-                ctx.run_later(delay, |actor, ctx| actor.open(ctx));
-            }
-        }
+        self.state = schedule_start(&mut self.supervision, ctx, Self::open);
         self.publish();
     }
 }
@@ -559,7 +550,7 @@ impl Supervised for Projector {
         self.buffered = 0;
         self.applying = 0;
         self.side_effects = 0;
-        self.drained_opt = None;
+        self.drain = Drain::default();
         self.deps.heartbeat.beat();
     }
 }
@@ -813,15 +804,10 @@ impl Handler<Shutdown> for Projector {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _shutdown: Shutdown, ctx: &mut Self::Context) -> Self::Result {
-        let (drained, waiting) = oneshot::channel();
-        self.drained_opt = Some(drained);
         self.state = "stopping";
+        let answer = self.drain.begin();
         self.finish_shutdown_if_drained(ctx);
-        Box::pin(async move {
-            if let Ok(Some(closed)) = waiting.await {
-                let _ = closed.await;
-            }
-        })
+        answer
     }
 }
 

@@ -22,14 +22,13 @@ use infra::kafka::headers;
 use infra::log::{LogError, LogRecord, LogSink, LogSource, OutgoingRecord, Positions, Release};
 use infra::metrics::Metrics;
 use infra::tracing_context;
-use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
 use crate::contract::{
-    ActorStatus, Assigned, Consumed, GetStatus, Inlet, PartitionStatus, Revoked, Shutdown,
+    ActorStatus, Assigned, Consumed, Drain, GetStatus, Inlet, PartitionStatus, Revoked, Shutdown,
     SourceActor, SourceFailed, StatusBoard, TICK, Tick, now_ms,
 };
-use crate::supervision::{Heartbeat, Restart, StartDecision, Supervision};
+use crate::supervision::{Heartbeat, Restart, Supervision, schedule_start};
 
 // ---------------------------------------------------------------------------------------------
 // Messages (besides the contract's Assigned, Revoked, Consumed, SourceFailed, Tick, Shutdown,
@@ -124,7 +123,7 @@ pub struct Shard {
     /// Milliseconds since the epoch of the last progress.
     last_progress_ms: i64,
     /// Told when a shutdown has drained.
-    drained_opt: Option<oneshot::Sender<Option<oneshot::Receiver<()>>>>,
+    drain: Drain,
 }
 
 impl Shard {
@@ -139,7 +138,7 @@ impl Shard {
             in_flight: 0,
             state: "starting",
             last_progress_ms: 0,
-            drained_opt: None,
+            drain: Drain::default(),
         }
     }
 
@@ -254,10 +253,9 @@ impl Shard {
         if self.in_flight > 0 {
             return;
         }
-        if let Some(drained) = self.drained_opt.take() {
+        if self.drain.finish(&mut self.inlet, ctx) {
             self.lanes.clear();
             self.state = "stopped";
-            let _ = drained.send(self.inlet.close(ctx));
             self.publish();
         }
     }
@@ -268,14 +266,7 @@ impl Actor for Shard {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(TICK, |actor, ctx| actor.handle(Tick, ctx));
-        match self.supervision.next_start() {
-            StartDecision::GiveUp => self.state = "gave_up",
-            StartDecision::After(delay) if delay.is_zero() => self.open(ctx),
-            StartDecision::After(delay) => {
-                self.state = "backing_off";
-                ctx.run_later(delay, |actor, ctx| actor.open(ctx));
-            }
-        }
+        self.state = schedule_start(&mut self.supervision, ctx, Self::open);
         self.publish();
     }
 }
@@ -288,7 +279,7 @@ impl Supervised for Shard {
         self.positions_opt = None;
         self.lanes.clear();
         self.in_flight = 0;
-        self.drained_opt = None;
+        self.drain = Drain::default();
         self.deps.heartbeat.beat();
     }
 }
@@ -450,15 +441,10 @@ impl Handler<Shutdown> for Shard {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _shutdown: Shutdown, ctx: &mut Self::Context) -> Self::Result {
-        let (drained, waiting) = oneshot::channel();
-        self.drained_opt = Some(drained);
         self.state = "stopping";
+        let answer = self.drain.begin();
         self.finish_shutdown_if_drained(ctx);
-        Box::pin(async move {
-            if let Ok(Some(closed)) = waiting.await {
-                let _ = closed.await;
-            }
-        })
+        answer
     }
 }
 

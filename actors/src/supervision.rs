@@ -183,6 +183,27 @@ impl Supervision {
     }
 }
 
+/// What every actor's `started()` does: asks `supervision` when to start, then runs `open` after
+/// that delay (zero the first time), or never once the restart budget is spent. Returns the
+/// state to report meanwhile.
+pub fn schedule_start<A: Actor<Context = Context<A>>>(
+    supervision: &mut Supervision,
+    ctx: &mut Context<A>,
+    open: fn(&mut A, &mut Context<A>),
+) -> &'static str {
+    match supervision.next_start() {
+        StartDecision::GiveUp => "gave_up",
+        StartDecision::After(delay) => {
+            ctx.run_later(delay, open);
+            if delay.is_zero() {
+                "starting"
+            } else {
+                "backing_off"
+            }
+        }
+    }
+}
+
 /// A progress timestamp shared between an actor's loop and its watchdog.
 #[derive(Debug, Clone)]
 pub struct Heartbeat {

@@ -84,7 +84,16 @@ fn poll_until_closed(
         let event = match consumer.poll(POLL_INTERVAL) {
             None => continue,
             Some(Ok(message)) => SourceEvent::Record(super::record_of(&message)),
-            Some(Err(error)) => SourceEvent::Failed(LogError::Unavailable(error.to_string())),
+            // librdkafka reports transient trouble (a broker disconnect, a request timeout) as
+            // non-fatal error events and recovers by itself; restarting the actor for them would
+            // turn a blip into a rebalance. Only a fatal error ends the source.
+            Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
+                SourceEvent::Failed(LogError::Fatal(error.to_string()))
+            }
+            Some(Err(error)) => {
+                tracing::warn!(error = %error, "kafka consumer error; librdkafka retries");
+                continue;
+            }
         };
         if events.blocking_send(event).is_err() {
             break;
