@@ -16,10 +16,10 @@ use projections::{Applied, Claim, DedupResult, StoreError};
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::contract::{GetStatus, StatusBoard};
+use crate::contract::StatusBoard;
 use crate::decision_bus::DecisionBus;
 use crate::supervision::Heartbeat;
-use crate::test_support::{Sources, eventually, quick_policy, supervision};
+use crate::test_support::{Sources, eventually, quick_policy, status_until, supervision};
 
 /// A store that keeps epochs and positions like `projection_offsets` and can hold transactions.
 #[derive(Debug, Default)]
@@ -246,24 +246,6 @@ fn start(max_batch: usize, max_transactions: usize) -> Harness {
 async fn push(log: &SourceControl, partition: i32, count: usize) {
     for _ in 0..count {
         log.push(partition, &decision(partition, 0), &[]).await;
-    }
-}
-
-async fn status_until(
-    projector: &Addr<Projector>,
-    wanted: impl Fn(&ActorStatus) -> bool,
-) -> ActorStatus {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = projector.send(GetStatus).await.unwrap();
-        if wanted(&status) {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "status never matched: {status:?}"
-        );
-        actix::clock::sleep(Duration::from_millis(1)).await;
     }
 }
 

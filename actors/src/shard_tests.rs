@@ -16,7 +16,7 @@ use infra::metrics::Metrics;
 use super::*;
 use crate::contract::{GetStatus, StatusBoard};
 use crate::supervision::{Heartbeat, SupervisorPolicy};
-use crate::test_support::{Sources, eventually, quick_policy, supervision};
+use crate::test_support::{Sources, eventually, quick_policy, status_until, supervision};
 
 /// A started shard over in-memory sources and `sink`.
 struct Harness {
@@ -61,22 +61,6 @@ fn decided(sink: &MemorySink) -> Vec<(i32, i64)> {
 
 async fn status(shard: &Addr<Shard>) -> ActorStatus {
     shard.send(GetStatus).await.unwrap()
-}
-
-/// Asks for the status until `wanted` holds (10 s deadline).
-async fn status_until(shard: &Addr<Shard>, wanted: impl Fn(&ActorStatus) -> bool) -> ActorStatus {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = status(shard).await;
-        if wanted(&status) {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "status never matched: {status:?}"
-        );
-        actix::clock::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 #[actix_rt::test]

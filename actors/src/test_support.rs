@@ -5,10 +5,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix::prelude::*;
 use infra::log::memory::{self, SourceControl};
 use infra::log::{LogError, LogSource};
 use infra::metrics::Metrics;
 
+use crate::contract::{ActorStatus, GetStatus};
 use crate::shard::OpenSource;
 use crate::supervision::{Supervision, SupervisorPolicy};
 
@@ -101,5 +103,24 @@ pub fn quick_policy() -> SupervisorPolicy {
         healthy_after: Duration::from_secs(60),
         budget: 100,
         window: Duration::from_secs(60),
+    }
+}
+
+/// Asks `actor` for its status until `wanted` holds, or panics after 10 s.
+pub async fn status_until<A>(actor: &Addr<A>, wanted: impl Fn(&ActorStatus) -> bool) -> ActorStatus
+where
+    A: Actor<Context = Context<A>> + Handler<GetStatus, Result = MessageResult<GetStatus>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = actor.send(GetStatus).await.unwrap();
+        if wanted(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never matched: {status:?}"
+        );
+        actix::clock::sleep(Duration::from_millis(1)).await;
     }
 }

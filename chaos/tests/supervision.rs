@@ -4,6 +4,8 @@
 //! themselves are measured in the actors' unit tests, `actors/src/shard_tests.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use chaos::deployment::{Deployment, TestTenant};
 use chaos::http::{actor_restarts, submit_json};
 use chaos::process::FlkProcess;
@@ -50,4 +52,34 @@ async fn a_failing_shard_is_restarted_with_backoff() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_shard_is_restarted_by_the_watchdog() {
     decided_despite("shard.before_produce=stall_once", "shard").await;
+}
+
+/// An actor that fails on every start uses up its restart budget, and then the process exits
+/// non-zero (so whoever runs it sees a crash loop, instead of a process that looks alive and
+/// decides nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_keeps_failing_spends_its_budget_and_the_process_exits_non_zero() {
+    let mut deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
+    deployment.extra_toml = "[supervision]\nrestart_budget = 2\nbackoff_initial_ms = 50\n\
+                             backoff_max_ms = 100\n"
+        .to_owned();
+    let mut flk = FlkProcess::start_with_env(
+        &deployment,
+        "gateway,shard,projector",
+        "all",
+        &[("FLK_FAILPOINTS", "shard.before_produce=error")],
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    // The shard fails on this record, and again on each restart, which reads it again. The
+    // answer does not matter (the process goes away meanwhile).
+    let _ = submit_json(&client, flk.url(), None, &signed_record(9, SECRET)).await;
+    let status = flk.wait_for_exit(Duration::from_secs(90)).await.unwrap();
+    assert!(
+        !status.success(),
+        "expected a non-zero exit, got {status}\n{}",
+        flk.log()
+    );
+    drop(flk);
+    deployment.cleanup().await;
 }
