@@ -125,17 +125,9 @@ impl FlkProcess {
             .status()
             .context("running kill -INT")?;
         anyhow::ensure!(sent.success(), "kill -INT {} failed", self.child.id());
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                self.kill9();
-                anyhow::bail!("flk serve did not exit within {timeout:?} of SIGINT");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_for_exit(timeout)
+            .await
+            .context("flk serve did not stop after SIGINT")
     }
 
     /// Waits up to `timeout` for the process to exit on its own; kills it and fails past that.
