@@ -20,6 +20,7 @@ stack-down:
 ## (`. .local/stack/env.sh`).
 ## Override with FLK_SCALE_ROUNDS and FLK_SCALE_RATE.
 chaos-scale:
-	cargo build -q -p gateway --bin flk
-	FLK_SCALE_ROUNDS=$${FLK_SCALE_ROUNDS:-12} FLK_SCALE_RATE=$${FLK_SCALE_RATE:-300} \
-		cargo test -p chaos --test scaling -- --nocapture
+	bash infra/scripts/stack.sh up >/dev/null
+	cargo build -q --workspace --all-targets --features flk/failpoints
+	. .local/stack/env.sh && FLK_SCALE_ROUNDS=$${FLK_SCALE_ROUNDS:-12} FLK_SCALE_RATE=$${FLK_SCALE_RATE:-300} \
+		cargo test --workspace --features flk/failpoints --test scaling -- --nocapture
