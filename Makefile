@@ -16,8 +16,7 @@ stack-down:
 	bash infra/scripts/stack.sh down
 
 ## The long form of the scaling chaos test (`chaos/tests/scaling.rs`): 12 join/leave rounds instead
-## of the CI form's 4, at the same 300/s. Needs the stack up and its env sourced
-## (`. .local/stack/env.sh`).
+## of the CI form's 4, at the same 300/s; starts the local stack if needed.
 ## Override with FLK_SCALE_ROUNDS and FLK_SCALE_RATE.
 chaos-scale:
 	bash infra/scripts/stack.sh up >/dev/null
