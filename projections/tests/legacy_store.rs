@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use events::DecisionEvent;
 use projections::migrations::migrate_up_to;
 use projections::{DedupResult, OutcomeClass, ProjectionStore};
 
@@ -28,31 +27,6 @@ const OLD_HEADS: [(i32, u64, &str); 2] = [
 ];
 
 const FIXTURE: &str = include_str!("fixtures/v1_store.json");
-
-/// The mixed stream of `replay.rs`: firsts, duplicates, conflicts, rejections, a repeated source.
-fn stream(partition: i32, count: i64) -> Vec<(i64, DecisionEvent)> {
-    let mut events = Vec::new();
-    for i in 0..count {
-        let pcs = format!("pcs-{}-{}", partition, i % 7);
-        let mut event = match i % 5 {
-            0 => malformed(i, "acme"),
-            1 => bad_signature(i, "acme", &pcs, 1),
-            2 => verified(
-                i,
-                "acme",
-                &pcs,
-                (i % 3) as u8,
-                outcome(i % 2 == 0, i % 4 == 0),
-            ),
-            3 => accepted(i, "globex", &pcs, 1),
-            _ => accepted(i, "acme", &pcs, 1),
-        };
-        event.source = source(partition, i);
-        events.push(event);
-    }
-    events.push(events[3].clone());
-    numbered(0, events)
-}
 
 async fn apply_streams(store: &ProjectionStore) {
     for (partition, events) in [(0, stream(0, 40)), (1, stream(1, 25))] {

@@ -237,3 +237,29 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A mixed stream of one partition (replay and legacy-store tests): firsts, duplicates, conflicts, rejections, a repeat of one source.
+pub fn stream(partition: i32, count: i64) -> Vec<(i64, DecisionEvent)> {
+    let mut events = Vec::new();
+    for i in 0..count {
+        let pcs = format!("pcs-{}-{}", partition, i % 7);
+        let mut event = match i % 5 {
+            0 => malformed(i, "acme"),
+            1 => bad_signature(i, "acme", &pcs, 1),
+            2 => verified(
+                i,
+                "acme",
+                &pcs,
+                (i % 3) as u8,
+                outcome(i % 2 == 0, i % 4 == 0),
+            ),
+            3 => accepted(i, "globex", &pcs, 1),
+            _ => accepted(i, "acme", &pcs, 1),
+        };
+        event.source = source(partition, i);
+        events.push(event);
+    }
+    // The shard decided offset 3 twice.
+    events.push(events[3].clone());
+    numbered(0, events)
+}
