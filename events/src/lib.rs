@@ -12,16 +12,24 @@
 //! - [`decide`]: parse, tenant, signature, verify: the shard's pure decision function;
 //! - [`outcome`]: [`OutcomeClass`], the closed set of decision classes with stable codes (the core
 //!   never chooses HTTP statuses; the gateway maps classes to them);
-//! - [`envelope`]: the versioned binary envelope of decision events.
+//! - [`envelope`]: the versioned binary envelope of decision events;
+//! - [`merkle`]: RFC 6962 hashing, the append frontier, proof planning and proof verification;
+//! - [`checkpoint`]: C2SP signed checkpoints (signed notes with Ed25519);
+//! - [`audit_leaf`]: the bytes of one audit Merkle leaf;
+//! - [`audit_proof`]: proof bundles and the order in which every verifier checks them.
 //!
 //! Invariant: every function here is deterministic; the same bytes and parameters give the same
 //! outcome on every machine, which is what makes rebuilding projections by replay possible.
 
+pub mod audit_leaf;
+pub mod audit_proof;
 pub mod canonical;
+pub mod checkpoint;
 pub mod decide;
 pub mod decimal;
 pub mod envelope;
 pub mod json_object;
+pub mod merkle;
 pub mod outcome;
 pub mod pcs;
 pub mod signing;
