@@ -5,6 +5,7 @@
 //! - [`supervision`]: restart backoff with jitter, the restart budget, the heartbeat watchdog;
 //! - [`shard`]: submissions -> decisions (pure decider, at-least-once);
 //! - [`projector`]: decisions -> Postgres (group commit) -> Redis, then wakes waiters;
+//! - [`anchorer`]: audit entries -> Merkle log leaves -> signed checkpoints (one round per tick);
 //! - [`hot_cache_fill`]: the projector's after-commit side effect that fills Redis;
 //! - [`decision_bus`]: where gateways wait for the committed decision of their own record;
 //! - [`replay`]: the rebuild job behind `flk replay` (not an actor).
@@ -12,6 +13,7 @@
 //! Actors talk to the log only through `infra::log` (Kafka in production, in memory in the unit
 //! tests beside each actor), so their logic is tested without a broker.
 
+pub mod anchorer;
 pub mod contract;
 pub mod decision_bus;
 pub mod hot_cache_fill;

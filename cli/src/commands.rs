@@ -1,4 +1,5 @@
 //! The subcommand groups of `flk` (the load generators live in the `bench` crate).
 
+pub mod audit;
 pub mod pcs;
 pub mod service;

@@ -1,6 +1,6 @@
 //! The `flk` binary: the command line (clap) and the composition root.
 //!
-//! - [`commands`]: one module per subcommand group (`pcs`, `serve`/`replay`/`state-hash`);
+//! - [`commands`]: one module per subcommand group (`pcs`, `audit`, `serve`/`replay`/`state-hash`);
 //! - [`serve`]: `flk serve`, which starts the roles a process runs (the HTTP gateway from the
 //!   `gateway` crate, the actors from `actors`) and stops them gracefully;
 //! - `flk load` and `flk bench` come from the `bench` crate (the load generators).
@@ -10,7 +10,7 @@
 pub mod commands;
 pub mod serve;
 
-use commands::{pcs, service};
+use commands::{audit, pcs, service};
 
 use clap::{Parser, Subcommand};
 
@@ -29,7 +29,11 @@ pub enum Command {
     /// Work with single PCS records offline: canonical payload, signing, verification.
     #[command(subcommand)]
     Pcs(pcs::PcsCommand),
-    /// Run the service: gateway, shard and projector roles (all by default).
+    /// The audit log: signing key, offline proof verification.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Run the service: gateway, shard, projector and anchorer roles (all by default; the
+    /// anchorer only with an audit signing key).
     Serve(service::ServeArgs),
     /// Rebuild every projection from offset 0 of the decisions topic, then swap it in.
     Replay(service::ReplayArgs),
@@ -47,6 +51,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Pcs(command) => pcs::run(command),
+        Command::Audit(command) => audit::run(command),
         Command::Serve(args) => service::serve(args),
         Command::Replay(args) => service::replay(args),
         Command::StateHash(args) => service::state_hash(args),

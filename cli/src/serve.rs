@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use actix::{Addr, Recipient, Supervisor};
 use actix_web::{App, HttpServer, web};
+use actors::anchorer::{Anchorer, AnchorerDeps};
 use actors::contract::{Shutdown, StatusBoard};
 use actors::decision_bus::DecisionBus;
 use actors::projector::{Projector, ProjectorDeps};
 use actors::shard::{OpenSource, Shard, ShardDeps};
 use actors::supervision::{Heartbeat, OnExhausted, Supervision, SupervisorPolicy, Watchdog};
 use anyhow::Context as _;
+use events::checkpoint::NoteSigner;
 use infra::config::Config;
 use infra::failpoints::Failpoints;
 use infra::kafka::sink::KafkaSink;
@@ -34,6 +36,9 @@ pub enum Role {
     Shard,
     /// Projector actors: decisions -> Postgres + Redis.
     Projector,
+    /// The anchorer: audit entries -> Merkle log -> signed checkpoints (one per region; a
+    /// second one only fails its rounds harmlessly).
+    Anchorer,
 }
 
 /// Opens the projection store in `schema` as the configuration describes it.
@@ -213,6 +218,28 @@ impl StartedActors {
             let projector = Supervisor::start(move |_| Projector::new(deps, supervision));
             watched.push(("projector", heartbeat, projector.clone().recipient()));
             shutdowns.push(("projector", projector.recipient()));
+        }
+        if roles.contains(&Role::Anchorer) {
+            let heartbeat = Heartbeat::default();
+            let origin = config.audit.origin(&config.region);
+            let seed = config
+                .audit
+                .signing_seed()?
+                .context("the anchorer needs audit.signing_key_file_opt")?;
+            let deps = AnchorerDeps {
+                store: wiring.store.clone(),
+                signer: Arc::new(NoteSigner::new(&origin, &seed)?),
+                origin,
+                interval: Duration::from_millis(config.audit.anchor_interval_ms),
+                max_round_leaves: config.audit.max_round_leaves,
+                metrics: wiring.metrics.clone(),
+                heartbeat: heartbeat.clone(),
+                board: wiring.board.clone(),
+            };
+            let supervision = supervision("anchorer");
+            let anchorer = Supervisor::start(move |_| Anchorer::new(deps, supervision));
+            watched.push(("anchorer", heartbeat, anchorer.clone().recipient()));
+            shutdowns.push(("anchorer", anchorer.recipient()));
         }
         let watchdog = actix::Actor::start(Watchdog::new(
             watched,

@@ -110,7 +110,9 @@ fn hashing_cases() -> Value {
 }
 
 fn root_cases(tree: &Tree) -> Value {
-    let sizes = [0u64, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17, 31, 32, 33, 100, 255, 256, 1000];
+    let sizes = [
+        0u64, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17, 31, 32, 33, 100, 255, 256, 1000,
+    ];
     sizes
         .iter()
         .map(|&size| json!({"size": size, "root": b64(&tree.root(size))}))
@@ -148,10 +150,24 @@ fn inclusion_cases(tree: &Tree, entries: &[Vec<u8>]) -> Value {
     let mut flipped = proof.clone();
     flipped[1][0] ^= 1;
     let bad = [
-        ("wrong entry", 5u64, 8u64, entry(6), proof.clone(), tree.root(8)),
+        (
+            "wrong entry",
+            5u64,
+            8u64,
+            entry(6),
+            proof.clone(),
+            tree.root(8),
+        ),
         ("wrong index", 4, 8, entry(5), proof.clone(), tree.root(8)),
         ("flipped proof hash", 5, 8, entry(5), flipped, tree.root(8)),
-        ("proof too short", 5, 8, entry(5), proof[..2].to_vec(), tree.root(8)),
+        (
+            "proof too short",
+            5,
+            8,
+            entry(5),
+            proof[..2].to_vec(),
+            tree.root(8),
+        ),
         ("wrong root", 5, 8, entry(5), proof.clone(), tree.root(7)),
         ("index beyond size", 8, 8, entry(8), proof, tree.root(8)),
     ];
@@ -192,12 +208,47 @@ fn consistency_cases(tree: &Tree) -> Value {
     let mut flipped = proof.clone();
     flipped[0][31] ^= 1;
     let bad = [
-        ("wrong old root", 5u64, 8u64, tree.root(4), tree.root(8), proof.clone()),
-        ("wrong new root", 5, 8, tree.root(5), tree.root(9), proof.clone()),
-        ("flipped proof hash", 5, 8, tree.root(5), tree.root(8), flipped),
+        (
+            "wrong old root",
+            5u64,
+            8u64,
+            tree.root(4),
+            tree.root(8),
+            proof.clone(),
+        ),
+        (
+            "wrong new root",
+            5,
+            8,
+            tree.root(5),
+            tree.root(9),
+            proof.clone(),
+        ),
+        (
+            "flipped proof hash",
+            5,
+            8,
+            tree.root(5),
+            tree.root(8),
+            flipped,
+        ),
         ("empty proof", 5, 8, tree.root(5), tree.root(8), vec![]),
-        ("old larger than new", 8, 5, tree.root(8), tree.root(5), proof),
-        ("same size, other root", 5, 5, tree.root(5), tree.root(4), vec![]),
+        (
+            "old larger than new",
+            8,
+            5,
+            tree.root(8),
+            tree.root(5),
+            proof,
+        ),
+        (
+            "same size, other root",
+            5,
+            5,
+            tree.root(5),
+            tree.root(4),
+            vec![],
+        ),
     ];
     for (name, old, new, old_root, new_root, proof) in bad {
         cases.push(json!({

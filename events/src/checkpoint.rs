@@ -202,7 +202,8 @@ impl NoteVerifier {
     pub fn parse(vkey: &str) -> Result<Self, CheckpointError> {
         let bad = |why: &str| CheckpointError::Key(why.to_owned());
         let mut parts = vkey.trim().splitn(3, '+');
-        let (Some(name), Some(hash_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+        let (Some(name), Some(hash_hex), Some(key_b64)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return Err(bad("verifier key must be name+hash+key"));
         };
@@ -249,10 +250,14 @@ impl NoteVerifier {
             return Err(malformed("signature block must end with a newline"));
         }
         let mut found_name = false;
-        for line in signatures.strip_suffix('\n').unwrap_or(signatures).split('\n') {
-            let rest = line
-                .strip_prefix(SIGNATURE_PREFIX)
-                .ok_or_else(|| malformed("signature line must start with an em dash and a space"))?;
+        for line in signatures
+            .strip_suffix('\n')
+            .unwrap_or(signatures)
+            .split('\n')
+        {
+            let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or_else(|| {
+                malformed("signature line must start with an em dash and a space")
+            })?;
             let (name, blob) = rest
                 .split_once(' ')
                 .ok_or_else(|| malformed("signature line must be name and signature"))?;

@@ -454,7 +454,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: u64) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("leaf {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("leaf {i}").as_bytes()))
+            .collect()
     }
 
     /// RFC 6962 MTH straight from the definition (the oracle for everything else here).
@@ -545,10 +547,7 @@ mod tests {
             consistency_proof(6, 5, &store),
             Err(ProofError::OutOfRange(_))
         ));
-        assert!(matches!(
-            root(6, &store),
-            Err(ProofError::Missing(_))
-        ));
+        assert!(matches!(root(6, &store), Err(ProofError::Missing(_))));
     }
 
     #[test]

@@ -94,7 +94,12 @@ fn checkpoint_and_bundle_cases() {
         NoteVerifier::parse(doc["checkpoints"]["verifier_key"].as_str().unwrap()).unwrap();
     for case in doc["checkpoints"]["cases"].as_array().unwrap() {
         let result = verifier.open_checkpoint(case["note"].as_str().unwrap());
-        assert_eq!(result.is_ok(), case["valid"].as_bool().unwrap(), "{}", case["name"]);
+        assert_eq!(
+            result.is_ok(),
+            case["valid"].as_bool().unwrap(),
+            "{}",
+            case["name"]
+        );
         if let Ok(checkpoint) = result {
             assert_eq!(checkpoint.size, case["size"].as_u64().unwrap());
             assert_eq!(checkpoint.root, hash(&case["root"]));

@@ -10,6 +10,9 @@ use events::{TenantKey, TenantPolicy, VerifyParams, VerifyingSecret};
 use serde::Deserialize;
 use thiserror::Error;
 
+mod audit;
+pub use audit::AuditConfig;
+
 /// Why a configuration cannot be used. Always names the setting.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -61,6 +64,8 @@ pub struct Config {
     pub supervision: SupervisionConfig,
     /// Trace export settings.
     pub telemetry: TelemetryConfig,
+    /// Audit log anchoring.
+    pub audit: AuditConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -78,6 +83,7 @@ impl Default for Config {
             projector: ProjectorConfig::default(),
             supervision: SupervisionConfig::default(),
             telemetry: TelemetryConfig::default(),
+            audit: AuditConfig::default(),
             tenants,
         }
     }
@@ -441,6 +447,9 @@ impl Config {
     /// Applies the `FLK_*` overrides.
     pub fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
         let get = |name: &str| env.get(name).filter(|value| !value.is_empty()).cloned();
+        if let Some(value) = get("FLK_AUDIT_SIGNING_KEY_FILE") {
+            self.audit.signing_key_file_opt = Some(value.into());
+        }
         if let Some(value) = get("FLK_REGION") {
             self.region = value;
         }
@@ -523,6 +532,7 @@ impl Config {
                 "must be 1-40 lowercase letters, digits or `_`, not starting with a digit",
             ));
         }
+        self.audit.validate()?;
         if self.postgres.pool_size == 0 {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
         }

@@ -38,6 +38,14 @@ pub struct Metrics {
     pub actor_buffered: IntGaugeVec,
     /// Records behind the end of the owned partitions, by role.
     pub actor_lag: IntGaugeVec,
+    /// Leaves in the audit Merkle log (the newest checkpoint's tree size).
+    pub audit_tree_size: IntGaugeVec,
+    /// Leaves appended to the audit Merkle log.
+    pub audit_leaves: IntCounterVec,
+    /// Checkpoints signed and committed.
+    pub audit_checkpoints: IntCounterVec,
+    /// From a decision to the signed checkpoint that first covers its audit entry (seconds).
+    pub audit_anchor_delay: HistogramVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -75,6 +83,18 @@ impl Metrics {
         .unwrap_or_else(|_| unreachable_metric("flk_submit_latency_seconds"));
         let _ = registry.register(Box::new(latency.clone()));
         let role = &["role"];
+        let anchor_delay = HistogramVec::new(
+            HistogramOpts::new(
+                "flk_audit_anchor_delay_seconds",
+                "from a decision to the signed checkpoint covering it",
+            )
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &[],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_audit_anchor_delay_seconds"));
+        let _ = registry.register(Box::new(anchor_delay.clone()));
         Metrics {
             ingest_total: counter(
                 &registry,
@@ -140,6 +160,25 @@ impl Metrics {
                 "records behind the end of the owned partitions",
                 role,
             ),
+            audit_tree_size: gauge(
+                &registry,
+                "flk_audit_tree_size_leaves",
+                "leaves in the audit merkle log",
+                &[],
+            ),
+            audit_leaves: counter(
+                &registry,
+                "flk_audit_leaves_total",
+                "leaves appended to the audit merkle log",
+                &[],
+            ),
+            audit_checkpoints: counter(
+                &registry,
+                "flk_audit_checkpoints_total",
+                "audit checkpoints signed and committed",
+                &[],
+            ),
+            audit_anchor_delay: anchor_delay,
             registry,
         }
     }

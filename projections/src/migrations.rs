@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_outcome_codes.sql",
         sql: include_str!("../migrations/0003_outcome_codes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_merkle_log.sql",
+        sql: include_str!("../migrations/0004_merkle_log.sql"),
+    },
 ];
 
 /// Longest schema name accepted: leaves room for `_rebuild`, `_old_<ms>` and `_decided` within

@@ -64,7 +64,7 @@ pub struct ReplayArgs {
 
 /// Reads the configuration, then sets up logs and, when configured, trace export. The guard
 /// flushes queued spans when dropped: keep it until the command returns.
-fn load(
+pub(crate) fn load(
     common: &ConfigArgs,
     default_filter: &str,
     roles: &str,
@@ -91,12 +91,13 @@ fn load(
 
 /// Runs `flk serve` until interrupted.
 pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    let roles: HashSet<Role> = if args.roles.is_empty() {
-        [Role::Gateway, Role::Shard, Role::Projector]
+    let explicit = !args.roles.is_empty();
+    let mut roles: HashSet<Role> = if explicit {
+        args.roles.into_iter().collect()
+    } else {
+        [Role::Gateway, Role::Shard, Role::Projector, Role::Anchorer]
             .into_iter()
             .collect()
-    } else {
-        args.roles.into_iter().collect()
     };
     let mut role_names: Vec<String> = roles
         .iter()
@@ -105,6 +106,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .collect();
     role_names.sort();
     let (config, _telemetry) = load(&args.common, "info,rdkafka=warn", &role_names.join(","))?;
+    if roles.contains(&Role::Anchorer) && config.audit.signing_key_file_opt.is_none() {
+        if explicit {
+            anyhow::bail!(
+                "the anchorer role needs audit.signing_key_file_opt (or FLK_AUDIT_SIGNING_KEY_FILE); \
+                 `flk audit keygen --out FILE` writes a key"
+            );
+        }
+        tracing::info!("audit anchoring off: no audit signing key configured");
+        roles.remove(&Role::Anchorer);
+    }
     // Fault injection for tests; never set in production.
     let failpoints =
         infra::failpoints::Failpoints::parse(&std::env::var("FLK_FAILPOINTS").unwrap_or_default())

@@ -1,6 +1,7 @@
 //! The HTTP gateway (actix-web): routes, shared state, and the one mapping from outcomes and
 //! errors to HTTP statuses and bodies ([`status`]).
 
+mod audit;
 mod ops;
 pub mod status;
 mod submit;
@@ -70,6 +71,20 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/v1/pcs/submit", web::post().to(submit::submit))
         .route("/v1/pcs/{pcs_id}", web::get().to(submit::lookup))
+        .route(
+            "/v1/audit/checkpoint",
+            web::get().to(audit::latest_checkpoint),
+        )
+        .route(
+            "/v1/audit/checkpoint/{tree_size}",
+            web::get().to(audit::checkpoint),
+        )
+        .route("/v1/audit/proof", web::get().to(audit::proof))
+        .route("/v1/audit/consistency", web::get().to(audit::consistency))
+        .route(
+            "/v1/audit/entries/{leaf_index}",
+            web::get().to(audit::entry),
+        )
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics))

@@ -19,6 +19,8 @@
 //! | [`ApiError::DecisionTimeout`] | 503 | `decision_timeout` | `Retry-After` |
 //! | [`ApiError::DecisionUnavailable`] | 503 | `decision_unavailable` | `Retry-After` |
 //! | [`ApiError::NotFound`] (lookups) | 404 | `not_found` | |
+//! | [`ApiError::NoSuch`] (audit: no such checkpoint, leaf or record in the log) | 404 | `not_found` | |
+//! | [`ApiError::BadQuery`] (audit: a missing or malformed parameter, an impossible size) | 400 | `bad_query` | |
 //! | [`ApiError::Store`]: [`StoreError::Unavailable`] or [`StoreError::Fenced`] | 503 | `store_unavailable` | `Retry-After` |
 //! | [`ApiError::Store`]: [`StoreError::InvalidInput`], [`StoreError::Corrupt`], [`StoreError::Fatal`] | 503 | `store_error` | `Retry-After` |
 //! | [`ApiError::NotReady`] (`/ready`) | 503 | (readiness body) | `Retry-After` |
@@ -81,6 +83,13 @@ pub enum ApiError {
     /// A lookup found no decision for that tenant and `pcs_id`.
     #[error("no decision for this pcs_id and tenant")]
     NotFound,
+    /// An audit request names a checkpoint, leaf or record the log does not have (the message
+    /// says which).
+    #[error("{0}")]
+    NoSuch(String),
+    /// An audit request has a missing or malformed parameter (the message names it).
+    #[error("{0}")]
+    BadQuery(String),
     /// The projection store failed a lookup.
     #[error("the store is unavailable; retry")]
     Store {
@@ -114,7 +123,8 @@ impl ApiError {
             | ApiError::DecisionUnavailable { .. }
             | ApiError::Store { .. }
             | ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoSuch(_) => StatusCode::NOT_FOUND,
+            ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::MetricsUnauthorized => StatusCode::UNAUTHORIZED,
         }
     }
@@ -128,7 +138,8 @@ impl ApiError {
             ApiError::LogUnavailable { .. } => "log_unavailable",
             ApiError::DecisionTimeout { .. } => "decision_timeout",
             ApiError::DecisionUnavailable { .. } => "decision_unavailable",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::NoSuch(_) => "not_found",
+            ApiError::BadQuery(_) => "bad_query",
             ApiError::Store { error, .. } => match error {
                 StoreError::Unavailable(_) | StoreError::Fenced { .. } => "store_unavailable",
                 StoreError::InvalidInput(_) | StoreError::Corrupt(_) | StoreError::Fatal(_) => {
@@ -156,6 +167,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. }
             | ApiError::UnreadableBody
             | ApiError::NotFound
+            | ApiError::NoSuch(_)
+            | ApiError::BadQuery(_)
             | ApiError::MetricsUnauthorized => None,
         }
     }

@@ -35,7 +35,7 @@ struct KeyProbe {
 /// The tenant named by `X-Tenant-Id` (`default` when absent). Never refused here: whatever the
 /// header says, the body is logged first (I1) and the shard answers 403 for a tenant it does not
 /// know, so a malformed header gets the same answer as an unknown name.
-fn tenant_of(request: &HttpRequest) -> String {
+pub(crate) fn tenant_of(request: &HttpRequest) -> String {
     match request.headers().get("X-Tenant-Id") {
         None => "default".to_owned(),
         Some(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),

@@ -1,4 +1,4 @@
-"""Shared paths for the suite: the repository root, the vector file and the golden files."""
+"""Shared paths for the suite: the repository root, the vector files and the golden files."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ SDK_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = SDK_ROOT.parents[1]
 VECTORS = REPO_ROOT / "tests" / "vectors" / "pcs-vectors.json"
 VECTORS_SHA = REPO_ROOT / "tests" / "vectors" / "pcs-vectors.json.sha256"
+AUDIT_VECTORS = REPO_ROOT / "tests" / "vectors" / "audit-vectors.json"
+AUDIT_VECTORS_SHA = REPO_ROOT / "tests" / "vectors" / "audit-vectors.json.sha256"
 
 
 def golden_dir() -> Path:

@@ -58,11 +58,23 @@ const MAX_DEPTH = 128;
 
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
+/** Options of {@link parseJson}. */
+export interface ParseJsonOptions {
+  /**
+   * Refuse an object that repeats a key, as Rust's serde does for its typed records (audit leaves,
+   * proof bundles). Off by default: the last one wins, as with `JSON.parse` and the PCS decoder.
+   */
+  rejectDuplicateKeys?: boolean;
+}
+
 class Parser {
   private pos = 0;
   private topKey: string | null = null;
 
-  constructor(private readonly text: string) {}
+  constructor(
+    private readonly text: string,
+    private readonly rejectDuplicateKeys = false,
+  ) {}
 
   parseDocument(): JsonValue {
     this.skipWhitespace();
@@ -273,6 +285,9 @@ class Parser {
         this.fail("expected a string key in object");
       }
       const key = this.parseString();
+      if (this.rejectDuplicateKeys && key in object) {
+        this.fail(`duplicate key ${JSON.stringify(key)} in object`);
+      }
       this.skipWhitespace();
       if (this.text[this.pos] !== ":") {
         this.fail("expected ':' after object key");
@@ -305,10 +320,10 @@ function isLowSurrogate(unit: number): boolean {
 
 /**
  * Parses JSON text, keeping number source text (see {@link JsonNumber}).
- * @throws JsonSyntaxError on any deviation from RFC 8259.
+ * @throws JsonSyntaxError on any deviation from RFC 8259 (and on a repeated key, when asked).
  */
-export function parseJson(text: string): JsonValue {
-  return new Parser(text).parseDocument();
+export function parseJson(text: string, options: ParseJsonOptions = {}): JsonValue {
+  return new Parser(text, options.rejectDuplicateKeys === true).parseDocument();
 }
 
 /** True for a parsed JSON object (not an array, not null). */

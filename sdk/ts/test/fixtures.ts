@@ -15,6 +15,9 @@ export const VECTORS_DIR = process.env["FLK_VECTORS_DIR"] ?? join(REPO_ROOT, "te
 /** The shared vector file and its pinned digest. */
 export const VECTOR_FILE = join(VECTORS_DIR, "pcs-vectors.json");
 export const VECTOR_SHA_FILE = join(VECTORS_DIR, "pcs-vectors.json.sha256");
+/** The shared audit log vectors (Merkle proofs, checkpoints, bundles) and their pinned digest. */
+export const AUDIT_VECTOR_FILE = join(VECTORS_DIR, "audit-vectors.json");
+export const AUDIT_VECTOR_SHA_FILE = join(VECTORS_DIR, "audit-vectors.json.sha256");
 /** The built CLI, as users run it. */
 export const CLI = join(PACKAGE_ROOT, "dist", "cli.js");
 

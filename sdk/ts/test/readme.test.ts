@@ -1,7 +1,10 @@
-/** Runs the README's example as written (only the gateway URL points at a local stand-in). */
+/**
+ * Runs the README's examples as written: the gateway one (only the gateway URL points at a local
+ * stand-in) and the offline audit proof one (on the shared audit vectors' bundle).
+ */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -10,7 +13,7 @@ import { promisify } from "node:util";
 
 import { decodePcs } from "../src/decode.js";
 import { verifyHmac } from "../src/signing.js";
-import { PACKAGE_ROOT } from "./fixtures.js";
+import { AUDIT_VECTOR_FILE, PACKAGE_ROOT } from "./fixtures.js";
 
 it("README example works as written", async () => {
   const readme = readFileSync(join(PACKAGE_ROOT, "README.md"), "utf8");
@@ -48,3 +51,35 @@ it("README example works as written", async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 });
+
+it(
+  "README audit proof example works as written",
+  { skip: existsSync(AUDIT_VECTOR_FILE) ? false : `${AUDIT_VECTOR_FILE} not written yet` },
+  async () => {
+    const readme = readFileSync(join(PACKAGE_ROOT, "README.md"), "utf8");
+    const example = /## Verifying audit proofs offline[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(example !== undefined, "README has no ```js block under ## Verifying audit proofs offline");
+
+    type Case = { name: string; bundle: Record<string, unknown>; record: Record<string, unknown> | null; expect: string };
+    const vectors = JSON.parse(readFileSync(AUDIT_VECTOR_FILE, "utf8")) as {
+      bundles: { verifier_key: string; cases: Case[] };
+    };
+    const valid = vectors.bundles.cases.find((entry) => entry.expect === "ok" && entry.record !== null);
+    assert.ok(valid?.record, "the audit vectors have a valid bundle with a record");
+    // Inside the package, so `import "@flk/sdk"` resolves to dist/ through package self-reference.
+    const dir = join(PACKAGE_ROOT, "build", "readme-audit");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "example.mjs"), example);
+    writeFileSync(join(dir, "log.vkey"), `${vectors.bundles.verifier_key}\n`);
+    // The PCS the auditor holds: the record's 8 signed fields plus what decoding a PCS requires.
+    const pcs = { ...valid.record, schema: "fractal-lba-kakeya", version: "0.1", scales: [2, 4], N_j: { 2: 3, 4: 5 }, regime: "mixed" };
+    writeFileSync(join(dir, "pcs.json"), JSON.stringify(pcs));
+    const run = async (bundle: Record<string, unknown>): Promise<string> => {
+      writeFileSync(join(dir, "bundle.json"), JSON.stringify(bundle));
+      const { stdout } = await promisify(execFile)(process.execPath, [join(dir, "example.mjs")], { cwd: dir, encoding: "utf8" });
+      return stdout;
+    };
+    assert.equal(await run(valid.bundle), "leaf 5 of 12: accepted\n");
+    assert.match(await run({ ...valid.bundle, leaf_index: 4 }), /^refused at the inclusion check: inclusion: /);
+  },
+);

@@ -11,6 +11,7 @@ Modules are small and single-purpose:
 - :mod:`flk_sdk.agent`, :mod:`flk_sdk.signals`, :mod:`flk_sdk.merkle`, :mod:`flk_sdk.rng` - the agent
   side that turns event data into a PCS;
 - :mod:`flk_sdk.outbox` - a durable, crash-safe outbox of records to send.
+- :mod:`flk_sdk.audit` - offline checks of the audit log's proofs and signed checkpoints.
 """
 
 from .agent import build_pcs, build_pcs_from_data, load_csv

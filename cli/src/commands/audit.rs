@@ -1,0 +1,177 @@
+//! `flk audit ...`: the signing key of the audit log, offline verification of proof bundles, and
+//! a full check of the stored Merkle log against the audit entries.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use clap::Subcommand;
+use events::SignedFields;
+use events::audit_proof::{ProofBundle, verify_bundle};
+use events::checkpoint::{NoteSigner, NoteVerifier};
+use infra::config::Config;
+
+use super::service::{ConfigArgs, load};
+
+/// Largest bundle or record read (a bundle is a few KiB).
+const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+
+/// `flk audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write a new checkpoint signing key (base64 of a 32-byte Ed25519 seed, mode 0600) and print
+    /// its verifier key (`name+hash+key`), which auditors use to check checkpoints.
+    Keygen {
+        /// Where to write the key; refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+        /// The log's origin (the key's name); `flk/<region>` of the config by default.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Config and logging.
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Print the verifier key of the configured signing key.
+    Key {
+        /// Config and logging.
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Check a proof bundle offline (as served by `GET /v1/audit/proof`): the checkpoint's
+    /// signature by the verifier key, the entry, the inclusion proof and, with `--record`, that
+    /// the logged entry is that record. Exit 0 when every check passes, 1 with the reason.
+    Verify {
+        /// The bundle (JSON file, `-` for stdin).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The log's verifier key (`name+hash+key`, as `flk audit key` prints it).
+        #[arg(long)]
+        key: String,
+        /// The PCS record (JSON with its 8 signed fields) the entry must be.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+}
+
+/// Runs an `flk audit` subcommand; returns the exit code.
+pub fn run(command: AuditCommand) -> anyhow::Result<u8> {
+    match command {
+        AuditCommand::Keygen {
+            out,
+            origin,
+            common,
+        } => keygen(&out, origin, &common),
+        AuditCommand::Key { common } => {
+            let (config, _guard) = load(&common, "warn", "audit")?;
+            let signer = signer(&config)?;
+            println!("{}", signer.verifier_key());
+            Ok(0)
+        }
+        AuditCommand::Verify {
+            bundle,
+            key,
+            record,
+        } => verify(&bundle, &key, record.as_deref()),
+    }
+}
+
+fn signer(config: &Config) -> anyhow::Result<NoteSigner> {
+    let seed = config.audit.signing_seed()?.context(
+        "no audit signing key configured (audit.signing_key_file_opt or FLK_AUDIT_SIGNING_KEY_FILE)",
+    )?;
+    Ok(NoteSigner::new(
+        &config.audit.origin(&config.region),
+        &seed,
+    )?)
+}
+
+fn keygen(out: &Path, origin: Option<String>, common: &ConfigArgs) -> anyhow::Result<u8> {
+    let origin = match origin {
+        Some(origin) => origin,
+        None => {
+            let (config, _guard) = load(common, "warn", "audit")?;
+            config.audit.origin(&config.region)
+        }
+    };
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut seed))
+        .context("reading /dev/urandom")?;
+    let signer = NoteSigner::new(&origin, &seed)?;
+    write_secret(out, &format!("{}\n", BASE64.encode(seed)))?;
+    eprintln!("flk audit: wrote the signing key to {}", out.display());
+    println!("{}", signer.verifier_key());
+    Ok(0)
+}
+
+fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing key is never overwritten)",
+                path.display()
+            )
+        })?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .take(MAX_INPUT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
+    } else {
+        std::fs::File::open(path)
+            .with_context(|| format!("opening {}", path.display()))?
+            .take(MAX_INPUT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+    }
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        bail!("{} is larger than {MAX_INPUT_BYTES} bytes", path.display());
+    }
+    Ok(bytes)
+}
+
+fn verify(bundle_path: &Path, key: &str, record_opt: Option<&Path>) -> anyhow::Result<u8> {
+    let verifier = NoteVerifier::parse(key).context("--key")?;
+    let bundle: ProofBundle = serde_json::from_slice(&read_input(bundle_path)?)
+        .with_context(|| format!("{} is not a proof bundle", bundle_path.display()))?;
+    let record = record_opt
+        .map(|path| {
+            let bytes = read_input(path)?;
+            SignedFields::from_json_bytes(&bytes)
+                .map_err(|error| anyhow::anyhow!("{} is not a PCS record: {error}", path.display()))
+        })
+        .transpose()?;
+    match verify_bundle(&bundle, &verifier, record.as_ref()) {
+        Ok((checkpoint, leaf)) => {
+            println!(
+                "ok: leaf {} of {} (tree size {}): tenant {}, pcs_id {}, outcome {}",
+                bundle.leaf_index,
+                checkpoint.origin,
+                checkpoint.size,
+                leaf.tenant,
+                leaf.pcs_id.as_deref().unwrap_or("-"),
+                leaf.outcome
+            );
+            Ok(0)
+        }
+        Err(error) => {
+            eprintln!("flk audit verify: FAILED: {error}");
+            Ok(1)
+        }
+    }
+}
