@@ -14,6 +14,11 @@
 //   - sign.go: HMAC-SHA256 and Ed25519 signing and constant-time verification.
 //   - verify.go, dhat.go: the pure verification function of CONTRACT section 3,
 //     so an agent can predict the gateway's decision before submitting.
+//   - audit*.go: offline verification of the audit log's proofs: RFC 6962
+//     hashing and RFC 9162 inclusion and consistency proofs (audit_merkle.go),
+//     C2SP signed checkpoints (audit_note.go), the audit leaf (audit_leaf.go)
+//     and whole proof bundles, checked in the order every FLK verifier uses
+//     (audit.go).
 //   - client*.go, retry.go: the HTTP gateway client with retries.
 //   - the kafka subpackage: a producer for agents that write to Kafka
 //     directly, kept apart so HTTP-only programs do not link a Kafka client.

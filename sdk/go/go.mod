@@ -2,7 +2,10 @@ module github.com/flk-project/flk/sdk/go
 
 go 1.25.0
 
-require github.com/twmb/franz-go v1.21.7
+require (
+	github.com/twmb/franz-go v1.21.7
+	golang.org/x/mod v0.40.0
+)
 
 require (
 	github.com/klauspost/compress v1.19.2 // indirect

@@ -16,9 +16,7 @@ import (
 // truth every implementation runs in full; these tests never edit it.
 // FLK_VECTORS_DIR points elsewhere, to try a candidate file before it lands.
 var (
-	vectorDir     = envOr("FLK_VECTORS_DIR", "../../tests/vectors")
-	vectorFile    = vectorDir + "/pcs-vectors.json"
-	vectorSumFile = vectorDir + "/pcs-vectors.json.sha256"
+	vectorDir = envOr("FLK_VECTORS_DIR", "../../tests/vectors")
 )
 
 func envOr(name, fallback string) string {
@@ -70,25 +68,7 @@ type vectors struct {
 // vectors in the other tests still run).
 func loadVectors(t *testing.T) *vectors {
 	t.Helper()
-	data, err := os.ReadFile(vectorFile)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("%s not written yet", vectorFile)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	pinned, err := os.ReadFile(vectorSumFile)
-	if err != nil {
-		t.Fatalf("the vector file must have its pinned sum: %v", err)
-	}
-	sum := sha256.Sum256(data)
-	want := strings.Fields(string(pinned))
-	if len(want) != 2 || want[1] != "pcs-vectors.json" {
-		t.Fatalf("%s is not `<hex>  pcs-vectors.json`: %q", vectorSumFile, pinned)
-	}
-	if got := hex.EncodeToString(sum[:]); got != want[0] {
-		t.Fatalf("pcs-vectors.json has sha256 %s, pinned %s: edit only through the generator", got, want[0])
-	}
+	data := readPinnedVectors(t, "pcs-vectors.json")
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v vectors
@@ -99,6 +79,34 @@ func loadVectors(t *testing.T) *vectors {
 		t.Fatalf("vector format %d, this suite reads format 1", v.Format)
 	}
 	return &v
+}
+
+// readPinnedVectors reads vectorDir/name after checking it against the
+// SHA-256 pinned in name.sha256 (`<hex>  <name>`); it skips the test while
+// the file does not exist yet.
+func readPinnedVectors(t *testing.T, name string) []byte {
+	t.Helper()
+	path := vectorDir + "/" + name
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skipf("%s not written yet", path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := os.ReadFile(path + ".sha256")
+	if err != nil {
+		t.Fatalf("the vector file must have its pinned sum: %v", err)
+	}
+	sum := sha256.Sum256(data)
+	want := strings.Fields(string(pinned))
+	if len(want) != 2 || want[1] != name {
+		t.Fatalf("%s.sha256 is not `<hex>  %s`: %q", path, name, pinned)
+	}
+	if got := hex.EncodeToString(sum[:]); got != want[0] {
+		t.Fatalf("%s has sha256 %s, pinned %s: edit only through the generator", name, got, want[0])
+	}
+	return data
 }
 
 func TestVectorsSigning(t *testing.T) {
