@@ -152,6 +152,16 @@ pub async fn replay(
         elapsed.as_secs_f64()
     ));
     say(format_args!("rebuilt state hash: {state_hash}"));
+    // The Merkle log is signed: the rebuild must give the same tree at every signed size, or it
+    // is not swapped in (the live checkpoints would no longer match).
+    let live_store = open_store(config, live).await?;
+    let tree = projections::merkle_check::rebuild_tree(&live_store, &rebuild)
+        .await
+        .context("rebuilding the audit merkle log")?;
+    say(format_args!(
+        "rebuilt the audit merkle log: {} checkpoints, {} leaves, every signed root equal",
+        tree.checkpoints, tree.tree_size
+    ));
     if swap {
         ProjectionStore::swap_in(&config.postgres.url, &rebuild_schema, live).await?;
         say(format_args!(

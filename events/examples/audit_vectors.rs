@@ -183,7 +183,8 @@ fn inclusion_cases(tree: &Tree, entries: &[Vec<u8>]) -> Value {
 fn consistency_cases(tree: &Tree) -> Value {
     let mut cases = Vec::new();
     let pairs = [
-        (1u64, 1u64),
+        (0u64, 8u64),
+        (1, 1),
         (1, 2),
         (1, 8),
         (2, 5),
@@ -269,13 +270,21 @@ fn checkpoint_cases(signer: &NoteSigner, other: &NoteSigner, tree: &Tree) -> Val
     let note = signer.sign(&body).unwrap();
     let verifier = NoteVerifier::parse(&signer.verifier_key()).unwrap();
     assert!(verifier.open_checkpoint(&note).is_ok());
-    let foreign_origin = NoteSigner::new("flk.example/other", &SEED).unwrap();
+    // The trusted key signs a body whose origin names another log: refused by the origin check.
+    let foreign_body = Checkpoint {
+        origin: "flk.example/other".into(),
+        size: 1000,
+        root: tree.root(1000),
+    }
+    .body();
+    let other_name = NoteSigner::new("flk.example/other", &SEED).unwrap();
     let cases = vec![
         json!({"name": "valid", "note": note, "valid": true, "size": 1000, "root": b64(&tree.root(1000))}),
         json!({"name": "size changed after signing", "note": note.replacen("\n1000\n", "\n1001\n", 1), "valid": false}),
         json!({"name": "signed by another key of the same name", "note": other.sign(&body).unwrap(), "valid": false}),
         json!({"name": "no signature", "note": body.clone(), "valid": false}),
-        json!({"name": "origin is not the key's log", "note": foreign_origin.sign(&body).unwrap(), "valid": false}),
+        json!({"name": "origin is not the key's log", "note": signer.sign(&foreign_body).unwrap(), "valid": false}),
+        json!({"name": "signed by a key of another name", "note": other_name.sign(&body).unwrap(), "valid": false}),
     ];
     json!({
         "origin": ORIGIN,
@@ -350,6 +359,12 @@ fn bundle_cases(signer: &NoteSigner) -> Value {
         fields
     };
     let tampered_leaf = leaf_for(pcs_id, &[0; 32]).encode();
+    let other_id_fields = {
+        let mut fields = fields.clone();
+        fields["shard_id"] = json!("shard-4");
+        fields["pcs_id"] = json!(events::derive_pcs_id(&"ab".repeat(32), 7, "shard-4"));
+        fields
+    };
     let cases = vec![
         json!({"name": "valid", "record": fields, "bundle": bundle(&leaf, 5, proof.clone(), good_note.clone()), "expect": "ok"}),
         json!({"name": "valid without a record", "record": null, "bundle": bundle(&leaf, 5, proof.clone(), good_note.clone()), "expect": "ok"}),
@@ -357,7 +372,15 @@ fn bundle_cases(signer: &NoteSigner) -> Value {
         json!({"name": "leaf edited", "record": fields, "bundle": bundle(&tampered_leaf, 5, proof.clone(), good_note.clone()), "expect": "inclusion"}),
         json!({"name": "checkpoint of another tree", "record": fields, "bundle": bundle(&leaf, 5, proof.clone(), checkpoint(tree.root(size - 1), size)), "expect": "inclusion"}),
         json!({"name": "checkpoint not signed by the key", "record": fields, "bundle": bundle(&leaf, 5, proof.clone(), NoteSigner::new(ORIGIN, &OTHER_SEED).unwrap().sign(&Checkpoint { origin: ORIGIN.into(), size, root: tree.root(size) }.body()).unwrap()), "expect": "checkpoint"}),
-        json!({"name": "entry is not a leaf", "record": fields, "bundle": bundle(b"not json", 5, proof, good_note), "expect": "entry"}),
+        json!({"name": "entry is not a leaf", "record": fields, "bundle": bundle(b"not json", 5, proof.clone(), good_note.clone()), "expect": "entry"}),
+        json!({"name": "leaf of another format version", "record": fields, "bundle": bundle(&String::from_utf8(leaf.clone()).unwrap().replace("\"v\":1", "\"v\":2").into_bytes(), 5, proof.clone(), good_note.clone()), "expect": "entry"}),
+        json!({"name": "proof for another tree size than the checkpoint", "record": fields, "bundle": {
+            "checkpoint": good_note, "leaf_index": 5, "tree_size": size - 1, "entry": b64(&leaf), "inclusion": hashes(&proof)}, "expect": "inclusion"}),
+        json!({"name": "leaf index beyond the tree", "record": fields, "bundle": {
+            "checkpoint": good_note, "leaf_index": size, "tree_size": size, "entry": b64(&leaf), "inclusion": hashes(&proof)}, "expect": "inclusion"}),
+        json!({"name": "inclusion hash is not base64", "record": fields, "bundle": {
+            "checkpoint": good_note, "leaf_index": 5, "tree_size": size, "entry": b64(&leaf), "inclusion": ["not base64!"]}, "expect": "inclusion"}),
+        json!({"name": "record with another pcs_id", "record": other_id_fields, "bundle": bundle(&leaf, 5, proof, good_note), "expect": "record"}),
     ];
     let verifier = NoteVerifier::parse(&signer.verifier_key()).unwrap();
     for case in &cases {

@@ -71,6 +71,10 @@ impl AuditLeaf {
 
     /// Reads leaf bytes (unknown fields and other versions are refused).
     pub fn decode(bytes: &[u8]) -> Result<AuditLeaf, String> {
+        // serde would also read a struct from an array of its fields; a leaf is an object only.
+        if bytes.first() != Some(&b'{') {
+            return Err("a leaf is a JSON object".into());
+        }
         let leaf: AuditLeaf = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
         if leaf.v != LEAF_VERSION {
             return Err(format!("leaf version {} is not {LEAF_VERSION}", leaf.v));

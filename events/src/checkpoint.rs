@@ -106,9 +106,12 @@ fn key_hash(name: &str, public: &[u8; 32]) -> [u8; 4] {
 }
 
 fn check_key_name(name: &str) -> Result<(), CheckpointError> {
-    if name.is_empty() || name.contains(['+', ' ', '\n']) || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.contains('+')
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(CheckpointError::Key(
-            "key name must be non-empty, without '+', spaces or control characters".into(),
+            "key name must be non-empty, without '+', whitespace or control characters".into(),
         ));
     }
     Ok(())

@@ -55,6 +55,11 @@ fn roots_and_hashing() {
         assert_eq!(roots[size], hash(&case["root"]), "size {size}");
     }
     assert_eq!(merkle::empty_root(), hash(&doc["hashing"]["empty_root"]));
+    let node = &doc["hashing"]["node"];
+    assert_eq!(
+        merkle::node_hash(&hash(&node["left"]), &hash(&node["right"])),
+        hash(&node["hash"])
+    );
     for case in doc["hashing"]["leaves"].as_array().unwrap() {
         let entry = BASE64.decode(case["entry"].as_str().unwrap()).unwrap();
         assert_eq!(merkle::leaf_hash(&entry), hash(&case["leaf_hash"]));

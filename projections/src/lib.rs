@@ -14,6 +14,8 @@
 //! - [`apply`]: `apply_batch`, the one-transaction fold of a batch;
 //! - [`dedup`]: first write wins per (tenant, `pcs_id`);
 //! - [`audit`]: the hash-chained audit log, its canonical bytes and verification;
+//! - [`merkle_check`]: recomputing the Merkle log from the audit rows (`flk audit check`, the
+//!   tree half of a replay);
 //! - [`merkle_log`]: the audit Merkle log (leaves, subtree hashes, signed checkpoints) and its
 //!   operations on the store (its own `impl ProjectionStore` block);
 //! - [`notify`]: `pg_notify` after commit and the [`DecidedListener`];
@@ -53,6 +55,7 @@ pub mod dedup;
 pub mod error;
 pub mod frozen_status;
 pub mod hot_cache;
+pub mod merkle_check;
 pub mod merkle_log;
 pub mod migrations;
 pub mod model;
