@@ -162,6 +162,22 @@ impl Drop for FlkProcess {
     }
 }
 
+/// Runs `flk <args>` with the deployment's config to completion; returns its exit code and
+/// stdout, whatever the code (for commands whose failure is the point of the test).
+pub fn run_flk_status(deployment: &Deployment, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let config = deployment.write_config()?;
+    let output = Command::new(flk_binary()?)
+        .args(args)
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .context("running flk")?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
 /// Runs `flk <args>` with the deployment's config to completion; returns stdout.
 pub fn run_flk(deployment: &Deployment, args: &[&str]) -> anyhow::Result<String> {
     let config = deployment.write_config()?;
