@@ -20,6 +20,11 @@ echo "==> building flk"
 cargo build -q -p flk --bin flk
 flk="$repo/target/debug/flk"
 
+# The audit log's signing key (kept across runs: checkpoints already signed stay verifiable).
+if [ ! -f "$demo/audit.key" ]; then
+    "$flk" audit keygen --out "$demo/audit.key" --origin flk.demo/local >/dev/null
+fi
+
 cat >"$demo/flk.toml" <<TOML
 # Demo configuration written by infra/scripts/run-demo.sh. FLK_* variables override it.
 region = "local"
@@ -31,6 +36,9 @@ schema = "demo"
 key_prefix = "demo"
 [gateway]
 listen = "127.0.0.1:${port}"
+[audit]
+origin_opt = "flk.demo/local"
+signing_key_file_opt = "$demo/audit.key"
 [tenants.default]
 [[tenants.default.keys]]
 id = "demo-hmac"
@@ -74,6 +82,16 @@ echo "==> metrics"
 curl -s "http://127.0.0.1:${port}/metrics" | grep -E '^flk_(ingest_total|accepted|escalated|dedup_hits|signature_errors)' || true
 echo "==> state hash: $("$flk" state-hash -c "$demo/flk.toml")"
 
+echo "==> audit: a proof bundle for the first golden record, checked offline with the public key"
+key="$("$flk" audit key -c "$demo/flk.toml")"
+golden_id="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pcs_id"])' tests/vectors/golden/pcs_tiny_case_1.json)"
+for _ in $(seq 1 40); do
+    if curl -fs "http://127.0.0.1:${port}/v1/audit/proof?pcs_id=${golden_id}" >"$demo/bundle.json" 2>/dev/null; then break; fi
+    sleep 0.25
+done
+echo "verifier key: $key"
+"$flk" audit verify --bundle "$demo/bundle.json" --key "$key" --record tests/vectors/golden/pcs_tiny_case_1.json
+
 if [ "${FLK_DEMO_EXIT:-0}" = "1" ]; then
     exit 0
 fi
@@ -81,4 +99,5 @@ echo
 echo "flk serve is running on http://127.0.0.1:${port} (Ctrl-C to stop; the stack keeps running:"
 echo "infra/scripts/stack.sh down stops it). Try:"
 echo "  curl -s -X POST --data-binary @tests/vectors/golden/pcs_tiny_case_1.json http://127.0.0.1:${port}/v1/pcs/submit"
+echo "  curl -s http://127.0.0.1:${port}/v1/audit/checkpoint"
 wait "$flk_pid"
