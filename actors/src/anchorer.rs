@@ -7,9 +7,12 @@
 //! [`Frontier`], check the new tree is consistent with the last checkpoint (a consistency proof
 //! from the stored and new subtree hashes, verified against both roots), sign the checkpoint and
 //! commit leaves, subtree hashes and checkpoint in one transaction. The checkpoint's
-//! `previous_size` is unique in the store, so two anchorers can never fork the tree, and a crash
+//! `previous_size` is unique in the store, so two anchorers can never fork the tree (the loser of
+//! a race writes nothing and reloads its head; not a failure), and a crash
 //! anywhere before the commit leaves nothing behind: the next run redoes the round from the
-//! stored head. Only one round runs at a time.
+//! stored head. Only one round runs at a time. After the commit the checkpoint is written to
+//! the object store as an immutable object (`<schema>/audit/checkpoints/<size>`); a store that
+//! is down delays that, never the anchoring.
 //!
 //! On start (and every restart) the head is reloaded: the newest checkpoint, the frontier of its
 //! tree from the stored subtrees, and a check that the frontier's root is the signed root. A
@@ -24,6 +27,7 @@ use actix::prelude::*;
 use events::checkpoint::{Checkpoint, NoteSigner};
 use events::merkle::{self, Frontier, Hash, NodeId};
 use infra::metrics::Metrics;
+use infra::objects::{Objects, put_once};
 use projections::ProjectionStore;
 use projections::merkle_log::{Round, StoredCheckpoint, StoredLeaf, leaf_of};
 use tokio::sync::oneshot;
@@ -68,6 +72,10 @@ pub struct AnchorerDeps {
     pub heartbeat: Heartbeat,
     /// Where the status goes.
     pub board: StatusBoard,
+    /// Where signed checkpoints are published as immutable objects (`None`: not published).
+    pub objects_opt: Option<Objects>,
+    /// Object name prefix (the deployment's schema), so deployments sharing a bucket stay apart.
+    pub object_prefix: String,
 }
 
 impl std::fmt::Debug for AnchorerDeps {
@@ -91,11 +99,17 @@ pub struct Head {
 
 /// What a round did.
 #[derive(Debug)]
-pub struct RoundOutcome {
-    /// The head after the round (unchanged when nothing was appended).
-    pub head: Head,
-    /// Leaves appended.
-    pub appended: usize,
+pub enum RoundOutcome {
+    /// The round committed (or had nothing to append): the head after it.
+    Extended {
+        /// The head after the round (unchanged when nothing was appended).
+        head: Head,
+        /// Leaves appended.
+        appended: usize,
+    },
+    /// Another anchorer extended the tree first; nothing was written. The head is reloaded
+    /// (not a failure: two anchorers only race, they never fork the tree).
+    LostRace,
 }
 
 /// The anchorer actor.
@@ -246,15 +260,20 @@ impl Handler<RoundDone> for Anchorer {
     fn handle(&mut self, RoundDone(result): RoundDone, ctx: &mut Self::Context) {
         self.busy = false;
         match result {
-            Ok(outcome) => {
-                self.tree_size = outcome.head.frontier.size();
-                self.head_opt = Some(outcome.head);
+            Ok(RoundOutcome::Extended { head, appended }) => {
+                self.tree_size = head.frontier.size();
+                self.head_opt = Some(head);
                 self.progressed();
                 self.finish_shutdown_if_idle();
                 // A full round means a backlog: go on without waiting for the next tick.
-                if outcome.appended >= self.deps.max_round_leaves {
+                if appended >= self.deps.max_round_leaves {
                     self.start_round(ctx);
                 }
+            }
+            Ok(RoundOutcome::LostRace) => {
+                tracing::info!("another anchorer extended the tree first; reloading the head");
+                self.progressed();
+                self.open(ctx);
             }
             Err(error) => self.fail(ctx, &format!("anchoring round: {error}")),
         }
@@ -309,6 +328,50 @@ impl Handler<GetStatus> for Anchorer {
     }
 }
 
+/// Checkpoints published per round at most (a long outage catches up over several rounds).
+const PUBLISH_PER_ROUND: i64 = 100;
+
+/// The object name of the checkpoint of `tree_size`.
+pub fn checkpoint_object(prefix: &str, tree_size: u64) -> String {
+    format!("{prefix}/audit/checkpoints/{tree_size}")
+}
+
+/// Writes committed checkpoints the object store does not have yet. Best effort: an unavailable
+/// store delays publication (the gauge shows the backlog) and never stops anchoring.
+async fn publish_checkpoints(deps: &AnchorerDeps) {
+    let Some(objects) = &deps.objects_opt else {
+        return;
+    };
+    let pending = match deps.store.unpublished_checkpoints(PUBLISH_PER_ROUND).await {
+        Ok(pending) => pending,
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot list unpublished checkpoints");
+            return;
+        }
+    };
+    let mut left = pending.len();
+    for checkpoint in pending {
+        let key = checkpoint_object(&deps.object_prefix, checkpoint.tree_size);
+        if let Err(error) = put_once(objects, &key, checkpoint.note.clone().into_bytes()).await {
+            tracing::warn!(error = %error, tree_size = checkpoint.tree_size, "checkpoint not published; retrying next round");
+            break;
+        }
+        if let Err(error) = deps
+            .store
+            .record_checkpoint_published(checkpoint.tree_size, &key, now_ms())
+            .await
+        {
+            tracing::warn!(error = %error, "checkpoint publication not recorded; retrying next round");
+            break;
+        }
+        left -= 1;
+    }
+    deps.metrics
+        .audit_checkpoints_unpublished
+        .with_label_values(&[] as &[&str])
+        .set(i64::try_from(left).unwrap_or(i64::MAX));
+}
+
 /// Loads the newest checkpoint and the frontier of its tree, and checks they agree.
 async fn load_head(store: &ProjectionStore) -> Result<Head, String> {
     let Some(checkpoint) = store
@@ -341,6 +404,7 @@ async fn load_head(store: &ProjectionStore) -> Result<Head, String> {
 
 /// One round (see the module header). Returns the head unchanged when nothing is new.
 async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, String> {
+    publish_checkpoints(deps).await;
     let store = &deps.store;
     for partition in store
         .projected_partitions()
@@ -350,7 +414,7 @@ async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, Stri
         head.watermarks.entry(partition).or_insert(0);
     }
     if head.watermarks.is_empty() {
-        return Ok(RoundOutcome { head, appended: 0 });
+        return Ok(RoundOutcome::Extended { head, appended: 0 });
     }
     let watermarks: Vec<(i32, i64)> = head.watermarks.iter().map(|(p, s)| (*p, *s)).collect();
     let per_partition = deps.max_round_leaves.div_ceil(watermarks.len()).max(1);
@@ -362,7 +426,7 @@ async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, Stri
         .await
         .map_err(|error| error.to_string())?;
     if entries.is_empty() {
-        return Ok(RoundOutcome { head, appended: 0 });
+        return Ok(RoundOutcome::Extended { head, appended: 0 });
     }
     let old_size = head.frontier.size();
     let old_root = head.frontier.root();
@@ -441,10 +505,13 @@ async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, Stri
             created_at_ms,
         },
     };
-    store
+    if !store
         .append_round(&round)
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| error.to_string())?
+    {
+        return Ok(RoundOutcome::LostRace);
+    }
     let metrics = &deps.metrics;
     metrics
         .audit_tree_size
@@ -463,7 +530,8 @@ async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, Stri
         delay.observe((created_at_ms - decided_at_ms).max(0) as f64 / 1000.0);
     }
     tracing::info!(tree_size = new_size, appended, "checkpoint signed");
-    Ok(RoundOutcome {
+    publish_checkpoints(deps).await;
+    Ok(RoundOutcome::Extended {
         head: Head {
             frontier,
             watermarks,

@@ -2,7 +2,7 @@
 //! checkpoint, its proof bundle verifies offline (in Rust and with `flk audit verify`), checkpoints
 //! are consistent with each other, replay rebuilds the same roots, tampering is named by
 //! `flk audit check`, and `kill -9` of anchorers (two running at once) never forks the tree.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -73,6 +73,25 @@ async fn get_json(url: &str, tenant: &str) -> (u16, serde_json::Value) {
     (status, response.json().await.unwrap())
 }
 
+/// The stack's S3 store (moto), as `flk serve` opens it from the same environment.
+fn s3_objects() -> infra::objects::Objects {
+    let env = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: start the stack with `infra/scripts/stack.sh up` and `. .local/stack/env.sh`")
+        })
+    };
+    let config = infra::config::ObjectStoreConfig {
+        kind: infra::config::ObjectStoreKind::S3,
+        endpoint_opt: Some(env("FLK_S3_ENDPOINT")),
+        bucket: env("FLK_S3_BUCKET"),
+        region: env("AWS_REGION"),
+        access_key_id_opt: Some(env("AWS_ACCESS_KEY_ID")),
+        secret_access_key_opt: Some(env("AWS_SECRET_ACCESS_KEY")),
+        ..infra::config::ObjectStoreConfig::default()
+    };
+    infra::objects::open(&config).unwrap()
+}
+
 fn record_fields(seed: u64) -> SignedFields {
     SignedFields::from_json_bytes(signed_record(seed, SECRET).to_string().as_bytes()).unwrap()
 }
@@ -121,6 +140,20 @@ async fn every_decided_record_is_provable_offline_and_tampering_is_named() {
         let (status, _) = get_json(&url, "intruder").await;
         assert_eq!(status, 404);
     }
+
+    // The newest checkpoint is published, byte for byte, as an immutable object in the S3 store.
+    let (_, latest) = get_json(&format!("{}/v1/audit/checkpoint", flk.url()), "default").await;
+    let objects = s3_objects();
+    let key = format!("{}/audit/checkpoints/{tree_size}", deployment.schema);
+    let published = wait_until("the checkpoint object", Duration::from_secs(30), || async {
+        infra::objects::get(&objects, &key).await.ok().flatten()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(published).unwrap(),
+        latest["checkpoint"].as_str().unwrap()
+    );
 
     // The same with the command line, from files, as an auditor would.
     let fields = signed_record(FIRST_SEED, SECRET);

@@ -36,8 +36,8 @@ pub enum Role {
     Shard,
     /// Projector actors: decisions -> Postgres + Redis.
     Projector,
-    /// The anchorer: audit entries -> Merkle log -> signed checkpoints (one per region; a
-    /// second one only fails its rounds harmlessly).
+    /// The anchorer: audit entries -> Merkle log -> signed checkpoints (one per region is
+    /// enough; a second one only loses races and reloads, it never forks the tree).
     Anchorer,
 }
 
@@ -235,6 +235,11 @@ impl StartedActors {
                 metrics: wiring.metrics.clone(),
                 heartbeat: heartbeat.clone(),
                 board: wiring.board.clone(),
+                objects_opt: Some(
+                    infra::objects::open(&config.object_store)
+                        .context("opening the object store for checkpoints")?,
+                ),
+                object_prefix: config.postgres.schema.clone(),
             };
             let supervision = supervision("anchorer");
             let anchorer = Supervisor::start(move |_| Anchorer::new(deps, supervision));

@@ -4,16 +4,19 @@
 //! [`crate::merkle`]) and only *parses* them, so no other language has to reproduce this
 //! serialization; the writer is this module alone, and replays produce the same bytes because
 //! every field comes from the decision event and the dedup state the log builds. Keys are written
-//! in this fixed order (alphabetical), without spaces:
+//! in this fixed order (the top level alphabetical), without spaces:
 //!
-//! `decided_at_ms`, `dedup` (`first`, `duplicate`, `conflict`, `none`), `entry_hash` (hex of the
-//! audit chain entry, which commits to every stored field), `outcome` (the verdict code),
-//! `partition`, `pcs_id` (or null), `region`, `seq` (position in the partition's chain),
-//! `signed_digest` (hex of SHA-256 of the canonical signing payload, or null), `source` (`topic`,
-//! `partition`, `offset` of the submission), `tenant`, `v` (1).
+//! `decided_at_ms`, `dedup` (`first`, `duplicate`, `conflict` or `not_deduplicated` for records
+//! that never reached the dedup table), `entry_hash` (hex of the audit chain entry, which commits
+//! to every stored field), `outcome` (the verdict code), `partition`, `pcs_id` (or null),
+//! `region`, `seq` (position in the partition's chain), `signed_digest` (hex of SHA-256 of the
+//! canonical signing payload whenever the body decoded, whether or not its signature verified;
+//! else null), `source` (`topic`, `partition`, `offset` of the submission, in that order),
+//! `tenant`, `v` (1).
 //!
-//! An auditor holding a PCS checks `tenant`, `pcs_id` and `signed_digest` against the record and
-//! the inclusion proof against a signed checkpoint.
+//! An auditor holding a PCS checks `pcs_id` and `signed_digest` against the record (and reads
+//! `tenant` and `outcome` for what the log decided), and the inclusion proof against a signed
+//! checkpoint.
 
 use serde::{Deserialize, Serialize};
 

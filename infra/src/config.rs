@@ -11,7 +11,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 mod audit;
+mod object_store;
 pub use audit::AuditConfig;
+pub use object_store::{ObjectStoreConfig, ObjectStoreKind};
 
 /// Why a configuration cannot be used. Always names the setting.
 #[derive(Debug, Error)]
@@ -66,6 +68,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Audit log anchoring.
     pub audit: AuditConfig,
+    /// Object store (signed checkpoints).
+    pub object_store: ObjectStoreConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -84,6 +88,7 @@ impl Default for Config {
             supervision: SupervisionConfig::default(),
             telemetry: TelemetryConfig::default(),
             audit: AuditConfig::default(),
+            object_store: ObjectStoreConfig::default(),
             tenants,
         }
     }
@@ -447,6 +452,7 @@ impl Config {
     /// Applies the `FLK_*` overrides.
     pub fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
         let get = |name: &str| env.get(name).filter(|value| !value.is_empty()).cloned();
+        self.object_store.apply_env(&get);
         if let Some(value) = get("FLK_AUDIT_SIGNING_KEY_FILE") {
             self.audit.signing_key_file_opt = Some(value.into());
         }
@@ -533,6 +539,7 @@ impl Config {
             ));
         }
         self.audit.validate()?;
+        self.object_store.validate()?;
         if self.postgres.pool_size == 0 {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
         }

@@ -14,5 +14,6 @@ pub mod failpoints;
 pub mod kafka;
 pub mod log;
 pub mod metrics;
+pub mod objects;
 pub mod telemetry;
 pub mod tracing_context;

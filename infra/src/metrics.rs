@@ -44,6 +44,8 @@ pub struct Metrics {
     pub audit_leaves: IntCounterVec,
     /// Checkpoints signed and committed.
     pub audit_checkpoints: IntCounterVec,
+    /// Committed checkpoints not yet written to the object store.
+    pub audit_checkpoints_unpublished: IntGaugeVec,
     /// From a decision to the signed checkpoint that first covers its audit entry (seconds).
     pub audit_anchor_delay: HistogramVec,
 }
@@ -176,6 +178,12 @@ impl Metrics {
                 &registry,
                 "flk_audit_checkpoints_total",
                 "audit checkpoints signed and committed",
+                &[],
+            ),
+            audit_checkpoints_unpublished: gauge(
+                &registry,
+                "flk_audit_checkpoints_unpublished",
+                "committed checkpoints not yet in the object store",
                 &[],
             ),
             audit_anchor_delay: anchor_delay,

@@ -225,13 +225,19 @@ pub async fn rebuild_tree(
                 )));
             }
             watermarks.extend(checkpoint.watermarks.iter().copied());
-            rebuild
+            let appended = rebuild
                 .append_round(&Round {
                     leaves,
                     nodes: nodes.into_iter().collect(),
                     checkpoint: checkpoint.clone(),
                 })
                 .await?;
+            if !appended {
+                return Err(StoreError::Corrupt(format!(
+                    "the rebuild schema already has a checkpoint extending tree size {}",
+                    checkpoint.previous_size
+                )));
+            }
             done.checkpoints += 1;
             done.tree_size = checkpoint.tree_size;
         }

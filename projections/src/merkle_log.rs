@@ -268,11 +268,12 @@ pub(crate) async fn entries_between(
         .collect()
 }
 
-/// Commits one round: leaves, nodes and the checkpoint, in one transaction.
+/// Commits one round: leaves, nodes and the checkpoint, in one transaction. `Ok(false)` when
+/// another anchorer extended the same tree first (nothing written: reload and go on).
 pub(crate) async fn append_round(
     client: &mut deadpool_postgres::Client,
     round: &Round,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let transaction = client.transaction().await?;
     let checkpoint = &round.checkpoint;
     let partitions: Vec<i32> = checkpoint.watermarks.iter().map(|(p, _)| *p).collect();
@@ -293,11 +294,8 @@ pub(crate) async fn append_round(
         )
         .await?;
     if inserted != 1 {
-        // Another anchorer extended this tree first: nothing is written; reload and go on.
-        return Err(StoreError::Unavailable(format!(
-            "the tree of size {} was already extended by another anchorer",
-            checkpoint.previous_size
-        )));
+        // Another anchorer extended this tree first (the insert waited for its commit).
+        return Ok(false);
     }
     let mut indexes = Vec::with_capacity(round.leaves.len());
     let mut leaf_partitions = Vec::with_capacity(round.leaves.len());
@@ -343,7 +341,7 @@ pub(crate) async fn append_round(
         )
         .await?;
     transaction.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Leaf `index`, if the tree has it.
@@ -468,8 +466,9 @@ impl crate::ProjectionStore {
         entries_between(&self.client().await?, ranges).await
     }
 
-    /// Commits one anchoring round (see [`append_round`]).
-    pub async fn append_round(&self, round: &Round) -> Result<(), StoreError> {
+    /// Commits one anchoring round (see [`append_round`]); `false` when another anchorer
+    /// extended the same tree first and nothing was written.
+    pub async fn append_round(&self, round: &Round) -> Result<bool, StoreError> {
         append_round(&mut self.client().await?, round).await
     }
 
@@ -519,5 +518,55 @@ impl crate::ProjectionStore {
     pub async fn merkle_root(&self, tree_size: u64) -> Result<Hash, StoreError> {
         let nodes = self.merkle_nodes(&merkle::root_plan(tree_size)).await?;
         merkle::root(tree_size, &nodes).map_err(proof_error)
+    }
+}
+
+/// Checkpoints not yet written to the object store, oldest first, at most `limit`.
+pub(crate) async fn unpublished(
+    client: &deadpool_postgres::Client,
+    limit: i64,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let columns = CHECKPOINT_COLUMNS
+        .split(", ")
+        .map(|column| format!("c.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM checkpoints c LEFT JOIN checkpoint_uploads u USING (tree_size) \
+         WHERE u.tree_size IS NULL ORDER BY c.tree_size LIMIT $1"
+    );
+    client
+        .query(&sql, &[&limit])
+        .await?
+        .iter()
+        .map(checkpoint_from_row)
+        .collect()
+}
+
+impl crate::ProjectionStore {
+    /// Checkpoints not yet in the object store, oldest first.
+    pub async fn unpublished_checkpoints(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        unpublished(&self.client().await?, limit).await
+    }
+
+    /// Records that `tree_size`'s checkpoint is in the object store at `object_key`.
+    pub async fn record_checkpoint_published(
+        &self,
+        tree_size: u64,
+        object_key: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO checkpoint_uploads (tree_size, object_key, uploaded_at_ms) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&to_i64(tree_size)?, &object_key, &at_ms],
+            )
+            .await?;
+        Ok(())
     }
 }

@@ -74,7 +74,7 @@ pub(crate) fn load(
         LogFormatArg::Pretty => LogFormat::Pretty,
     };
     let env: HashMap<String, String> = std::env::vars()
-        .filter(|(name, _)| name.starts_with("FLK_"))
+        .filter(|(name, _)| name.starts_with("FLK_") || name.starts_with("AWS_"))
         .collect();
     let config = Config::load(common.config.as_deref(), &env)?;
     let guard = telemetry::init_with_traces(
