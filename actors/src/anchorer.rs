@@ -26,6 +26,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use events::checkpoint::{Checkpoint, NoteSigner};
 use events::merkle::{self, Frontier, Hash, NodeId};
+use infra::log::{LogSink, OutgoingRecord};
 use infra::metrics::Metrics;
 use infra::objects::{Objects, put_once};
 use projections::ProjectionStore;
@@ -76,6 +77,8 @@ pub struct AnchorerDeps {
     pub objects_opt: Option<Objects>,
     /// Object name prefix (the deployment's schema), so deployments sharing a bucket stay apart.
     pub object_prefix: String,
+    /// Where `attest_external` tasks go (`flk.audit.tasks`), when a TSA is configured.
+    pub attest_tasks_opt: Option<(Arc<dyn LogSink>, String)>,
 }
 
 impl std::fmt::Debug for AnchorerDeps {
@@ -328,6 +331,30 @@ impl Handler<GetStatus> for Anchorer {
     }
 }
 
+/// Asks the audit workers for an RFC 3161 time stamp of the new checkpoint. Best effort: the
+/// checkpoint is already committed; a task that cannot be produced is logged (and can be asked
+/// for again with `flk audit attest`).
+async fn enqueue_attestation(deps: &AnchorerDeps, tree_size: u64) {
+    let Some((sink, topic)) = &deps.attest_tasks_opt else {
+        return;
+    };
+    let task = events::audit_task::AuditTask::attest_external(&deps.origin, tree_size, now_ms());
+    let record = OutgoingRecord {
+        topic: topic.clone(),
+        partition_opt: None,
+        key: task.id.clone().into_bytes(),
+        payload: task.encode(),
+        headers: Vec::new(),
+    };
+    let acked = match sink.produce(record) {
+        Ok(ack) => ack.await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = acked {
+        tracing::warn!(error = %error, tree_size, "attestation task not enqueued");
+    }
+}
+
 /// Checkpoints published per round at most (a long outage catches up over several rounds).
 const PUBLISH_PER_ROUND: i64 = 100;
 
@@ -530,6 +557,7 @@ async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, Stri
         delay.observe((created_at_ms - decided_at_ms).max(0) as f64 / 1000.0);
     }
     tracing::info!(tree_size = new_size, appended, "checkpoint signed");
+    enqueue_attestation(deps, new_size).await;
     publish_checkpoints(deps).await;
     Ok(RoundOutcome::Extended {
         head: Head {

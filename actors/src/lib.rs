@@ -6,6 +6,8 @@
 //! - [`shard`]: submissions -> decisions (pure decider, at-least-once);
 //! - [`projector`]: decisions -> Postgres (group commit) -> Redis, then wakes waiters;
 //! - [`anchorer`]: audit entries -> Merkle log leaves -> signed checkpoints (one round per tick);
+//! - [`audit_worker`]: runs `flk.audit.tasks` (retries with backoff, then the DLQ); the kinds are
+//!   in [`audit_task_kinds`];
 //! - [`hot_cache_fill`]: the projector's after-commit side effect that fills Redis;
 //! - [`decision_bus`]: where gateways wait for the committed decision of their own record;
 //! - [`replay`]: the rebuild job behind `flk replay` (not an actor).
@@ -14,6 +16,8 @@
 //! tests beside each actor), so their logic is tested without a broker.
 
 pub mod anchorer;
+pub mod audit_task_kinds;
+pub mod audit_worker;
 pub mod contract;
 pub mod decision_bus;
 pub mod hot_cache_fill;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use actix::{Addr, Recipient, Supervisor};
 use actix_web::{App, HttpServer, web};
 use actors::anchorer::{Anchorer, AnchorerDeps};
+use actors::audit_task_kinds::TaskContext;
+use actors::audit_worker::{AuditWorker, AuditWorkerDeps};
 use actors::contract::{Shutdown, StatusBoard};
 use actors::decision_bus::DecisionBus;
 use actors::projector::{Projector, ProjectorDeps};
@@ -39,6 +41,8 @@ pub enum Role {
     /// The anchorer: audit entries -> Merkle log -> signed checkpoints (one per region is
     /// enough; a second one only loses races and reloads, it never forks the tree).
     Anchorer,
+    /// Audit workers: run `flk.audit.tasks` (time attestations, reports), the DLQ after retries.
+    AuditWorker,
 }
 
 /// Opens the projection store in `schema` as the configuration describes it.
@@ -240,11 +244,55 @@ impl StartedActors {
                         .context("opening the object store for checkpoints")?,
                 ),
                 object_prefix: config.postgres.schema.clone(),
+                attest_tasks_opt: match &config.audit.tsa_url_opt {
+                    Some(_) => Some((
+                        Arc::new(KafkaSink::new(&config.kafka)?) as Arc<dyn infra::log::LogSink>,
+                        config.kafka.audit_tasks_topic(),
+                    )),
+                    None => None,
+                },
             };
             let supervision = supervision("anchorer");
             let anchorer = Supervisor::start(move |_| Anchorer::new(deps, supervision));
             watched.push(("anchorer", heartbeat, anchorer.clone().recipient()));
             shutdowns.push(("anchorer", anchorer.recipient()));
+        }
+        if roles.contains(&Role::AuditWorker) {
+            let heartbeat = Heartbeat::default();
+            let tsa_opt = match &config.audit.tsa_url_opt {
+                Some(url) => Some(infra::tsa::TsaClient::new(
+                    url,
+                    Duration::from_millis(config.audit.tsa_timeout_ms),
+                )?),
+                None => None,
+            };
+            let deps = AuditWorkerDeps {
+                open_source: open_source(
+                    config,
+                    actors::audit_worker::GROUP,
+                    config.kafka.audit_tasks_topic(),
+                    revoke_timeout,
+                ),
+                sink: Arc::new(KafkaSink::new(&config.kafka)?),
+                dlq_topic: config.kafka.audit_dlq_topic(),
+                context: TaskContext {
+                    store: wiring.store.clone(),
+                    tsa_opt,
+                    objects_opt: Some(
+                        infra::objects::open(&config.object_store)
+                            .context("opening the object store for reports")?,
+                    ),
+                    object_prefix: config.postgres.schema.clone(),
+                },
+                retry: config.audit.clone(),
+                metrics: wiring.metrics.clone(),
+                heartbeat: heartbeat.clone(),
+                board: wiring.board.clone(),
+            };
+            let supervision = supervision("audit_worker");
+            let worker = Supervisor::start(move |_| AuditWorker::new(deps, supervision));
+            watched.push(("audit_worker", heartbeat, worker.clone().recipient()));
+            shutdowns.push(("audit_worker", worker.recipient()));
         }
         let watchdog = actix::Actor::start(Watchdog::new(
             watched,

@@ -16,13 +16,15 @@
 //! - [`merkle`]: RFC 6962 hashing, the append frontier, proof planning and proof verification;
 //! - [`checkpoint`]: C2SP signed checkpoints (signed notes with Ed25519);
 //! - [`audit_leaf`]: the bytes of one audit Merkle leaf;
-//! - [`audit_proof`]: proof bundles and the order in which every verifier checks them.
+//! - [`audit_proof`]: proof bundles and the order in which every verifier checks them;
+//! - [`audit_task`]: async audit tasks, dead tasks and the retry schedule.
 //!
 //! Invariant: every function here is deterministic; the same bytes and parameters give the same
 //! outcome on every machine, which is what makes rebuilding projections by replay possible.
 
 pub mod audit_leaf;
 pub mod audit_proof;
+pub mod audit_task;
 pub mod canonical;
 pub mod checkpoint;
 pub mod decide;

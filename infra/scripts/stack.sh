@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # Local FLK stack on 127.0.0.1 without systemd or docker:
-#   Kafka (KRaft, jars from Maven Central), PostgreSQL, 3 x Redis, S3 (moto), and an
-#   OpenTelemetry Collector (built from the Go module proxy) receiving traces.
+#   Kafka (KRaft, jars from Maven Central), PostgreSQL, 3 x Redis, S3 (moto), an
+#   OpenTelemetry Collector (built from the Go module proxy) receiving traces, and an
+#   RFC 3161 time-stamping authority (openssl ts behind a small Python HTTP server).
 #
 # Usage: infra/scripts/stack.sh COMMAND [SERVICE...]
 # See usage() below and docs/runbooks/local-stack.md.
@@ -20,8 +21,10 @@ source "$FLK_SCRIPTS_DIR/lib/redis.sh"
 source "$FLK_SCRIPTS_DIR/lib/s3.sh"
 # shellcheck source=lib/otel.sh
 source "$FLK_SCRIPTS_DIR/lib/otel.sh"
+# shellcheck source=lib/tsa.sh
+source "$FLK_SCRIPTS_DIR/lib/tsa.sh"
 
-ALL_SERVICES=(postgres redis s3 otel kafka)
+ALL_SERVICES=(postgres redis s3 otel tsa kafka)
 
 usage() {
   cat <<EOF
@@ -37,13 +40,15 @@ Commands:
   restart SVC...    stop then start
   status [SVC...]   one line per service; exit status 1 if any is not running
   env               print the export lines (source them: eval "\$($0 env)")
-  reset [SVC...]    stop, then delete the services' state (Kafka topics, Postgres data)
+  reset [SVC...]    stop, then delete the services' state (Kafka topics, Postgres data, TSA CA)
   help              this text
 
-Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), otel (collector), kafka.
+Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), otel (collector),
+  tsa (RFC 3161 time-stamping), kafka.
 Ports (env): FLK_KAFKA_PORT=$FLK_KAFKA_PORT FLK_KAFKA_CONTROLLER_PORT=$FLK_KAFKA_CONTROLLER_PORT
   FLK_POSTGRES_PORT=$FLK_POSTGRES_PORT FLK_REDIS_PORTS="$FLK_REDIS_PORTS" FLK_S3_PORT=$FLK_S3_PORT
   FLK_OTEL_PORT=$FLK_OTEL_PORT (OTLP/HTTP; spans to FLK_OTEL_FILE=$FLK_OTEL_FILE)
+  FLK_TSA_PORT=$FLK_TSA_PORT (RFC 3161 over HTTP; CA and keys in $FLK_STACK_DIR/tsa)
 State: FLK_STACK_DIR=$FLK_STACK_DIR   Cache: $FLK_CACHE_DIR
 EOF
 }
@@ -66,7 +71,8 @@ parse_services() {
       redis:[0-9]*) want+=(redis); REDIS_PORTS_SEL+=("${a#redis:}") ;;
       s3 | moto) want+=(s3) ;;
       otel | otelcol | collector) want+=(otel) ;;
-      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 otel kafka all)" ;;
+      tsa | timestamp | rfc3161) want+=(tsa) ;;
+      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 otel tsa kafka all)" ;;
     esac
   done
   if [[ "${_REDIS_ALL:-0}" == 1 ]]; then
@@ -115,6 +121,7 @@ cmd_up() {
   if has_svc redis; then redis_start "${REDIS_PORTS_SEL[@]}"; fi
   if has_svc s3; then s3_start; fi
   if has_svc otel; then otel_start; fi
+  if has_svc tsa; then tsa_start; fi
   if has_svc kafka; then kafka_wait; fi
   write_env_file
   flk_log "up: ${SVCS[*]} ready in $(( ($(flk_now_ms) - t0) / 1000 )).$(( ($(flk_now_ms) - t0) % 1000 / 100 ))s; env written to $FLK_STACK_DIR/env.sh"
@@ -125,6 +132,7 @@ cmd_down() {
   take_lock
   # Reverse order: Kafka first, Postgres last.
   if has_svc kafka; then kafka_stop; fi
+  if has_svc tsa; then tsa_stop; fi
   if has_svc otel; then otel_stop; fi
   if has_svc s3; then s3_stop; fi
   if has_svc redis; then redis_stop "${REDIS_PORTS_SEL[@]}"; fi
@@ -137,6 +145,7 @@ cmd_status() {
   if has_svc redis; then redis_status "${REDIS_PORTS_SEL[@]}" || rc=1; fi
   if has_svc s3; then s3_status || rc=1; fi
   if has_svc otel; then otel_status || rc=1; fi
+  if has_svc tsa; then tsa_status || rc=1; fi
   if has_svc kafka; then kafka_status || rc=1; fi
   return "$rc"
 }

@@ -136,6 +136,16 @@ impl KafkaConfig {
         format!("{}flk.decisions", self.topic_prefix)
     }
 
+    /// `flk.audit.tasks` with the prefix: the async audit pipeline's work.
+    pub fn audit_tasks_topic(&self) -> String {
+        format!("{}flk.audit.tasks", self.topic_prefix)
+    }
+
+    /// `flk.audit.dlq` with the prefix: tasks that used up their attempts.
+    pub fn audit_dlq_topic(&self) -> String {
+        format!("{}flk.audit.dlq", self.topic_prefix)
+    }
+
     /// A consumer group name with the prefix (`flk-shard`, `flk-projector`).
     pub fn group(&self, name: &str) -> String {
         format!("{}{name}", self.topic_prefix)
@@ -453,6 +463,9 @@ impl Config {
     pub fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
         let get = |name: &str| env.get(name).filter(|value| !value.is_empty()).cloned();
         self.object_store.apply_env(&get);
+        if let Some(value) = get("FLK_TSA_URL") {
+            self.audit.tsa_url_opt = Some(value);
+        }
         if let Some(value) = get("FLK_AUDIT_SIGNING_KEY_FILE") {
             self.audit.signing_key_file_opt = Some(value.into());
         }

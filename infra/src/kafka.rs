@@ -112,9 +112,12 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaClientError>
     let submissions = config.submissions_topic();
     let decisions = config.decisions_topic();
     let replication = || TopicReplication::Fixed(config.replication_factor);
+    let (tasks, dlq) = (config.audit_tasks_topic(), config.audit_dlq_topic());
     let topics = [
         NewTopic::new(&submissions, config.partitions, replication()),
         NewTopic::new(&decisions, config.partitions, replication()),
+        NewTopic::new(&tasks, config.partitions, replication()),
+        NewTopic::new(&dlq, config.partitions, replication()),
     ];
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin.create_topics(&topics, &options).await?;

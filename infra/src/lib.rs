@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod objects;
 pub mod telemetry;
 pub mod tracing_context;
+pub mod tsa;

@@ -48,6 +48,12 @@ pub struct Metrics {
     pub audit_checkpoints_unpublished: IntGaugeVec,
     /// From a decision to the signed checkpoint that first covers its audit entry (seconds).
     pub audit_anchor_delay: HistogramVec,
+    /// Audit task attempts, by kind and result (`ok`, `failed`, `skipped`, `dead`).
+    pub audit_task_attempts: IntCounterVec,
+    /// From a task's creation to its end (done or dead), by kind (seconds).
+    pub audit_task_age: HistogramVec,
+    /// Tasks in the DLQ still waiting for an operator.
+    pub audit_dlq_depth: IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -97,6 +103,18 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_metric("flk_audit_anchor_delay_seconds"));
         let _ = registry.register(Box::new(anchor_delay.clone()));
+        let task_age = HistogramVec::new(
+            HistogramOpts::new(
+                "flk_audit_task_age_seconds",
+                "from an audit task's creation to its end",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+            ]),
+            &["kind"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_audit_task_age_seconds"));
+        let _ = registry.register(Box::new(task_age.clone()));
         Metrics {
             ingest_total: counter(
                 &registry,
@@ -187,6 +205,19 @@ impl Metrics {
                 &[],
             ),
             audit_anchor_delay: anchor_delay,
+            audit_task_attempts: counter(
+                &registry,
+                "flk_audit_task_attempts_total",
+                "audit task attempts by kind and result",
+                &["kind", "result"],
+            ),
+            audit_task_age: task_age,
+            audit_dlq_depth: gauge(
+                &registry,
+                "flk_audit_dlq_depth_tasks",
+                "audit tasks in the dlq waiting for an operator",
+                &[],
+            ),
             registry,
         }
     }

@@ -14,6 +14,7 @@
 //! - [`apply`]: `apply_batch`, the one-transaction fold of a batch;
 //! - [`dedup`]: first write wins per (tenant, `pcs_id`);
 //! - [`audit`]: the hash-chained audit log, its canonical bytes and verification;
+//! - [`audit_tasks`]: finished audit task ids, the DLQ and time attestations;
 //! - [`merkle_check`]: recomputing the Merkle log from the audit rows (`flk audit check`, the
 //!   tree half of a replay);
 //! - [`merkle_log`]: the audit Merkle log (leaves, subtree hashes, signed checkpoints) and its
@@ -50,6 +51,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod audit_tasks;
 pub mod canonical_json;
 pub mod dedup;
 pub mod error;

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_merkle_log.sql",
         sql: include_str!("../migrations/0004_merkle_log.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_audit_tasks.sql",
+        sql: include_str!("../migrations/0005_audit_tasks.sql"),
+    },
 ];
 
 /// Longest schema name accepted: leaves room for `_rebuild`, `_old_<ms>` and `_decided` within

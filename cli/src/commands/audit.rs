@@ -52,6 +52,10 @@ pub enum AuditCommand {
         #[command(flatten)]
         common: ConfigArgs,
     },
+    /// The dead-letter queue of audit tasks: list, show, redrive (send back to the tasks topic)
+    /// or drop tasks that used up their attempts.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Check a proof bundle offline (as served by `GET /v1/audit/proof`): the checkpoint's
     /// signature by the verifier key, the entry, the inclusion proof and, with `--record`, that
     /// the logged entry is that record. Exit 0 when every check passes, 1 with the reason.
@@ -65,6 +69,63 @@ pub enum AuditCommand {
         /// The PCS record (JSON with its 8 signed fields) the entry must be.
         #[arg(long)]
         record: Option<PathBuf>,
+    },
+}
+
+/// `flk audit dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List DLQ entries, newest first: task id, kind, state, when, reason.
+    List {
+        /// Only this state: dead (default), redriven, dropped or all.
+        #[arg(long, default_value = "dead")]
+        state: String,
+        /// Only this task kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Config and logging.
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Print one entry as JSON: the task, the reason and every attempt.
+    Show {
+        /// Task id.
+        id: String,
+        /// Config and logging.
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Send dead tasks back to `flk.audit.tasks` (one id, or every dead one of `--kind` with
+    /// `--all`); a redriven task that fails again comes back as dead.
+    Redrive {
+        /// Task id (or `--all`).
+        id: Option<String>,
+        /// Every dead task (of `--kind`, when given).
+        #[arg(long)]
+        all: bool,
+        /// Only this kind (with `--all`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Config and logging.
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Mark dead tasks as dropped (kept for the record, never run again).
+    Drop {
+        /// Task id (or `--all`).
+        id: Option<String>,
+        /// Every dead task (of `--kind`, when given).
+        #[arg(long)]
+        all: bool,
+        /// Only this kind (with `--all`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Config and logging.
+        #[command(flatten)]
+        common: ConfigArgs,
     },
 }
 
@@ -88,6 +149,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<u8> {
             record,
         } => verify(&bundle, &key, record.as_deref()),
         AuditCommand::Check { key, common } => check(key.as_deref(), &common),
+        AuditCommand::Dlq(command) => dlq(command),
     }
 }
 
@@ -234,4 +296,126 @@ fn check(key_opt: Option<&str>, common: &ConfigArgs) -> anyhow::Result<u8> {
         }
         anyhow::Ok(if intact { 0 } else { 1 })
     })
+}
+
+/// Most dead tasks one `--all` acts on.
+const DLQ_ALL_LIMIT: i64 = 10_000;
+
+fn dlq(command: DlqCommand) -> anyhow::Result<u8> {
+    let common = match &command {
+        DlqCommand::List { common, .. }
+        | DlqCommand::Show { common, .. }
+        | DlqCommand::Redrive { common, .. }
+        | DlqCommand::Drop { common, .. } => common,
+    };
+    let (config, _guard) = load(common, "warn", "audit")?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let store = crate::serve::open_store(&config, &config.postgres.schema).await?;
+        match command {
+            DlqCommand::List {
+                state, kind, limit, ..
+            } => {
+                let state_opt = match state.as_str() {
+                    "all" => None,
+                    "dead" | "redriven" | "dropped" => Some(state.as_str()),
+                    other => bail!("--state must be dead, redriven, dropped or all, not {other:?}"),
+                };
+                let entries = store.dlq_entries(state_opt, kind.as_deref(), limit).await?;
+                println!(
+                    "{:<48} {:<16} {:<9} {:>15}  reason",
+                    "task id", "kind", "state", "dead at (ms)"
+                );
+                for entry in &entries {
+                    println!(
+                        "{:<48} {:<16} {:<9} {:>15}  {} ({} attempts)",
+                        entry.task_id,
+                        entry.kind,
+                        entry.state,
+                        entry.dead.dead_at_ms,
+                        entry.dead.reason,
+                        entry.dead.attempts.len()
+                    );
+                }
+                eprintln!("{} entries", entries.len());
+                Ok(0)
+            }
+            DlqCommand::Show { id, .. } => match store.dlq_entry(&id).await? {
+                Some(entry) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "task_id": entry.task_id, "kind": entry.kind, "state": entry.state,
+                            "resolved_at_ms": entry.resolved_at_ms_opt, "dead": entry.dead,
+                        }))?
+                    );
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("flk audit dlq: no DLQ entry {id:?}");
+                    Ok(1)
+                }
+            },
+            DlqCommand::Redrive { id, all, kind, .. } => {
+                let entries = selected(&store, id, all, kind).await?;
+                let sink = infra::kafka::sink::KafkaSink::new(&config.kafka)?;
+                let mut redriven = 0;
+                for entry in entries {
+                    let Ok(mut task) = serde_json::from_value::<events::audit_task::AuditTask>(
+                        entry.dead.task.clone(),
+                    ) else {
+                        eprintln!("{}: not a readable task; drop it instead", entry.task_id);
+                        continue;
+                    };
+                    task.redrives += 1;
+                    let record = infra::log::OutgoingRecord {
+                        topic: config.kafka.audit_tasks_topic(),
+                        partition_opt: None,
+                        key: task.id.clone().into_bytes(),
+                        payload: task.encode(),
+                        headers: Vec::new(),
+                    };
+                    infra::log::LogSink::produce(&sink, record)?.await?;
+                    store
+                        .resolve_dlq(&entry.task_id, "redriven", infra::clock::now_ms())
+                        .await?;
+                    println!("redriven {}", entry.task_id);
+                    redriven += 1;
+                }
+                eprintln!("{redriven} tasks redriven");
+                Ok(0)
+            }
+            DlqCommand::Drop { id, all, kind, .. } => {
+                let entries = selected(&store, id, all, kind).await?;
+                for entry in &entries {
+                    store
+                        .resolve_dlq(&entry.task_id, "dropped", infra::clock::now_ms())
+                        .await?;
+                    println!("dropped {}", entry.task_id);
+                }
+                eprintln!("{} tasks dropped", entries.len());
+                Ok(0)
+            }
+        }
+    })
+}
+
+/// The dead entries an id or `--all [--kind]` names.
+async fn selected(
+    store: &projections::ProjectionStore,
+    id: Option<String>,
+    all: bool,
+    kind: Option<String>,
+) -> anyhow::Result<Vec<projections::audit_tasks::DlqEntry>> {
+    match (id, all) {
+        (Some(id), false) => match store.dlq_entry(&id).await? {
+            Some(entry) if entry.state == "dead" => Ok(vec![entry]),
+            Some(entry) => bail!("{id} is {}, not dead", entry.state),
+            None => bail!("no DLQ entry {id:?}"),
+        },
+        (None, true) => Ok(store
+            .dlq_entries(Some("dead"), kind.as_deref(), DLQ_ALL_LIMIT)
+            .await?),
+        _ => bail!("give a task id or --all"),
+    }
 }

@@ -95,9 +95,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let mut roles: HashSet<Role> = if explicit {
         args.roles.into_iter().collect()
     } else {
-        [Role::Gateway, Role::Shard, Role::Projector, Role::Anchorer]
-            .into_iter()
-            .collect()
+        [
+            Role::Gateway,
+            Role::Shard,
+            Role::Projector,
+            Role::Anchorer,
+            Role::AuditWorker,
+        ]
+        .into_iter()
+        .collect()
     };
     let mut role_names: Vec<String> = roles
         .iter()

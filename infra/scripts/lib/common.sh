@@ -29,6 +29,7 @@ FLK_S3_PORT="${FLK_S3_PORT:-19000}"
 FLK_S3_BUCKET="${FLK_S3_BUCKET:-flk-cold}"
 FLK_OTEL_PORT="${FLK_OTEL_PORT:-14318}"
 FLK_OTEL_FILE="${FLK_OTEL_FILE:-$FLK_STACK_DIR/otel/traces.jsonl}"
+FLK_TSA_PORT="${FLK_TSA_PORT:-19318}"
 
 FLK_KAFKA_VERSION="${FLK_KAFKA_VERSION:-4.1.1}"
 FLK_KAFKA_LOG4J_VERSION="${FLK_KAFKA_LOG4J_VERSION:-2.24.3}"
@@ -41,6 +42,10 @@ FLK_PG_MAJOR="${FLK_PG_MAJOR:-15}"
 # Collector core and contrib share the 0.x version; the confmap providers are versioned 1.x.
 FLK_OTELCOL_VERSION="${FLK_OTELCOL_VERSION:-0.161.0}"
 FLK_OTELCOL_PROVIDER_VERSION="${FLK_OTELCOL_PROVIDER_VERSION:-1.67.0}"
+# RFC 3161 TSA (lib/tsa.sh): key type of the generated CA and TSA keys (ec = ECDSA P-256,
+# rsa = RSA 2048) and the certificates' validity. Only used when the keys are created.
+FLK_TSA_KEY_ALG="${FLK_TSA_KEY_ALG:-ec}"
+FLK_TSA_CERT_DAYS="${FLK_TSA_CERT_DAYS:-3650}"
 
 # Seconds to wait for a service to become ready.
 FLK_KAFKA_START_TIMEOUT="${FLK_KAFKA_START_TIMEOUT:-90}"
@@ -253,4 +258,6 @@ export FLK_KAFKA_LIBS=$FLK_KAFKA_LIBS
 EOF
   # Trace export only while the collector runs (lib/otel.sh).
   if declare -F otel_env_lines >/dev/null; then otel_env_lines; fi
+  # Time-stamping authority only while it runs (lib/tsa.sh).
+  if declare -F tsa_env_lines >/dev/null; then tsa_env_lines; fi
 }

@@ -22,6 +22,17 @@ pub struct AuditConfig {
     /// Most leaves one round (one checkpoint) appends; a larger backlog takes several rounds
     /// back to back.
     pub max_round_leaves: usize,
+    /// RFC 3161 time-stamping authority (`FLK_TSA_URL`): each checkpoint gets an
+    /// `attest_external` audit task; none when unset.
+    pub tsa_url_opt: Option<String>,
+    /// How long one time-stamp request may take.
+    pub tsa_timeout_ms: u64,
+    /// Attempts of an audit task before it goes to the DLQ.
+    pub task_max_attempts: u32,
+    /// Backoff before the second attempt; it doubles with each attempt (full jitter).
+    pub task_backoff_initial_ms: u64,
+    /// Longest backoff between attempts.
+    pub task_backoff_max_ms: u64,
 }
 
 impl Default for AuditConfig {
@@ -31,6 +42,11 @@ impl Default for AuditConfig {
             signing_key_file_opt: None,
             anchor_interval_ms: 1_000,
             max_round_leaves: 20_000,
+            tsa_url_opt: None,
+            tsa_timeout_ms: 10_000,
+            task_max_attempts: 5,
+            task_backoff_initial_ms: 500,
+            task_backoff_max_ms: 30_000,
         }
     }
 }
@@ -92,6 +108,31 @@ impl AuditConfig {
                 "audit.max_round_leaves",
                 "must be between 1 and 1000000",
             ));
+        }
+        if let Some(url) = &self.tsa_url_opt {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "audit.tsa_url_opt",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        if !(1..=100).contains(&self.task_max_attempts) {
+            return Err(invalid(
+                "audit.task_max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.task_backoff_initial_ms == 0
+            || self.task_backoff_max_ms < self.task_backoff_initial_ms
+        {
+            return Err(invalid(
+                "audit.task_backoff_initial_ms",
+                "must be positive and at most audit.task_backoff_max_ms",
+            ));
+        }
+        if self.tsa_timeout_ms == 0 {
+            return Err(invalid("audit.tsa_timeout_ms", "must be positive"));
         }
         Ok(())
     }
