@@ -275,6 +275,29 @@ async fn every_decided_record_is_provable_offline_and_tampering_is_named() {
     assert!(refused.is_err());
     let refused = client.batch_execute("DELETE FROM merkle_leaves").await;
     assert!(refused.is_err());
+    // The writer role may append but not rewrite history, nor switch the triggers off.
+    client
+        .batch_execute("SET ROLE flk_audit_writer")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SELECT count(*) FROM audit_log")
+        .await
+        .unwrap();
+    for statement in [
+        "UPDATE checkpoints SET note = ''",
+        "DELETE FROM attestations",
+        "TRUNCATE merkle_nodes",
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete",
+    ] {
+        let error = client.batch_execute(statement).await.unwrap_err();
+        assert!(
+            format!("{error:?}").contains("permission denied")
+                || format!("{error:?}").contains("must be owner"),
+            "{statement}: {error:?}"
+        );
+    }
+    client.batch_execute("RESET ROLE").await.unwrap();
     deployment.cleanup().await;
 }
 

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_audit_tasks.sql",
         sql: include_str!("../migrations/0005_audit_tasks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_audit_writer_role.sql",
+        sql: include_str!("../migrations/0006_audit_writer_role.sql"),
+    },
 ];
 
 /// Longest schema name accepted: leaves room for `_rebuild`, `_old_<ms>` and `_decided` within
