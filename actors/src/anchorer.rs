@@ -332,8 +332,8 @@ impl Handler<GetStatus> for Anchorer {
 }
 
 /// Asks the audit workers for an RFC 3161 time stamp of the new checkpoint. Best effort: the
-/// checkpoint is already committed; a task that cannot be produced is logged (and can be asked
-/// for again with `flk audit attest`).
+/// checkpoint is already committed; a task that cannot be produced within a few seconds is
+/// logged, and `flk audit attest --missing` asks again for every checkpoint without a token.
 async fn enqueue_attestation(deps: &AnchorerDeps, tree_size: u64) {
     let Some((sink, topic)) = &deps.attest_tasks_opt else {
         return;
@@ -347,13 +347,18 @@ async fn enqueue_attestation(deps: &AnchorerDeps, tree_size: u64) {
         headers: Vec::new(),
     };
     let acked = match sink.produce(record) {
-        Ok(ack) => ack.await,
+        Ok(ack) => tokio::time::timeout(ENQUEUE_TIMEOUT, ack)
+            .await
+            .unwrap_or_else(|_| Err(infra::log::LogError::Unavailable("timed out".into()))),
         Err(error) => Err(error),
     };
     if let Err(error) = acked {
         tracing::warn!(error = %error, tree_size, "attestation task not enqueued");
     }
 }
+
+/// Longest wait for the log to take an attestation task (the round holds the heartbeat).
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Checkpoints published per round at most (a long outage catches up over several rounds).
 const PUBLISH_PER_ROUND: i64 = 100;

@@ -56,6 +56,9 @@ pub struct TaskFinished {
 /// Tasks running at once.
 pub const MAX_IN_FLIGHT: usize = 64;
 
+/// Ticks between refreshes of the DLQ depth gauge (about 10 s).
+const DEPTH_REFRESH_TICKS: u64 = 20;
+
 /// Consumer group of the workers.
 pub const GROUP: &str = "flk-audit-worker";
 
@@ -122,6 +125,8 @@ pub struct AuditWorker {
     last_progress_ms: i64,
     /// Told when a shutdown has drained.
     drain: Drain,
+    /// Ticks so far (for the periodic DLQ depth refresh).
+    ticks: u64,
 }
 
 impl AuditWorker {
@@ -137,6 +142,7 @@ impl AuditWorker {
             state: "starting",
             last_progress_ms: 0,
             drain: Drain::default(),
+            ticks: 0,
         }
     }
 
@@ -361,10 +367,29 @@ impl Handler<SourceFailed> for AuditWorker {
 impl Handler<Tick> for AuditWorker {
     type Result = ();
 
-    fn handle(&mut self, _tick: Tick, _ctx: &mut Self::Context) {
+    fn handle(&mut self, _tick: Tick, ctx: &mut Self::Context) {
         // Tasks in backoff are progress too: the worker is alive while it waits for them.
         self.progressed();
         self.publish();
+        // The DLQ depth changes by operators too (redrive, drop): refresh it now and then.
+        self.ticks += 1;
+        if self.ticks % DEPTH_REFRESH_TICKS == 1 {
+            let (store, gauge) = (
+                self.deps.context.store.clone(),
+                self.deps
+                    .metrics
+                    .audit_dlq_depth
+                    .with_label_values(&[] as &[&str]),
+            );
+            ctx.spawn(
+                async move {
+                    if let Ok(depth) = store.dlq_depth().await {
+                        gauge.set(depth);
+                    }
+                }
+                .into_actor(self),
+            );
+        }
     }
 }
 
@@ -425,7 +450,7 @@ async fn run_task(deps: &AuditWorkerDeps, record: &LogRecord) -> Result<(), Stri
     {
         metrics
             .audit_task_attempts
-            .with_label_values(&[task.kind.as_str(), "skipped"])
+            .with_label_values(&[kind_label(&task.kind), "skipped"])
             .inc();
         return Ok(());
     }

@@ -15,6 +15,7 @@
 pub mod demo;
 mod http_load;
 mod kafka_load;
+mod proof_load;
 mod records;
 mod report;
 
@@ -39,6 +40,9 @@ pub enum Target {
     Gateway,
     /// Produce to `<prefix>flk.submissions`; measures produce-to-committed-decision latency.
     Kafka,
+    /// `GET /v1/audit/proof` for sampled leaves of the newest checkpoint, closed loop over
+    /// `connections`; measures proof generation (a tenth of the answers are verified).
+    Proofs,
 }
 
 /// `flk bench` options.
@@ -116,6 +120,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     if !(0.0..1.0).contains(&args.duplicate_ratio) {
         anyhow::bail!("--duplicate-ratio must be in [0, 1)");
     }
+    if args.target == Target::Proofs {
+        return run_proofs(&args, &config);
+    }
     let tenants = signing_tenants(&config, &args.tenants)?;
     let rate_opt = (args.rate > 0.0).then_some(args.rate);
     let count = args.count.unwrap_or(match rate_opt {
@@ -147,6 +154,43 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(0)
+}
+
+/// `--target proofs`.
+fn run_proofs(args: &BenchArgs, config: &Config) -> anyhow::Result<u8> {
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.gateway.listen));
+    let tenants: Vec<String> = config.tenants.keys().cloned().collect();
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let load_before = report::load_average();
+    let run = runtime.block_on(proof_load::run(
+        &base,
+        &tenants,
+        args.connections,
+        Duration::from_secs_f64(args.duration.max(0.0)),
+    ))?;
+    let rate = run.proofs as f64 / run.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "flk bench proofs: tree size {}, {} connections, {:.1} s; {} proofs ({rate:.0}/s), {} errors, {} verified",
+        run.tree_size,
+        args.connections,
+        run.elapsed.as_secs_f64(),
+        run.proofs,
+        run.errors,
+        run.verified
+    );
+    println!(
+        "latency ms: p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}; load {:?} before, {:?} after",
+        run.latency.p50_ms,
+        run.latency.p95_ms,
+        run.latency.p99_ms,
+        run.latency.max_ms,
+        load_before,
+        report::load_average()
+    );
+    Ok(u8::from(run.errors > 0))
 }
 
 /// The tenants to sign for: the named ones, or every enabled tenant. A tenant's first HMAC key
@@ -323,6 +367,7 @@ async fn drive(
                 .latencies
                 .insert("submit".to_owned(), LatencySummary::of(&result.submit));
         }
+        Target::Proofs => anyhow::bail!("the proofs target has no submission plan"),
         Target::Kafka => {
             let mut kafka = config.kafka.clone();
             if let Some(linger) = args.linger_ms {

@@ -1,5 +1,5 @@
 //! `flk serve`: the composition root. Starts the roles this process runs (gateway, shard,
-//! projector), each actor under an actix supervisor and a heartbeat watchdog, and shuts them down
+//! projector, anchorer, audit worker), each actor under an actix supervisor and a heartbeat watchdog, and shuts them down
 //! gracefully on SIGINT or SIGTERM.
 
 use std::collections::HashSet;

@@ -5,6 +5,9 @@
 #      with the same partitions, so row 1 reads as a fraction of what the broker takes here;
 #   3. the gateway open loop at FLK_BENCH_RATE req/s (p99 target <= 25 ms), sampling the resident
 #      memory of `flk serve` (ps -o rss) while it runs;
+#      then, from the same run, the time from each decision to the signed checkpoint covering it
+#      (the anchorer runs with a key made for the run) and `flk bench --target proofs` (audit
+#      proofs served per second, a tenth verified);
 #   4. the gateway closed loop (maximum throughput);
 #   5. `flk replay --no-swap` of every decision the runs produced (rate and state-hash equality).
 # Every run uses its own topic prefix, Postgres schema and Redis key prefix (bench<time>_<pid>), and
@@ -65,6 +68,8 @@ else
 fi
 
 config="$out/flk.toml"
+# The anchorer runs in every measurement (as in production): a signing key for this run.
+"$flk" audit keygen --out "$out/audit.key" --origin "flk.bench/${run_id}" >/dev/null
 cat >"$config" <<TOML
 # Written by infra/scripts/bench.sh for run ${run_id}.
 region = "local"
@@ -79,6 +84,9 @@ schema = "${run_id}"
 key_prefix = "${run_id}"
 [gateway]
 listen = "127.0.0.1:${port}"
+[audit]
+origin_opt = "flk.bench/${run_id}"
+signing_key_file_opt = "$out/audit.key"
 [projector]
 max_batch = ${max_batch}
 ${max_transactions:+max_transactions = ${max_transactions}}
@@ -183,10 +191,32 @@ if wants open; then
     sample_rss "$out/rss.txt" &
     rss_pid=$!
     row[open_load]="$(load)"
+    open_from_ms="$(date +%s%3N)"
     "$flk" bench --target gateway --rate "$rate" --duration "$duration" --connections "$connections" \
         --label gateway-open --json-out "$out/open.json" | tee "$out/open.txt"
     kill "$rss_pid" 2>/dev/null || true
     wait "$rss_pid" 2>/dev/null || true
+    open_to_ms="$(date +%s%3N)"
+    # Time from each decision of the open loop to the signed checkpoint that first covers it
+    # (waits for the anchorer to cover the run first).
+    for _ in $(seq 1 60); do
+        behind="$(psql "$FLK_POSTGRES_URL" -XAt -c "SET search_path = ${run_id};
+            SELECT (SELECT count(*) FROM audit_log) - coalesce((SELECT max(tree_size) FROM checkpoints), 0)" | tail -1)"
+        [[ "$behind" == "0" ]] && break
+        sleep 0.5
+    done
+    psql "$FLK_POSTGRES_URL" -XAt -F ' ' -c "SET search_path = ${run_id};
+        SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY d),
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY d), max(d)
+        FROM (SELECT c.created_at_ms - a.decided_at_ms AS d
+              FROM merkle_leaves l JOIN audit_log a USING (partition, seq)
+              CROSS JOIN LATERAL (SELECT created_at_ms FROM checkpoints c
+                                  WHERE c.tree_size > l.leaf_index ORDER BY tree_size LIMIT 1) c
+              WHERE a.decided_at_ms BETWEEN ${open_from_ms} AND ${open_to_ms}) delays" |
+        tail -1 >"$out/anchor_delay.txt"
+    say "audit proofs: flk bench --target proofs, 10 s, 16 connections"
+    row[proofs_load]="$(load)"
+    "$flk" bench --target proofs --duration 10 --connections 16 | tee "$out/proofs.txt" || true
 fi
 
 if wants closed; then
@@ -238,6 +268,15 @@ summary="$out/summary.txt"
         if [[ -s "$out/rss.txt" ]]; then
             line "flk serve RSS under load (max)" "$(sort -n "$out/rss.txt" | tail -1 | awk '{printf "%.0f MiB", $1/1024}')" "< 300 MiB" ""
         fi
+    fi
+    if [[ -s "$out/anchor_delay.txt" ]]; then
+        read -r anchored p50 p99 worst <"$out/anchor_delay.txt"
+        line "decision -> signed checkpoint p50 / p99" "$(printf '%.0f / %.0f ms' "$p50" "$p99")" "<= anchor interval" ""
+        line "  (leaves, max)" "${anchored}, ${worst} ms" "" ""
+    fi
+    if [[ -f "$out/proofs.txt" ]]; then
+        line "proof generation (GET /v1/audit/proof)" "$(sed -nE 's/.*proofs \(([0-9]+)\/s\).*/\1\/s/p' "$out/proofs.txt")" "-" "${row[proofs_load]}"
+        line "  proof latency p50 / p99" "$(sed -nE 's/^latency ms: p50 ([0-9.]+) p95 [0-9.]+ p99 ([0-9.]+).*/\1 \/ \2 ms/p' "$out/proofs.txt")" "-" ""
     fi
     if [[ -f "$out/closed.json" ]]; then
         line "gateway closed loop (${connections} conns)" "$(printf '%.0f/s' "$(jget "$out/closed.json" '.throughput_per_s')")" "-" "${row[closed_load]}"

@@ -7,10 +7,15 @@
 
 DO $$
 BEGIN
-    CREATE ROLE flk_audit_writer NOLOGIN;
-EXCEPTION
-    -- Another schema's migration created it first (they run concurrently in tests).
-    WHEN duplicate_object OR unique_violation THEN NULL;
+    -- Only when missing, so a login without CREATEROLE can migrate once the role exists.
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'flk_audit_writer') THEN
+        BEGIN
+            CREATE ROLE flk_audit_writer NOLOGIN;
+        EXCEPTION
+            -- Another schema's migration created it first (they run concurrently in tests).
+            WHEN duplicate_object OR unique_violation THEN NULL;
+        END;
+    END IF;
 END
 $$;
 

@@ -74,8 +74,7 @@ impl crate::ProjectionStore {
             .is_some())
     }
 
-    /// Records a task as done (a second record of the same id is ignored) and marks a DLQ row
-    /// of it, if any, as resolved by its redrive.
+    /// Records a task as done (a second record of the same id is ignored).
     pub async fn record_task_done(
         &self,
         task_id: &str,
@@ -253,6 +252,27 @@ impl crate::ProjectionStore {
             .map(|row| {
                 let count: i64 = row.try_get(1)?;
                 Ok((row.try_get(0)?, Value::from(count)))
+            })
+            .collect()
+    }
+}
+
+impl crate::ProjectionStore {
+    /// Tree sizes of checkpoints without an attestation, oldest first, at most `limit`.
+    pub async fn unattested_checkpoints(&self, limit: i64) -> Result<Vec<u64>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT c.tree_size FROM checkpoints c LEFT JOIN attestations a USING (tree_size) \
+                 WHERE a.tree_size IS NULL ORDER BY c.tree_size LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let size: i64 = row.try_get(0)?;
+                u64::try_from(size).map_err(|_| StoreError::Corrupt("negative tree size".into()))
             })
             .collect()
     }

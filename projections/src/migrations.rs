@@ -104,9 +104,22 @@ pub async fn migrate_up_to(
             &[&schema],
         )
         .await?;
+    // DDL only when something is missing: Postgres checks the CREATE privilege even for
+    // `IF NOT EXISTS`, and a serving login without it (docs/runbooks/audit.md) must still start.
+    let ready = transaction
+        .query_one(
+            "SELECT to_regclass(format('%I.schema_migrations', $1::text)) IS NOT NULL",
+            &[&schema],
+        )
+        .await?
+        .try_get::<_, bool>(0)?;
     transaction
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n\
+        .batch_execute(&format!("SET LOCAL search_path TO \"{schema}\";"))
+        .await?;
+    if !ready {
+        transaction
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n\
              SET LOCAL search_path TO \"{schema}\";\n\
              CREATE TABLE IF NOT EXISTS schema_migrations (\n\
                  version int PRIMARY KEY,\n\
@@ -114,8 +127,9 @@ pub async fn migrate_up_to(
                  checksum bytea NOT NULL,\n\
                  applied_at timestamptz NOT NULL DEFAULT now()\n\
              );"
-        ))
-        .await?;
+            ))
+            .await?;
+    }
     let applied_rows = transaction
         .query(
             "SELECT version, name, checksum FROM schema_migrations ORDER BY version",

@@ -52,6 +52,19 @@ pub enum AuditCommand {
         #[command(flatten)]
         common: ConfigArgs,
     },
+    /// Ask the audit workers for RFC 3161 time stamps of every checkpoint that has none yet (after
+    /// a Kafka outage lost some tasks, or once a TSA is configured for an older log).
+    Attest {
+        /// Every checkpoint without an attestation (the only mode, named for clarity).
+        #[arg(long, required = true)]
+        missing: bool,
+        /// At most this many checkpoints.
+        #[arg(long, default_value_t = 10_000)]
+        limit: i64,
+        /// Config and logging.
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
     /// The dead-letter queue of audit tasks: list, show, redrive (send back to the tasks topic)
     /// or drop tasks that used up their attempts.
     #[command(subcommand)]
@@ -150,6 +163,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<u8> {
         } => verify(&bundle, &key, record.as_deref()),
         AuditCommand::Check { key, common } => check(key.as_deref(), &common),
         AuditCommand::Dlq(command) => dlq(command),
+        AuditCommand::Attest { limit, common, .. } => attest_missing(limit, &common),
     }
 }
 
@@ -418,4 +432,37 @@ async fn selected(
             .await?),
         _ => bail!("give a task id or --all"),
     }
+}
+
+fn attest_missing(limit: i64, common: &ConfigArgs) -> anyhow::Result<u8> {
+    let (config, _guard) = load(common, "warn", "audit")?;
+    let origin = config.audit.origin(&config.region);
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let store = crate::serve::open_store(&config, &config.postgres.schema).await?;
+        let sizes = store.unattested_checkpoints(limit).await?;
+        let sink = infra::kafka::sink::KafkaSink::new(&config.kafka)?;
+        for size in &sizes {
+            let task = events::audit_task::AuditTask::attest_external(
+                &origin,
+                *size,
+                infra::clock::now_ms(),
+            );
+            let record = infra::log::OutgoingRecord {
+                topic: config.kafka.audit_tasks_topic(),
+                partition_opt: None,
+                key: task.id.clone().into_bytes(),
+                payload: task.encode(),
+                headers: Vec::new(),
+            };
+            infra::log::LogSink::produce(&sink, record)?.await?;
+        }
+        println!("{} attestation tasks enqueued", sizes.len());
+        if config.audit.tsa_url_opt.is_none() {
+            eprintln!(
+                "note: no audit.tsa_url_opt is configured here; the workers need one to run them"
+            );
+        }
+        anyhow::Ok(0)
+    })
 }
