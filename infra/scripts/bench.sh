@@ -19,7 +19,8 @@
 # FLK_BENCH_KAFKA_COUNT records for the Kafka run (100000), FLK_BENCH_KAFKA_WINDOW (5000),
 # FLK_BENCH_CEILING_RECORDS (300000), FLK_BENCH_PORT (18090), FLK_BENCH_ONLY (comma list of
 # kafka,ceiling,open,closed,replay; default all), FLK_BENCH_KEEP (0), FLK_BENCH_BIN (a prebuilt
-# flk to measure instead of building target/release/flk), FLK_BENCH_TRACES (0: OTLP trace export
+# flk to measure instead of building target/release/flk), FLK_BENCH_AUDIT (1: the anchorer runs; 0
+# leaves it out), FLK_BENCH_TRACES (0: OTLP trace export
 # off even when env.sh sets FLK_OTLP_ENDPOINT; 1 keeps it, to measure its cost).
 # Results: .local/bench/<run id>/ (JSON reports, logs, summary.txt).
 # It measures; it gates nothing (exit status 0 unless a step could not run).
@@ -69,7 +70,14 @@ fi
 
 config="$out/flk.toml"
 # The anchorer runs in every measurement (as in production): a signing key for this run.
-"$flk" audit keygen --out "$out/audit.key" --origin "flk.bench/${run_id}" >/dev/null
+# FLK_BENCH_AUDIT=0 leaves it out (to measure what anchoring costs).
+audit_section=""
+if [[ "${FLK_BENCH_AUDIT:-1}" != "0" ]]; then
+    "$flk" audit keygen --out "$out/audit.key" --origin "flk.bench/${run_id}" >/dev/null
+    audit_section="[audit]
+origin_opt = \"flk.bench/${run_id}\"
+signing_key_file_opt = \"$out/audit.key\""
+fi
 cat >"$config" <<TOML
 # Written by infra/scripts/bench.sh for run ${run_id}.
 region = "local"
@@ -84,9 +92,7 @@ schema = "${run_id}"
 key_prefix = "${run_id}"
 [gateway]
 listen = "127.0.0.1:${port}"
-[audit]
-origin_opt = "flk.bench/${run_id}"
-signing_key_file_opt = "$out/audit.key"
+${audit_section}
 [projector]
 max_batch = ${max_batch}
 ${max_transactions:+max_transactions = ${max_transactions}}
@@ -199,13 +205,13 @@ if wants open; then
     open_to_ms="$(date +%s%3N)"
     # Time from each decision of the open loop to the signed checkpoint that first covers it
     # (waits for the anchorer to cover the run first).
-    for _ in $(seq 1 60); do
+    for _ in $( [[ -n "$audit_section" ]] && seq 1 60); do
         behind="$(psql "$FLK_POSTGRES_URL" -XAt -c "SET search_path = ${run_id};
             SELECT (SELECT count(*) FROM audit_log) - coalesce((SELECT max(tree_size) FROM checkpoints), 0)" | tail -1)"
         [[ "$behind" == "0" ]] && break
         sleep 0.5
     done
-    psql "$FLK_POSTGRES_URL" -XAt -F ' ' -c "SET search_path = ${run_id};
+    [[ -n "$audit_section" ]] && psql "$FLK_POSTGRES_URL" -XAt -F ' ' -c "SET search_path = ${run_id};
         SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY d),
                percentile_cont(0.99) WITHIN GROUP (ORDER BY d), max(d)
         FROM (SELECT c.created_at_ms - a.decided_at_ms AS d
@@ -214,9 +220,11 @@ if wants open; then
                                   WHERE c.tree_size > l.leaf_index ORDER BY tree_size LIMIT 1) c
               WHERE a.decided_at_ms BETWEEN ${open_from_ms} AND ${open_to_ms}) delays" |
         tail -1 >"$out/anchor_delay.txt"
-    say "audit proofs: flk bench --target proofs, 10 s, 16 connections"
-    row[proofs_load]="$(load)"
-    "$flk" bench --target proofs --duration 10 --connections 16 | tee "$out/proofs.txt" || true
+    if [[ -n "$audit_section" ]]; then
+        say "audit proofs: flk bench --target proofs, 10 s, 16 connections"
+        row[proofs_load]="$(load)"
+        "$flk" bench --target proofs --duration 10 --connections 16 | tee "$out/proofs.txt" || true
+    fi
 fi
 
 if wants closed; then
