@@ -24,6 +24,12 @@ fn env(name: &str) -> String {
     })
 }
 
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
 fn audit_toml(deployment: &Deployment, tsa_url: &str, max_attempts: u32) -> String {
     let key_path = deployment.dir.join("audit.key");
     std::fs::write(&key_path, BASE64.encode([5u8; 32])).unwrap();
@@ -115,6 +121,43 @@ async fn checkpoints_get_time_stamps_that_openssl_verifies() {
     // A token does not verify another note.
     let verdict = openssl_verifies(&deployment.dir, &format!("{note}x"), &response);
     assert!(!verdict.contains("Verification: OK"), "{verdict}");
+    // A report task: the worker writes the tenant's counts to the object store once.
+    let to_ms = chrono_now_ms() + 1;
+    let enqueued = run_flk(
+        &deployment,
+        &[
+            "audit",
+            "report",
+            "--tenant",
+            "default",
+            "--from-ms",
+            "0",
+            "--to-ms",
+            &to_ms.to_string(),
+        ],
+    )
+    .unwrap();
+    assert!(
+        enqueued.starts_with("enqueued generate_report:default:0:"),
+        "{enqueued}"
+    );
+    let result: String = wait_until("the report task done", Duration::from_secs(60), || async {
+        client
+            .query_opt(
+                "SELECT result::text FROM audit_tasks_done WHERE kind = 'generate_report'",
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|row| row.get(0))
+    })
+    .await
+    .unwrap();
+    assert!(
+        result.contains("/audit/reports/generate_report_default_0_"),
+        "{result}"
+    );
     drop(flk);
     deployment.cleanup().await;
 }
@@ -188,5 +231,71 @@ async fn a_tsa_outage_sends_attestations_to_the_dlq_and_a_redrive_recovers_them(
     .unwrap();
     let depth = run_flk(&deployment, &["audit", "dlq", "list"]).unwrap();
     assert_eq!(depth.lines().count(), 1, "only the header is left: {depth}");
+    deployment.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_audit_workers_loses_no_attestation() {
+    let mut deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
+    // Small rounds, often: many checkpoints, so kills land while tasks run.
+    deployment.extra_toml = format!(
+        "{}max_round_leaves = 5\n",
+        audit_toml(&deployment, &env("FLK_TSA_URL"), 5)
+            .replace("anchor_interval_ms = 200", "anchor_interval_ms = 30")
+    );
+    let flk = FlkProcess::start(&deployment, "gateway,shard,projector,anchorer", "main").unwrap();
+    let load = tokio::spawn(load::run(
+        flk.url().to_owned(),
+        SECRET,
+        60_000,
+        120,
+        4,
+        Duration::from_secs(120),
+        Arc::new(AtomicUsize::new(0)),
+    ));
+    let client = deployment.postgres().await.unwrap();
+    let attested = || async {
+        client
+            .query_one("SELECT count(*) FROM attestations", &[])
+            .await
+            .ok()
+            .map(|row| row.get::<_, i64>(0))
+    };
+    for round in 0..3 {
+        let mut worker =
+            FlkProcess::start(&deployment, "audit-worker", &format!("worker-{round}")).unwrap();
+        let before = attested().await.unwrap_or(0);
+        wait_until("a worker to attest", Duration::from_secs(60), || async {
+            attested().await.filter(|count| *count > before)
+        })
+        .await
+        .unwrap();
+        worker.kill9();
+    }
+    let result = load.await.unwrap();
+    assert_eq!(result.acknowledged.len(), 120);
+    let _worker = FlkProcess::start(&deployment, "audit-worker", "worker-last").unwrap();
+    // Every checkpoint ends with exactly one token (the table's key), none in the DLQ.
+    wait_until("every checkpoint attested", Duration::from_secs(90), || async {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM checkpoints), (SELECT count(*) FROM attestations), \
+                        (SELECT count(*) FROM checkpoints WHERE tree_size = (SELECT count(*) FROM audit_log))",
+                &[],
+            )
+            .await
+            .ok()?;
+        let (checkpoints, attestations, complete): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        (complete == 1 && attestations == checkpoints).then_some(())
+    })
+    .await
+    .unwrap();
+    let dead: i64 = client
+        .query_one("SELECT count(*) FROM audit_dlq", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dead, 0);
+    drop(flk);
     deployment.cleanup().await;
 }

@@ -52,6 +52,18 @@ impl AuditTask {
         }
     }
 
+    /// The `generate_report` task of `tenant`'s decisions in `[from_ms, to_ms)`.
+    pub fn generate_report(tenant: &str, from_ms: i64, to_ms: i64, now_ms: i64) -> Self {
+        AuditTask {
+            v: TASK_VERSION,
+            id: format!("{}:{tenant}:{from_ms}:{to_ms}", kinds::GENERATE_REPORT),
+            kind: kinds::GENERATE_REPORT.to_owned(),
+            created_at_ms: now_ms,
+            payload: serde_json::json!({ "tenant": tenant, "from_ms": from_ms, "to_ms": to_ms }),
+            redrives: 0,
+        }
+    }
+
     /// The record value.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

@@ -65,6 +65,23 @@ pub enum AuditCommand {
         #[command(flatten)]
         common: ConfigArgs,
     },
+    /// Ask the audit workers for a report of a tenant's decisions (counts by verdict) between two
+    /// times; the report is written to the object store as
+    /// `<schema>/audit/reports/generate_report_<tenant>_<from>_<to>.json`.
+    Report {
+        /// Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// From (ms since the epoch, inclusive).
+        #[arg(long)]
+        from_ms: i64,
+        /// To (ms since the epoch, exclusive).
+        #[arg(long)]
+        to_ms: i64,
+        /// Config and logging.
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
     /// The dead-letter queue of audit tasks: list, show, redrive (send back to the tasks topic)
     /// or drop tasks that used up their attempts.
     #[command(subcommand)]
@@ -164,6 +181,28 @@ pub fn run(command: AuditCommand) -> anyhow::Result<u8> {
         AuditCommand::Check { key, common } => check(key.as_deref(), &common),
         AuditCommand::Dlq(command) => dlq(command),
         AuditCommand::Attest { limit, common, .. } => attest_missing(limit, &common),
+        AuditCommand::Report {
+            tenant,
+            from_ms,
+            to_ms,
+            common,
+        } => {
+            if from_ms < 0 || to_ms <= from_ms {
+                bail!("--to-ms must be after --from-ms, both non-negative");
+            }
+            let (config, _guard) = load(&common, "warn", "audit")?;
+            if !config.tenants.contains_key(&tenant) {
+                bail!("tenant {tenant} is not in the config");
+            }
+            let task = events::audit_task::AuditTask::generate_report(
+                &tenant,
+                from_ms,
+                to_ms,
+                infra::clock::now_ms(),
+            );
+            enqueue(&config, &[task])?;
+            Ok(0)
+        }
     }
 }
 
@@ -465,4 +504,33 @@ fn attest_missing(limit: i64, common: &ConfigArgs) -> anyhow::Result<u8> {
         }
         anyhow::Ok(0)
     })
+}
+
+/// Produces `tasks` to `flk.audit.tasks` and waits for the log to take each.
+async fn produce_tasks(
+    config: &Config,
+    tasks: &[events::audit_task::AuditTask],
+) -> anyhow::Result<()> {
+    let sink = infra::kafka::sink::KafkaSink::new(&config.kafka)?;
+    for task in tasks {
+        let record = infra::log::OutgoingRecord {
+            topic: config.kafka.audit_tasks_topic(),
+            partition_opt: None,
+            key: task.id.clone().into_bytes(),
+            payload: task.encode(),
+            headers: Vec::new(),
+        };
+        infra::log::LogSink::produce(&sink, record)?.await?;
+    }
+    Ok(())
+}
+
+/// [`produce_tasks`] from synchronous code; prints each task id.
+fn enqueue(config: &Config, tasks: &[events::audit_task::AuditTask]) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(produce_tasks(config, tasks))?;
+    for task in tasks {
+        println!("enqueued {}", task.id);
+    }
+    Ok(())
 }
