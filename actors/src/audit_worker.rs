@@ -13,23 +13,22 @@
 //! its partition's position, never the actor: other tasks keep running, up to
 //! [`MAX_IN_FLIGHT`]. Ingestion never waits for any of this.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use events::audit_task::{Attempt, AuditTask, DeadTask, backoff_ms};
 use infra::config::AuditConfig;
-use infra::log::{LogError, LogRecord, LogSink, OutgoingRecord, Positions, Release};
+use infra::log::{LogRecord, LogSink, OutgoingRecord, Positions};
 use infra::metrics::Metrics;
 use serde_json::Value;
 
 use crate::audit_task_kinds::{TaskContext, TaskError, execute};
 use crate::contract::{
-    ActorStatus, Assigned, Consumed, Drain, GetStatus, Inlet, PartitionStatus, Revoked, Shutdown,
-    SourceActor, SourceFailed, StatusBoard, TICK, Tick, now_ms,
+    ActorStatus, Assigned, Consumed, Drain, GetStatus, Inlet, Revoked, Shutdown, SourceActor,
+    SourceFailed, StatusBoard, TICK, Tick, now_ms,
 };
+use crate::lanes::Lanes;
 use crate::shard::OpenSource;
 use crate::supervision::{Heartbeat, Restart, Supervision, schedule_start};
 
@@ -92,17 +91,6 @@ impl std::fmt::Debug for AuditWorkerDeps {
     }
 }
 
-/// One assigned partition.
-#[derive(Debug, Default)]
-struct Lane {
-    /// Offsets taken and not yet stored, in order, with whether each is finished.
-    unfinished: VecDeque<(i64, bool)>,
-    /// Last stored position in this run.
-    position_opt: Option<i64>,
-    /// Held while revoking; released when the lane's running tasks finish.
-    revoking_opt: Option<Rc<Release>>,
-}
-
 /// The audit worker actor.
 #[derive(Debug)]
 pub struct AuditWorker {
@@ -115,8 +103,8 @@ pub struct AuditWorker {
     inlet: Inlet,
     /// Position store of the current source.
     positions_opt: Option<Arc<dyn Positions>>,
-    /// Partitions by number.
-    lanes: BTreeMap<i32, Lane>,
+    /// Assigned partitions: unfinished tasks, stored positions, revocations.
+    lanes: Lanes,
     /// Tasks running, all lanes.
     in_flight: usize,
     /// `running`, `backing_off`, `stopping`, `stopped` or `gave_up`.
@@ -137,7 +125,7 @@ impl AuditWorker {
             supervision,
             inlet: Inlet::default(),
             positions_opt: None,
-            lanes: BTreeMap::new(),
+            lanes: Lanes::default(),
             in_flight: 0,
             state: "starting",
             last_progress_ms: 0,
@@ -175,19 +163,7 @@ impl AuditWorker {
             .as_ref()
             .map(|positions| positions.lag())
             .unwrap_or_default();
-        let partitions = self
-            .lanes
-            .iter()
-            .map(|(partition, lane)| PartitionStatus {
-                partition: *partition,
-                position_opt: lane.position_opt,
-                lag_opt: lag.get(partition).copied(),
-                in_flight: lane.unfinished.iter().filter(|(_, done)| !done).count(),
-                buffered: 0,
-                revoking: lane.revoking_opt.is_some(),
-            })
-            .collect();
-        let mut status = ActorStatus::new("audit_worker", self.state, partitions);
+        let mut status = ActorStatus::new("audit_worker", self.state, self.lanes.statuses(&lag));
         status.last_progress_ms = self.last_progress_ms;
         status.restarts = self.supervision.restarts_total();
         status
@@ -245,9 +221,7 @@ impl Handler<Assigned> for AuditWorker {
     type Result = ();
 
     fn handle(&mut self, Assigned(partitions): Assigned, _ctx: &mut Self::Context) {
-        for partition in partitions {
-            self.lanes.entry(partition).or_default();
-        }
+        self.lanes.assign(partitions);
         self.publish();
     }
 }
@@ -256,21 +230,7 @@ impl Handler<Revoked> for AuditWorker {
     type Result = ();
 
     fn handle(&mut self, revoked: Revoked, _ctx: &mut Self::Context) {
-        let release = Rc::new(revoked.release);
-        for partition in revoked.partitions {
-            let waiting = self
-                .lanes
-                .get(&partition)
-                .is_some_and(|lane| lane.unfinished.iter().any(|(_, done)| !done));
-            if waiting {
-                if let Some(lane) = self.lanes.get_mut(&partition) {
-                    lane.revoking_opt = Some(release.clone());
-                }
-            } else {
-                self.lanes.remove(&partition);
-            }
-        }
-        drop(release);
+        self.lanes.revoke(revoked.partitions, revoked.release);
         self.publish();
     }
 }
@@ -279,13 +239,10 @@ impl Handler<Consumed> for AuditWorker {
     type Result = ();
 
     fn handle(&mut self, Consumed(record): Consumed, ctx: &mut Self::Context) {
-        let Some(lane) = self.lanes.get_mut(&record.partition) else {
-            return;
-        };
-        if lane.revoking_opt.is_some() {
+        if !self.lanes.contains(record.partition) || self.lanes.is_revoking(record.partition) {
             return;
         }
-        lane.unfinished.push_back((record.offset, false));
+        self.lanes.start(record.partition, record.offset);
         self.in_flight += 1;
         let deps = self.deps.clone();
         let (partition, offset) = (record.partition, record.offset);
@@ -314,40 +271,12 @@ impl Handler<TaskFinished> for AuditWorker {
             return self.fail(ctx, &format!("recording a task outcome: {error}"));
         }
         self.in_flight = self.in_flight.saturating_sub(1);
-        let Some(lane) = self.lanes.get_mut(&finished.partition) else {
-            return;
-        };
-        if let Some(entry) = lane
-            .unfinished
-            .iter_mut()
-            .find(|(offset, _)| *offset == finished.offset)
-        {
-            entry.1 = true;
-        }
-        let mut done_opt = None;
-        while let Some(&(offset, true)) = lane.unfinished.front() {
-            done_opt = Some(offset);
-            lane.unfinished.pop_front();
-        }
-        let finished_revoking = lane.revoking_opt.is_some() && lane.unfinished.is_empty();
-        if let Some(done) = done_opt {
-            let stored = match &self.positions_opt {
-                Some(positions) => positions.store(finished.partition, done),
-                None => Err(LogError::NotAssigned(finished.partition)),
-            };
-            match stored {
-                Ok(()) => lane.position_opt = Some(done),
-                Err(LogError::NotAssigned(partition)) => {
-                    tracing::warn!(
-                        partition,
-                        "task position not stored: partition no longer ours"
-                    );
-                }
-                Err(error) => return self.fail(ctx, &format!("storing position: {error}")),
-            }
-        }
-        if finished_revoking {
-            self.lanes.remove(&finished.partition);
+        if let Err(error) = self.lanes.finish(
+            finished.partition,
+            finished.offset,
+            self.positions_opt.as_ref(),
+        ) {
+            return self.fail(ctx, &format!("storing position: {error}"));
         }
         self.progressed();
         self.publish();

@@ -8,6 +8,7 @@
 //! - [`anchorer`]: audit entries -> Merkle log leaves -> signed checkpoints (one round per tick);
 //! - [`audit_worker`]: runs `flk.audit.tasks` (retries with backoff, then the DLQ); the kinds are
 //!   in [`audit_task_kinds`];
+//! - [`lanes`]: per-partition positions stored in order for actors that finish out of order;
 //! - [`hot_cache_fill`]: the projector's after-commit side effect that fills Redis;
 //! - [`decision_bus`]: where gateways wait for the committed decision of their own record;
 //! - [`replay`]: the rebuild job behind `flk replay` (not an actor).
@@ -21,6 +22,7 @@ pub mod audit_worker;
 pub mod contract;
 pub mod decision_bus;
 pub mod hot_cache_fill;
+pub mod lanes;
 pub mod projector;
 pub mod replay;
 pub mod shard;

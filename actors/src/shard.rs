@@ -11,23 +11,23 @@
 //! partition released, so a rebalance neither re-decides acked work nor stores a position for a
 //! partition this process no longer owns.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::rc::Rc;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use events::{DecisionEvent, SourceCoordinates, SubmissionSource, TenantPolicy, decide};
 use infra::failpoints::{Failpoints, Fired, points};
 use infra::kafka::headers;
-use infra::log::{LogError, LogRecord, LogSink, LogSource, OutgoingRecord, Positions, Release};
+use infra::log::{LogError, LogRecord, LogSink, LogSource, OutgoingRecord, Positions};
 use infra::metrics::Metrics;
 use infra::tracing_context;
 use tracing::Instrument as _;
 
 use crate::contract::{
-    ActorStatus, Assigned, Consumed, Drain, GetStatus, Inlet, PartitionStatus, Revoked, Shutdown,
-    SourceActor, SourceFailed, StatusBoard, TICK, Tick, now_ms,
+    ActorStatus, Assigned, Consumed, Drain, GetStatus, Inlet, Revoked, Shutdown, SourceActor,
+    SourceFailed, StatusBoard, TICK, Tick, now_ms,
 };
+use crate::lanes::Lanes;
 use crate::supervision::{Heartbeat, Restart, Supervision, schedule_start};
 
 // ---------------------------------------------------------------------------------------------
@@ -91,17 +91,6 @@ impl std::fmt::Debug for ShardDeps {
     }
 }
 
-/// One assigned partition.
-#[derive(Debug, Default)]
-struct Lane {
-    /// Offsets produced and not yet stored, in order, with whether each is acked.
-    unacked: VecDeque<(i64, bool)>,
-    /// Last stored position in this run.
-    position_opt: Option<i64>,
-    /// Held while revoking; the revocation is released when every lane drops its share.
-    revoking_opt: Option<Rc<Release>>,
-}
-
 /// The shard actor.
 #[derive(Debug)]
 pub struct Shard {
@@ -114,8 +103,8 @@ pub struct Shard {
     inlet: Inlet,
     /// Position store of the current source.
     positions_opt: Option<Arc<dyn Positions>>,
-    /// Partitions by number.
-    lanes: BTreeMap<i32, Lane>,
+    /// Assigned partitions: unacked decisions, stored positions, revocations.
+    lanes: Lanes,
     /// Decisions awaiting their ack, all lanes.
     in_flight: usize,
     /// `running`, `backing_off`, `stalled`, `stopping`, `stopped` or `gave_up`.
@@ -134,7 +123,7 @@ impl Shard {
             supervision,
             inlet: Inlet::default(),
             positions_opt: None,
-            lanes: BTreeMap::new(),
+            lanes: Lanes::default(),
             in_flight: 0,
             state: "starting",
             last_progress_ms: 0,
@@ -190,11 +179,7 @@ impl Shard {
             .produce(outgoing)
             .map_err(|error| error.to_string())?;
         let (partition, offset) = (record.partition, record.offset);
-        self.lanes
-            .entry(partition)
-            .or_default()
-            .unacked
-            .push_back((offset, false));
+        self.lanes.start(partition, offset);
         self.in_flight += 1;
         // The span lasts until the log acks the decision.
         ctx.spawn(
@@ -225,19 +210,7 @@ impl Shard {
             .as_ref()
             .map(|positions| positions.lag())
             .unwrap_or_default();
-        let partitions = self
-            .lanes
-            .iter()
-            .map(|(partition, lane)| PartitionStatus {
-                partition: *partition,
-                position_opt: lane.position_opt,
-                lag_opt: lag.get(partition).copied(),
-                in_flight: lane.unacked.len(),
-                buffered: 0,
-                revoking: lane.revoking_opt.is_some(),
-            })
-            .collect();
-        let mut status = ActorStatus::new("shard", self.state, partitions);
+        let mut status = ActorStatus::new("shard", self.state, self.lanes.statuses(&lag));
         status.last_progress_ms = self.last_progress_ms;
         status.restarts = self.supervision.restarts_total();
         status
@@ -299,9 +272,7 @@ impl Handler<Assigned> for Shard {
 
     fn handle(&mut self, Assigned(partitions): Assigned, _ctx: &mut Self::Context) {
         tracing::info!(?partitions, "shard partitions assigned");
-        for partition in partitions {
-            self.lanes.entry(partition).or_default();
-        }
+        self.lanes.assign(partitions);
         self.publish();
     }
 }
@@ -311,22 +282,7 @@ impl Handler<Revoked> for Shard {
 
     fn handle(&mut self, revoked: Revoked, _ctx: &mut Self::Context) {
         tracing::info!(partitions = ?revoked.partitions, "shard partitions revoked");
-        let release = Rc::new(revoked.release);
-        for partition in revoked.partitions {
-            let waiting = self
-                .lanes
-                .get(&partition)
-                .is_some_and(|lane| !lane.unacked.is_empty());
-            if waiting {
-                if let Some(lane) = self.lanes.get_mut(&partition) {
-                    lane.revoking_opt = Some(release.clone());
-                }
-            } else {
-                self.lanes.remove(&partition);
-            }
-        }
-        // Lanes still waiting hold a share; with none, this drop releases at once.
-        drop(release);
+        self.lanes.revoke(revoked.partitions, revoked.release);
         self.publish();
     }
 }
@@ -344,11 +300,7 @@ impl Handler<Consumed> for Shard {
             }
             None => {}
         }
-        if self
-            .lanes
-            .get(&record.partition)
-            .is_some_and(|lane| lane.revoking_opt.is_some())
-        {
+        if self.lanes.is_revoking(record.partition) {
             // Being handed over: its next owner decides this record.
             return;
         }
@@ -366,40 +318,13 @@ impl Handler<DecisionAcked> for Shard {
             return self.fail(ctx, &format!("decision not delivered: {error}"));
         }
         self.in_flight = self.in_flight.saturating_sub(1);
-        let Some(lane) = self.lanes.get_mut(&acked.partition) else {
-            return;
-        };
-        if let Some(entry) = lane
-            .unacked
-            .iter_mut()
-            .find(|(offset, _)| *offset == acked.offset)
+        match self
+            .lanes
+            .finish(acked.partition, acked.offset, self.positions_opt.as_ref())
         {
-            entry.1 = true;
-        }
-        let mut done_opt = None;
-        while let Some(&(offset, true)) = lane.unacked.front() {
-            done_opt = Some(offset);
-            lane.unacked.pop_front();
-        }
-        let finished_revoking = lane.revoking_opt.is_some() && lane.unacked.is_empty();
-        if let Some(done) = done_opt {
-            let stored = match &self.positions_opt {
-                Some(positions) => positions.store(acked.partition, done),
-                None => Err(LogError::NotAssigned(acked.partition)),
-            };
-            match stored {
-                Ok(()) => lane.position_opt = Some(done),
-                // Taken without our release (the rebalance timed out): its next owner decides
-                // these records again, which the projector ignores. Nothing to fail for.
-                Err(LogError::NotAssigned(partition)) => {
-                    tracing::warn!(partition, "position not stored: partition no longer ours");
-                }
-                Err(error) => return self.fail(ctx, &format!("storing position: {error}")),
-            }
-        }
-        if finished_revoking {
-            self.lanes.remove(&acked.partition);
-            self.publish();
+            Ok(true) => self.publish(),
+            Ok(false) => {}
+            Err(error) => return self.fail(ctx, &format!("storing position: {error}")),
         }
         self.progressed();
         self.finish_shutdown_if_drained(ctx);

@@ -62,8 +62,9 @@ step "cargo test (unit, property, vector and service tests)"
 cargo build -q --workspace --all-targets --features flk/failpoints
 cargo test --workspace --features flk/failpoints || failures+=("cargo test")
 
-step "the committed vector file is what the generator writes"
+step "the committed vector files are what the generators write"
 cargo run -q -p events --example vectors || failures+=("vector file out of date")
+cargo run -q -p events --example audit_vectors || failures+=("audit vector file out of date")
 
 step "events has no tokio, actix, rdkafka, postgres or redis in its normal dependencies"
 forbidden=$(cargo tree -p events -e normal --prefix none --format '{p}' \

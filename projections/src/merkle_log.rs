@@ -86,6 +86,15 @@ pub fn leaf_of(entry: &AuditEntry) -> AuditLeaf {
     }
 }
 
+/// `columns` (comma separated) each prefixed with `alias.`.
+fn qualified(columns: &str, alias: &str) -> String {
+    columns
+        .split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn hash32(bytes: Vec<u8>, what: &str) -> Result<Hash, StoreError> {
     bytes
         .try_into()
@@ -222,11 +231,7 @@ pub(crate) async fn entries_after(
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let partitions: Vec<i32> = watermarks.iter().map(|(p, _)| *p).collect();
     let next_seqs: Vec<i64> = watermarks.iter().map(|(_, s)| *s).collect();
-    let columns = AUDIT_COLUMNS
-        .split(", ")
-        .map(|column| format!("a.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = qualified(AUDIT_COLUMNS, "a");
     let sql = format!(
         "SELECT {columns} FROM unnest($1::int[], $2::bigint[]) AS w(p, s) \
          CROSS JOIN LATERAL (SELECT * FROM audit_log WHERE partition = w.p AND seq >= w.s \
@@ -250,11 +255,7 @@ pub(crate) async fn entries_between(
     let partitions: Vec<i32> = ranges.iter().map(|r| r.0).collect();
     let from: Vec<i64> = ranges.iter().map(|r| r.1).collect();
     let to: Vec<i64> = ranges.iter().map(|r| r.2).collect();
-    let columns = AUDIT_COLUMNS
-        .split(", ")
-        .map(|column| format!("a.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = qualified(AUDIT_COLUMNS, "a");
     let sql = format!(
         "SELECT {columns} FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS w(p, f, t) \
          JOIN audit_log a ON a.partition = w.p AND a.seq >= w.f AND a.seq < w.t \
@@ -526,11 +527,7 @@ pub(crate) async fn unpublished(
     client: &deadpool_postgres::Client,
     limit: i64,
 ) -> Result<Vec<StoredCheckpoint>, StoreError> {
-    let columns = CHECKPOINT_COLUMNS
-        .split(", ")
-        .map(|column| format!("c.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = qualified(CHECKPOINT_COLUMNS, "c");
     let sql = format!(
         "SELECT {columns} FROM checkpoints c LEFT JOIN checkpoint_uploads u USING (tree_size) \
          WHERE u.tree_size IS NULL ORDER BY c.tree_size LIMIT $1"
