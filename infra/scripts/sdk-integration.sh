@@ -9,7 +9,8 @@
 # The server is isolated from everything else on the stack: its own topic prefix, Postgres schema
 # and Redis key prefix (sdkit_<time>_<pid>), gateway on a free port. Tenants: `default` (HMAC key
 # "testsecret") and `slow` (0.5 records/s, burst 1, signatures off). The suites get
-#   FLK_GATEWAY_URL, FLK_KAFKA_BROKERS, FLK_SUBMISSIONS_TOPIC, FLK_TEST_SECRET
+#   FLK_GATEWAY_URL, FLK_KAFKA_BROKERS, FLK_SUBMISSIONS_TOPIC, FLK_TEST_SECRET,
+#   FLK_AUDIT_VERIFIER_KEY (the anchorer's key: live proof bundles verify offline with it)
 # and skip themselves when FLK_GATEWAY_URL is unset, which is how the plain unit runs work.
 # Afterwards the server is stopped, the schema dropped, the topics and consumer groups deleted and
 # the Redis keys removed.
@@ -49,6 +50,10 @@ logs="$repo/.local/sdk-integration"
 mkdir -p "$logs"
 rm -f "$logs"/*.log "$logs"/*.xml "$logs"/*.json "$logs"/*.tap "$logs"/flk.toml "$logs"/flk.stdout
 conf="$logs/flk.toml"
+# The anchorer signs with a key made for the run; the SDKs' audit tests check live proof bundles
+# against its verifier key (FLK_AUDIT_VERIFIER_KEY).
+rm -f "$logs/audit.key"
+verifier_key="$("$flk" audit keygen --out "$logs/audit.key" --origin "flk.sdk-it/${id}")" || exit 1
 cat >"$conf" <<TOML
 # Written by infra/scripts/sdk-integration.sh for run ${id}.
 region = "local"
@@ -60,6 +65,10 @@ schema = "${id}"
 key_prefix = "${id}"
 [gateway]
 listen = "127.0.0.1:0"
+[audit]
+origin_opt = "flk.sdk-it/${id}"
+signing_key_file_opt = "$logs/audit.key"
+anchor_interval_ms = 200
 [tenants.default]
 [[tenants.default.keys]]
 id = "k1"
@@ -165,6 +174,7 @@ export FLK_GATEWAY_URL="$url"
 export FLK_KAFKA_BROKERS
 export FLK_SUBMISSIONS_TOPIC="$topic"
 export FLK_TEST_SECRET="testsecret"
+export FLK_AUDIT_VERIFIER_KEY="$verifier_key"
 
 # ----------------------------------------------------------------------------- suites
 total_pass=0

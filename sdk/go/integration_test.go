@@ -15,6 +15,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -294,5 +297,86 @@ func TestIntegrationKafkaProducerRecordIsDecided(t *testing.T) {
 	replay, err := c.SubmitRaw(ctx, body)
 	if err != nil || !replay.Replayed || replay.Kind != flk.Accepted || !reflect.DeepEqual(replay.Decision.Outcome, stored.Outcome) {
 		t.Fatalf("gateway after Kafka: %+v %v", replay, err)
+	}
+}
+
+// TestIntegrationAuditProofBundleVerifiesOffline submits a fresh record, waits
+// for the anchorer to log it, and checks its proof bundle with VerifyBundle
+// against the run's verifier key: it holds for the record and fails with kind
+// "record" for any other record.
+func TestIntegrationAuditProofBundleVerifiesOffline(t *testing.T) {
+	c := newIntegrationClient(t)
+	gateway := strings.TrimRight(integrationGateway(t), "/")
+	verifier, err := flk.ParseVerifierKey(integrationEnv(t, "FLK_AUDIT_VERIFIER_KEY"))
+	if err != nil {
+		t.Fatalf("FLK_AUDIT_VERIFIER_KEY: %v", err)
+	}
+	ctx := integrationContext(t)
+	pcs := freshPCS(t, testSecret())
+	if res, err := c.Submit(ctx, pcs); err != nil || res.Kind != flk.Accepted {
+		t.Fatalf("submit: %+v %v", res, err)
+	}
+
+	proofURL := gateway + "/v1/audit/proof?pcs_id=" + url.QueryEscape(pcs.PcsID)
+	var body []byte
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, proofURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Tenant-Id", "default")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", proofURL, err)
+		}
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("GET %s: %v", proofURL, err)
+		}
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET %s: %d %s", proofURL, resp.StatusCode, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("record %s not anchored within 30s: last answer 404 %s", pcs.PcsID, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	var bundle flk.ProofBundle
+	if err := json.Unmarshal(body, &bundle); err != nil {
+		t.Fatalf("bundle %s: %v", body, err)
+	}
+	record := pcs.SignedFields()
+	checkpoint, leaf, err := flk.VerifyBundle(&bundle, verifier, &record)
+	if err != nil {
+		t.Fatalf("VerifyBundle: %v (bundle %s)", err, body)
+	}
+	if leaf.PcsID == nil || *leaf.PcsID != pcs.PcsID || leaf.Tenant != "default" {
+		t.Fatalf("leaf %+v is not the record's for tenant default", leaf)
+	}
+	if bundle.LeafIndex >= checkpoint.Size {
+		t.Fatalf("leaf index %d outside tree size %d", bundle.LeafIndex, checkpoint.Size)
+	}
+
+	// Another record: a different epoch, hence a different pcs_id.
+	other := *pcs
+	other.Epoch++
+	other.PcsID = flk.PcsID(other.MerkleRoot, other.Epoch, other.ShardID)
+	otherFields := other.SignedFields()
+	// The same pcs_id with different signed bytes.
+	changed := *pcs
+	changed.Budget += 0.001
+	changedFields := changed.SignedFields()
+	for name, fields := range map[string]*flk.SignedFields{"other pcs_id": &otherFields, "changed budget": &changedFields} {
+		_, _, err := flk.VerifyBundle(&bundle, verifier, fields)
+		var bundleErr *flk.BundleError
+		if !errors.As(err, &bundleErr) || bundleErr.Kind != flk.BundleRecord {
+			t.Fatalf("%s: VerifyBundle = %v, want a %q BundleError", name, err, flk.BundleRecord)
+		}
 	}
 }

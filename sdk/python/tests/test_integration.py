@@ -4,7 +4,8 @@
 
 - ``FLK_GATEWAY_URL``: the gateway (tenant ``default`` signs with ``FLK_TEST_SECRET``; tenant
   ``slow`` is rate limited to 0.5 records/s with a burst of 1 and does not check signatures);
-- ``FLK_KAFKA_BROKERS`` and ``FLK_SUBMISSIONS_TOPIC``: where direct producers write.
+- ``FLK_KAFKA_BROKERS`` and ``FLK_SUBMISSIONS_TOPIC``: where direct producers write;
+- ``FLK_AUDIT_VERIFIER_KEY``: the verifier key of the audit log its anchorer signs (every 200 ms).
 
 Without ``FLK_GATEWAY_URL`` every test here is skipped, so the unit suite runs alone. With it,
 nothing is skipped: a missing Kafka client or variable is a failure.
@@ -15,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
@@ -32,6 +35,7 @@ from flk_sdk import (
     compute_pcs_id,
     sign_hmac,
 )
+from flk_sdk.audit import BundleError, verify_bundle
 from flk_sdk.kafka import produce_pcs
 
 GATEWAY = os.environ.get("FLK_GATEWAY_URL", "")
@@ -191,3 +195,52 @@ def test_kafka_record_is_decided_by_the_server(client: Client) -> None:
     replay = client.submit(body(record))
     assert isinstance(replay, DuplicateReplay) and replay.status == 200
     assert same_decision(replay.outcome, stored)
+
+
+def fetch_proof(pcs_id: str) -> Dict[str, Any]:
+    """``GET /v1/audit/proof?pcs_id=`` for tenant ``default`` every 100 ms for up to 30 s, until 200
+    (404 means the record is not anchored yet, or no checkpoint is signed yet)."""
+    url = f"{GATEWAY.rstrip('/')}/v1/audit/proof?pcs_id={pcs_id}"
+    deadline = time.monotonic() + 30.0
+    last = ""
+    while True:
+        request = urllib.request.Request(url, headers={"X-Tenant-Id": "default"})
+        try:
+            with urllib.request.urlopen(request, timeout=10.0) as resp:
+                bundle: Dict[str, Any] = json.loads(resp.read())
+                return bundle
+        except urllib.error.HTTPError as exc:
+            last = f"{exc.code} {exc.read()[:300]!r}"
+            if exc.code != 404:
+                pytest.fail(f"GET {url}: expected 200 or 404, got {last}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"GET {url}: not anchored after 30s (last answer {last})")
+        time.sleep(0.1)
+
+
+def test_integration_live_audit_proof_verifies_offline(client: Client) -> None:
+    verifier_key = os.environ.get("FLK_AUDIT_VERIFIER_KEY", "")
+    if not verifier_key:
+        pytest.fail("FLK_AUDIT_VERIFIER_KEY must be set when FLK_GATEWAY_URL is: it is the audit log's "
+                    "verifier key (infra/scripts/sdk-integration.sh exports it)")
+    record = fresh_record()
+    accepted = client.submit(body(record))
+    assert isinstance(accepted, Accepted), accepted
+
+    bundle = fetch_proof(record["pcs_id"])
+    checkpoint, leaf = verify_bundle(bundle, verifier_key, record)
+    assert leaf.pcs_id == record["pcs_id"]
+    assert leaf.tenant == "default"
+    assert checkpoint.size == bundle["tree_size"] and bundle["leaf_index"] < checkpoint.size
+
+    # The same bundle against another record: another pcs_id (new epoch), ...
+    other = dict(record, epoch=record["epoch"] + 1)
+    other["pcs_id"] = compute_pcs_id(other["merkle_root"], other["epoch"], other["shard_id"])
+    with pytest.raises(BundleError) as info:
+        verify_bundle(bundle, verifier_key, other)
+    assert info.value.kind == "record", info.value
+    # ... or the same pcs_id with another signed field (the logged signed digest differs).
+    changed = dict(record, budget=0.3178)
+    with pytest.raises(BundleError) as info:
+        verify_bundle(bundle, verifier_key, changed)
+    assert info.value.kind == "record", info.value

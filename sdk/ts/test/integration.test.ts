@@ -14,6 +14,7 @@ import { describe, it } from "node:test";
 
 import { Kafka, logLevel } from "kafkajs";
 
+import { BundleError, decodeProofBundle, verifyBundle } from "../src/audit.js";
 import { FlkClient, type GatewayOutcome } from "../src/client.js";
 import { decodePcs } from "../src/decode.js";
 import { RateLimitedError, UnauthorizedError } from "../src/errors.js";
@@ -195,5 +196,49 @@ describe("FlkProducer against flk serve", { skip: SKIP }, () => {
     const replay = await c.submit(text);
     assert.ok(replay.kind === "accepted" && replay.replayed, JSON.stringify(replay));
     assert.deepEqual(decision(replay.outcome), decision(stored.outcome));
+  });
+});
+
+describe("Audit proof bundle from flk serve (integration)", { skip: SKIP }, () => {
+  it("verifies offline the live proof bundle of a fresh record, and refuses it for another record", async () => {
+    const verifierKey = env("FLK_AUDIT_VERIFIER_KEY");
+    const pcs = freshPcs();
+    const submitted = await client().submit(pcs);
+    assert.ok(submitted.kind === "accepted" && !submitted.replayed, `submit: ${JSON.stringify(submitted)}`);
+
+    // Poll the proof API until the anchorer has signed a checkpoint covering the entry.
+    const url = `${GATEWAY.replace(/\/+$/, "")}/v1/audit/proof?pcs_id=${encodeURIComponent(pcs.pcs_id)}`;
+    const deadline = Date.now() + 30_000;
+    let text: string | null = null;
+    for (;;) {
+      const response = await fetch(url, { headers: { "X-Tenant-Id": "default" }, signal: AbortSignal.timeout(10_000) });
+      const body = await response.text();
+      if (response.status === 200) {
+        text = body;
+        break;
+      }
+      assert.equal(response.status, 404, `GET ${url}: unexpected ${response.status} ${body}`);
+      assert.ok(Date.now() < deadline, `no audit proof for ${pcs.pcs_id} within 30 s (still 404)`);
+      await delay(100);
+    }
+    const bundle = decodeProofBundle(text);
+
+    const verified = verifyBundle(bundle, verifierKey, pcs);
+    assert.equal(verified.leaf.pcs_id, pcs.pcs_id);
+    assert.equal(verified.leaf.tenant, "default");
+
+    // A different record: another merkle_root (so another pcs_id)...
+    const other: Pcs = { ...pcs, merkle_root: randomBytes(32).toString("hex") };
+    other.pcs_id = pcsId(other.merkle_root, other.epoch, other.shard_id);
+    assert.throws(
+      () => verifyBundle(bundle, verifierKey, other),
+      (e: unknown) => e instanceof BundleError && e.kind === "record",
+    );
+    // ...or the same pcs_id with another signed field (so another signed digest).
+    const altered: Pcs = { ...pcs, budget: 0.3178 };
+    assert.throws(
+      () => verifyBundle(bundle, verifierKey, altered),
+      (e: unknown) => e instanceof BundleError && e.kind === "record",
+    );
   });
 });
