@@ -26,13 +26,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use events::checkpoint::{Checkpoint, NoteSigner};
 use events::merkle::{self, Frontier, Hash, NodeId};
-use infra::log::{LogSink, OutgoingRecord};
+use infra::log::LogSink;
 use infra::metrics::Metrics;
 use infra::objects::{Objects, put_once};
 use projections::ProjectionStore;
-use projections::merkle_log::{Round, StoredCheckpoint, StoredLeaf, leaf_of};
+use projections::merkle_log::{Round, StoredCheckpoint, StoredLeaf};
 use tokio::sync::oneshot;
 
+use crate::audit_task_kinds::task_record;
 use crate::contract::{ActorStatus, GetStatus, Shutdown, StatusBoard, Tick, now_ms};
 use crate::supervision::{Heartbeat, Restart, Supervision, schedule_start};
 
@@ -339,14 +340,7 @@ async fn enqueue_attestation(deps: &AnchorerDeps, tree_size: u64) {
         return;
     };
     let task = events::audit_task::AuditTask::attest_external(&deps.origin, tree_size, now_ms());
-    let record = OutgoingRecord {
-        topic: topic.clone(),
-        partition_opt: None,
-        key: task.id.clone().into_bytes(),
-        payload: task.encode(),
-        headers: Vec::new(),
-    };
-    let acked = match sink.produce(record) {
+    let acked = match sink.produce(task_record(topic, &task)) {
         Ok(ack) => tokio::time::timeout(ENQUEUE_TIMEOUT, ack)
             .await
             .unwrap_or_else(|_| Err(infra::log::LogError::Unavailable("timed out".into()))),
@@ -434,9 +428,17 @@ async fn load_head(store: &ProjectionStore) -> Result<Head, String> {
     })
 }
 
-/// One round (see the module header). Returns the head unchanged when nothing is new.
-async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, String> {
+/// One round (see the module header), then the object store catches up with every committed
+/// checkpoint (this round's, and any left over from an outage or a restart).
+async fn round(deps: &AnchorerDeps, head: Head) -> Result<RoundOutcome, String> {
+    let outcome = extend(deps, head).await;
     publish_checkpoints(deps).await;
+    outcome
+}
+
+/// Appends the new audit entries and commits the signed checkpoint. Returns the head unchanged
+/// when nothing is new.
+async fn extend(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, String> {
     let store = &deps.store;
     for partition in store
         .projected_partitions()
@@ -462,15 +464,19 @@ async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, Stri
     }
     let old_size = head.frontier.size();
     let old_root = head.frontier.root();
-    let mut frontier = head.frontier.clone();
-    let mut watermarks = head.watermarks.clone();
+    // The head is this round's to change: on any failure the actor reloads it from the store.
+    let Head {
+        mut frontier,
+        mut watermarks,
+    } = head;
     let mut created: HashMap<NodeId, Hash> = HashMap::new();
     let mut leaves = Vec::with_capacity(entries.len());
     let mut decided_at = Vec::with_capacity(entries.len());
     for entry in &entries {
         let expected = watermarks.get(&entry.partition).copied().unwrap_or(0);
         if entry.seq != expected {
-            // Chains are gapless; a gap means the read raced nothing we know of. Stop here.
+            // Chains are gapless, so this should not happen; the partition's watermark stays put,
+            // so the rest of it waits for the next round.
             tracing::warn!(
                 partition = entry.partition,
                 seq = entry.seq,
@@ -479,19 +485,11 @@ async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, Stri
             );
             continue;
         }
-        let bytes = leaf_of(entry).encode();
-        let leaf_index = frontier.size();
-        created.extend(frontier.append(merkle::leaf_hash(&bytes)));
+        let leaf = StoredLeaf::of(entry, frontier.size());
+        created.extend(frontier.append(merkle::leaf_hash(&leaf.entry)));
         watermarks.insert(entry.partition, entry.seq + 1);
         decided_at.push(entry.decided_at_ms);
-        leaves.push(StoredLeaf {
-            leaf_index,
-            partition: entry.partition,
-            seq: entry.seq,
-            tenant: entry.tenant.clone(),
-            pcs_id_opt: entry.pcs_id_opt.clone(),
-            entry: bytes,
-        });
+        leaves.push(leaf);
     }
     let new_size = frontier.size();
     let new_root = frontier.root();
@@ -563,7 +561,6 @@ async fn round(deps: &AnchorerDeps, mut head: Head) -> Result<RoundOutcome, Stri
     }
     tracing::info!(tree_size = new_size, appended, "checkpoint signed");
     enqueue_attestation(deps, new_size).await;
-    publish_checkpoints(deps).await;
     Ok(RoundOutcome::Extended {
         head: Head {
             frontier,

@@ -2,6 +2,7 @@
 //! kind is idempotent: running a task twice has one effect.
 
 use events::audit_task::{AuditTask, kinds};
+use infra::log::OutgoingRecord;
 use infra::objects::{Objects, put_once};
 use infra::tsa::{TsaClient, TsaError};
 use projections::ProjectionStore;
@@ -58,6 +59,17 @@ fn number(payload: &Value, name: &str) -> Result<u64, TaskError> {
     payload[name].as_u64().ok_or_else(|| {
         TaskError::Permanent(format!("payload.{name} must be a non-negative integer"))
     })
+}
+
+/// The `flk.audit.tasks` record of `task` (keyed by its id), for everything that enqueues one.
+pub fn task_record(topic: &str, task: &AuditTask) -> OutgoingRecord {
+    OutgoingRecord {
+        topic: topic.to_owned(),
+        partition_opt: None,
+        key: task.id.clone().into_bytes(),
+        payload: task.encode(),
+        headers: Vec::new(),
+    }
 }
 
 /// Runs one attempt of `task`; returns what to record as its result.

@@ -229,9 +229,7 @@ impl crate::ProjectionStore {
         })
         .transpose()
     }
-}
 
-impl crate::ProjectionStore {
     /// A tenant's audit entries by verdict, decided in `[from_ms, to_ms)` (for reports).
     pub async fn audit_counts(
         &self,
@@ -255,9 +253,7 @@ impl crate::ProjectionStore {
             })
             .collect()
     }
-}
 
-impl crate::ProjectionStore {
     /// Tree sizes of checkpoints without an attestation, oldest first, at most `limit`.
     pub async fn unattested_checkpoints(&self, limit: i64) -> Result<Vec<u64>, StoreError> {
         let rows = self

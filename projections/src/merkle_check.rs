@@ -14,7 +14,7 @@ use events::merkle::{self, Frontier, Hash, NodeId};
 
 use crate::ProjectionStore;
 use crate::error::StoreError;
-use crate::merkle_log::{Round, StoredCheckpoint, StoredLeaf, leaf_of};
+use crate::merkle_log::{Round, StoredCheckpoint, StoredLeaf};
 
 /// Checkpoints read per query.
 const PAGE: i64 = 500;
@@ -52,14 +52,7 @@ async fn round_leaves(
     Ok(entries
         .iter()
         .enumerate()
-        .map(|(i, entry)| StoredLeaf {
-            leaf_index: checkpoint.previous_size + i as u64,
-            partition: entry.partition,
-            seq: entry.seq,
-            tenant: entry.tenant.clone(),
-            pcs_id_opt: entry.pcs_id_opt.clone(),
-            entry: leaf_of(entry).encode(),
-        })
+        .map(|(i, entry)| StoredLeaf::of(entry, checkpoint.previous_size + i as u64))
         .collect())
 }
 

@@ -64,6 +64,20 @@ pub struct Round {
     pub checkpoint: StoredCheckpoint,
 }
 
+impl StoredLeaf {
+    /// Audit entry `entry` as leaf `leaf_index` (its bytes are [`leaf_of`] encoded).
+    pub fn of(entry: &AuditEntry, leaf_index: u64) -> Self {
+        StoredLeaf {
+            leaf_index,
+            partition: entry.partition,
+            seq: entry.seq,
+            tenant: entry.tenant.clone(),
+            pcs_id_opt: entry.pcs_id_opt.clone(),
+            entry: leaf_of(entry).encode(),
+        }
+    }
+}
+
 /// The leaf of an audit entry.
 pub fn leaf_of(entry: &AuditEntry) -> AuditLeaf {
     AuditLeaf {
@@ -407,6 +421,24 @@ pub(crate) fn proof_error(error: merkle::ProofError) -> StoreError {
     }
 }
 
+/// Checkpoints not yet written to the object store, oldest first, at most `limit`.
+pub(crate) async fn unpublished(
+    client: &deadpool_postgres::Client,
+    limit: i64,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let columns = qualified(CHECKPOINT_COLUMNS, "c");
+    let sql = format!(
+        "SELECT {columns} FROM checkpoints c LEFT JOIN checkpoint_uploads u USING (tree_size) \
+         WHERE u.tree_size IS NULL ORDER BY c.tree_size LIMIT $1"
+    );
+    client
+        .query(&sql, &[&limit])
+        .await?
+        .iter()
+        .map(checkpoint_from_row)
+        .collect()
+}
+
 /// The Merkle log's operations (the SQL above; the math in [`events::merkle`]).
 impl crate::ProjectionStore {
     /// The newest signed checkpoint, if any.
@@ -520,27 +552,7 @@ impl crate::ProjectionStore {
         let nodes = self.merkle_nodes(&merkle::root_plan(tree_size)).await?;
         merkle::root(tree_size, &nodes).map_err(proof_error)
     }
-}
 
-/// Checkpoints not yet written to the object store, oldest first, at most `limit`.
-pub(crate) async fn unpublished(
-    client: &deadpool_postgres::Client,
-    limit: i64,
-) -> Result<Vec<StoredCheckpoint>, StoreError> {
-    let columns = qualified(CHECKPOINT_COLUMNS, "c");
-    let sql = format!(
-        "SELECT {columns} FROM checkpoints c LEFT JOIN checkpoint_uploads u USING (tree_size) \
-         WHERE u.tree_size IS NULL ORDER BY c.tree_size LIMIT $1"
-    );
-    client
-        .query(&sql, &[&limit])
-        .await?
-        .iter()
-        .map(checkpoint_from_row)
-        .collect()
-}
-
-impl crate::ProjectionStore {
     /// Checkpoints not yet in the object store, oldest first.
     pub async fn unpublished_checkpoints(
         &self,

@@ -4,6 +4,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use actors::audit_task_kinds::task_record;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -131,32 +132,35 @@ pub enum DlqCommand {
     /// Send dead tasks back to `flk.audit.tasks` (one id, or every dead one of `--kind` with
     /// `--all`); a redriven task that fails again comes back as dead.
     Redrive {
-        /// Task id (or `--all`).
-        id: Option<String>,
-        /// Every dead task (of `--kind`, when given).
-        #[arg(long)]
-        all: bool,
-        /// Only this kind (with `--all`).
-        #[arg(long)]
-        kind: Option<String>,
+        /// Which dead tasks.
+        #[command(flatten)]
+        selection: DlqSelection,
         /// Config and logging.
         #[command(flatten)]
         common: ConfigArgs,
     },
     /// Mark dead tasks as dropped (kept for the record, never run again).
     Drop {
-        /// Task id (or `--all`).
-        id: Option<String>,
-        /// Every dead task (of `--kind`, when given).
-        #[arg(long)]
-        all: bool,
-        /// Only this kind (with `--all`).
-        #[arg(long)]
-        kind: Option<String>,
+        /// Which dead tasks.
+        #[command(flatten)]
+        selection: DlqSelection,
         /// Config and logging.
         #[command(flatten)]
         common: ConfigArgs,
     },
+}
+
+/// The dead tasks `redrive` and `drop` act on: one id, or `--all` (of `--kind`).
+#[derive(Debug, clap::Args)]
+pub struct DlqSelection {
+    /// Task id (or `--all`).
+    id: Option<String>,
+    /// Every dead task (of `--kind`, when given).
+    #[arg(long)]
+    all: bool,
+    /// Only this kind (with `--all`).
+    #[arg(long)]
+    kind: Option<String>,
 }
 
 /// Runs an `flk audit` subcommand; returns the exit code.
@@ -409,8 +413,8 @@ fn dlq(command: DlqCommand) -> anyhow::Result<u8> {
                     Ok(1)
                 }
             },
-            DlqCommand::Redrive { id, all, kind, .. } => {
-                let entries = selected(&store, id, all, kind).await?;
+            DlqCommand::Redrive { selection, .. } => {
+                let entries = selected(&store, selection).await?;
                 let sink = infra::kafka::sink::KafkaSink::new(&config.kafka)?;
                 let mut redriven = 0;
                 for entry in entries {
@@ -421,13 +425,7 @@ fn dlq(command: DlqCommand) -> anyhow::Result<u8> {
                         continue;
                     };
                     task.redrives += 1;
-                    let record = infra::log::OutgoingRecord {
-                        topic: config.kafka.audit_tasks_topic(),
-                        partition_opt: None,
-                        key: task.id.clone().into_bytes(),
-                        payload: task.encode(),
-                        headers: Vec::new(),
-                    };
+                    let record = task_record(&config.kafka.audit_tasks_topic(), &task);
                     infra::log::LogSink::produce(&sink, record)?.await?;
                     store
                         .resolve_dlq(&entry.task_id, "redriven", infra::clock::now_ms())
@@ -438,8 +436,8 @@ fn dlq(command: DlqCommand) -> anyhow::Result<u8> {
                 eprintln!("{redriven} tasks redriven");
                 Ok(0)
             }
-            DlqCommand::Drop { id, all, kind, .. } => {
-                let entries = selected(&store, id, all, kind).await?;
+            DlqCommand::Drop { selection, .. } => {
+                let entries = selected(&store, selection).await?;
                 for entry in &entries {
                     store
                         .resolve_dlq(&entry.task_id, "dropped", infra::clock::now_ms())
@@ -456,9 +454,7 @@ fn dlq(command: DlqCommand) -> anyhow::Result<u8> {
 /// The dead entries an id or `--all [--kind]` names.
 async fn selected(
     store: &projections::ProjectionStore,
-    id: Option<String>,
-    all: bool,
-    kind: Option<String>,
+    DlqSelection { id, all, kind }: DlqSelection,
 ) -> anyhow::Result<Vec<projections::audit_tasks::DlqEntry>> {
     match (id, all) {
         (Some(id), false) => match store.dlq_entry(&id).await? {
@@ -480,22 +476,17 @@ fn attest_missing(limit: i64, common: &ConfigArgs) -> anyhow::Result<u8> {
     runtime.block_on(async {
         let store = crate::serve::open_store(&config, &config.postgres.schema).await?;
         let sizes = store.unattested_checkpoints(limit).await?;
-        let sink = infra::kafka::sink::KafkaSink::new(&config.kafka)?;
-        for size in &sizes {
-            let task = events::audit_task::AuditTask::attest_external(
-                &origin,
-                *size,
-                infra::clock::now_ms(),
-            );
-            let record = infra::log::OutgoingRecord {
-                topic: config.kafka.audit_tasks_topic(),
-                partition_opt: None,
-                key: task.id.clone().into_bytes(),
-                payload: task.encode(),
-                headers: Vec::new(),
-            };
-            infra::log::LogSink::produce(&sink, record)?.await?;
-        }
+        let tasks: Vec<_> = sizes
+            .iter()
+            .map(|size| {
+                events::audit_task::AuditTask::attest_external(
+                    &origin,
+                    *size,
+                    infra::clock::now_ms(),
+                )
+            })
+            .collect();
+        produce_tasks(&config, &tasks).await?;
         println!("{} attestation tasks enqueued", sizes.len());
         if config.audit.tsa_url_opt.is_none() {
             eprintln!(
@@ -513,13 +504,7 @@ async fn produce_tasks(
 ) -> anyhow::Result<()> {
     let sink = infra::kafka::sink::KafkaSink::new(&config.kafka)?;
     for task in tasks {
-        let record = infra::log::OutgoingRecord {
-            topic: config.kafka.audit_tasks_topic(),
-            partition_opt: None,
-            key: task.id.clone().into_bytes(),
-            payload: task.encode(),
-            headers: Vec::new(),
-        };
+        let record = task_record(&config.kafka.audit_tasks_topic(), task);
         infra::log::LogSink::produce(&sink, record)?.await?;
     }
     Ok(())

@@ -38,20 +38,21 @@ fn store_error(state: &AppState, error: StoreError) -> ApiError {
     }
 }
 
-fn number(query: &Query, name: &str) -> Result<Option<u64>, ApiError> {
-    query
-        .get(name)
-        .map(|text| {
-            text.parse::<u64>()
-                .ok()
-                .filter(|value| i64::try_from(*value).is_ok())
-                .ok_or_else(|| {
-                    ApiError::BadQuery(format!(
-                        "{name} must be a non-negative integer, got {text:?}"
-                    ))
-                })
+/// A size or index named `name`: a non-negative integer the store can hold (below 2^63).
+fn count(name: &str, text: &str) -> Result<u64, ApiError> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|value| i64::try_from(*value).is_ok())
+        .ok_or_else(|| {
+            ApiError::BadQuery(format!(
+                "{name} must be a non-negative integer, got {text:?}"
+            ))
         })
-        .transpose()
+}
+
+/// The query parameter `name` as a [`count`], if given.
+fn number(query: &Query, name: &str) -> Result<Option<u64>, ApiError> {
+    query.get(name).map(|text| count(name, text)).transpose()
 }
 
 fn checkpoint_json(checkpoint: &StoredCheckpoint) -> Value {
@@ -100,11 +101,7 @@ pub async fn checkpoint(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let text = path.into_inner();
-    let tree_size = text.parse::<u64>().map_err(|_| {
-        ApiError::BadQuery(format!(
-            "tree size must be a non-negative integer, got {text:?}"
-        ))
-    })?;
+    let tree_size = count("tree_size", &text)?;
     let checkpoint = checkpoint_of_size(&state, tree_size).await?;
     Ok(ok().json(checkpoint_json(&checkpoint)))
 }
@@ -219,11 +216,7 @@ pub async fn entry(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant_of(&request);
     let text = path.into_inner();
-    let index = text.parse::<u64>().map_err(|_| {
-        ApiError::BadQuery(format!(
-            "leaf index must be a non-negative integer, got {text:?}"
-        ))
-    })?;
+    let index = count("leaf_index", &text)?;
     let found = state
         .store
         .leaf_at(index)

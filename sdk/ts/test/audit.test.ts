@@ -34,27 +34,12 @@ import {
 import { canonicalPayload, type SignedFields } from "../src/canonical.js";
 import { signedFieldsFromJson } from "../src/decode.js";
 import { integerFromText, type WireInteger } from "../src/epoch.js";
-import { isJsonObject, JsonNumber, parseJson, stringifyJson, type JsonObject, type JsonValue } from "../src/json.js";
+import { JsonNumber, parseJson, stringifyJson, type JsonObject, type JsonValue } from "../src/json.js";
 import { ed25519PrivateKey, ed25519PublicKey } from "../src/signing.js";
-import { AUDIT_VECTOR_FILE, AUDIT_VECTOR_SHA_FILE } from "./fixtures.js";
+import { array, AUDIT_VECTOR_FILE, AUDIT_VECTOR_SHA_FILE, object, text } from "./fixtures.js";
 
 const PRESENT = existsSync(AUDIT_VECTOR_FILE);
 const SKIP = PRESENT ? false : `${AUDIT_VECTOR_FILE} not written yet`;
-
-function object(value: JsonValue | undefined, what: string): JsonObject {
-  assert.ok(isJsonObject(value), `${what} must be an object`);
-  return value;
-}
-
-function array(value: JsonValue | undefined, what: string): JsonValue[] {
-  assert.ok(Array.isArray(value), `${what} must be an array`);
-  return value;
-}
-
-function text(value: JsonValue | undefined, what: string): string {
-  assert.equal(typeof value, "string", `${what} must be a string`);
-  return value as string;
-}
 
 function integer(value: JsonValue | undefined, what: string): WireInteger {
   assert.ok(value instanceof JsonNumber && value.isIntegerLiteral, `${what} must be an integer`);

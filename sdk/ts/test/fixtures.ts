@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import type { SignedFields } from "../src/canonical.js";
+import { isJsonObject, type JsonObject, type JsonValue } from "../src/json.js";
 
 /** sdk/ts */
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -44,3 +45,21 @@ export function golden(name: string): string {
   return readFileSync(join(GOLDEN_DIR, name), "utf8");
 }
 
+
+/** The vector file's value as an object, failing the test with `what` when it is not one. */
+export function object(value: JsonValue | undefined, what: string): JsonObject {
+  assert.ok(isJsonObject(value), `${what} must be an object`);
+  return value;
+}
+
+/** The vector file's value as an array, failing the test with `what` when it is not one. */
+export function array(value: JsonValue | undefined, what: string): JsonValue[] {
+  assert.ok(Array.isArray(value), `${what} must be an array`);
+  return value;
+}
+
+/** The vector file's value as a string, failing the test with `what` when it is not one. */
+export function text(value: JsonValue | undefined, what: string): string {
+  assert.equal(typeof value, "string", `${what} must be a string`);
+  return value as string;
+}

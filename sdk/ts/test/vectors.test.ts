@@ -12,29 +12,14 @@ import { canonicalPayload } from "../src/canonical.js";
 import { formatPythonFloat, round9 } from "../src/decimal.js";
 import { decodePcs, PcsDecodeError, pcsFromJson, signedFieldsFromJson } from "../src/decode.js";
 import { integerFromText } from "../src/epoch.js";
-import { isJsonObject, JsonNumber, parseJson, type JsonObject, type JsonValue } from "../src/json.js";
+import { JsonNumber, parseJson, type JsonObject, type JsonValue } from "../src/json.js";
 import { pcsId } from "../src/pcs.js";
 import { ed25519PublicKey, signEd25519, signHmac, signHmacPrehash, verifyEd25519, verifyHmac } from "../src/signing.js";
 import { outcomeStatus, verifyPcs, type VerifyParams } from "../src/verify.js";
-import { VECTOR_FILE, VECTOR_SHA_FILE } from "./fixtures.js";
+import { array, object, text, VECTOR_FILE, VECTOR_SHA_FILE } from "./fixtures.js";
 
 const PRESENT = existsSync(VECTOR_FILE);
 const SKIP = PRESENT ? false : `${VECTOR_FILE} not written yet`;
-
-function object(value: JsonValue | undefined, what: string): JsonObject {
-  assert.ok(isJsonObject(value), `${what} must be an object`);
-  return value;
-}
-
-function array(value: JsonValue | undefined, what: string): JsonValue[] {
-  assert.ok(Array.isArray(value), `${what} must be an array`);
-  return value;
-}
-
-function text(value: JsonValue | undefined, what: string): string {
-  assert.equal(typeof value, "string", `${what} must be a string`);
-  return value as string;
-}
 
 function num(value: JsonValue | undefined, what: string): number {
   assert.ok(value instanceof JsonNumber, `${what} must be a number`);
