@@ -8,6 +8,8 @@
 //! - [`anchorer`]: audit entries -> Merkle log leaves -> signed checkpoints (one round per tick);
 //! - [`audit_worker`]: runs `flk.audit.tasks` (retries with backoff, then the DLQ); the kinds are
 //!   in [`audit_task_kinds`];
+//! - [`demoter`]: warm rows past their tenant's TTL -> verified cold segments (a lease makes it a
+//!   singleton); one cycle is [`demotion`], shared with `flk tier demote --now`;
 //! - [`lanes`]: per-partition positions stored in order for actors that finish out of order;
 //! - [`hot_cache_fill`]: the projector's after-commit side effect that fills Redis;
 //! - [`decision_bus`]: where gateways wait for the committed decision of their own record;
@@ -21,6 +23,8 @@ pub mod audit_task_kinds;
 pub mod audit_worker;
 pub mod contract;
 pub mod decision_bus;
+pub mod demoter;
+pub mod demotion;
 pub mod hot_cache_fill;
 pub mod lanes;
 pub mod projector;

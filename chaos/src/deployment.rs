@@ -45,6 +45,8 @@ pub struct TestTenant {
     pub enabled: bool,
     /// Rate limit `(per second, burst)`.
     pub rate_opt: Option<(f64, f64)>,
+    /// More `key = value` lines of the tenant's table (`hot_ttl_secs = 1`).
+    pub settings_toml: String,
 }
 
 impl TestTenant {
@@ -55,6 +57,7 @@ impl TestTenant {
             hmac_secret_opt: Some(secret.to_owned()),
             enabled: true,
             rate_opt: None,
+            settings_toml: String::new(),
         }
     }
 }
@@ -139,6 +142,7 @@ impl Deployment {
                 "[tenants.{:?}]\nenabled = {}\n",
                 tenant.name, tenant.enabled
             ));
+            text.push_str(&tenant.settings_toml);
             if let Some((rate, burst)) = tenant.rate_opt {
                 text.push_str(&format!(
                     "rate_per_second = {rate:?}\nrate_burst = {burst:?}\n"

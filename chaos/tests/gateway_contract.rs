@@ -53,12 +53,14 @@ fn tenants() -> Vec<TestTenant> {
             hmac_secret_opt: None,
             enabled: true,
             rate_opt: Some((0.5, 1.0)),
+            settings_toml: String::new(),
         },
         TestTenant {
             name: "frozen".into(),
             hmac_secret_opt: Some(SECRET.into()),
             enabled: false,
             rate_opt: None,
+            settings_toml: String::new(),
         },
     ]
 }

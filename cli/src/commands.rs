@@ -3,3 +3,4 @@
 pub mod audit;
 pub mod pcs;
 pub mod service;
+pub mod tier;

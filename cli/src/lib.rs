@@ -10,7 +10,7 @@
 pub mod commands;
 pub mod serve;
 
-use commands::{audit, pcs, service};
+use commands::{audit, pcs, service, tier};
 
 use clap::{Parser, Subcommand};
 
@@ -32,8 +32,11 @@ pub enum Command {
     /// The audit log: signing key, offline proof verification.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Run the service: gateway, shard, projector and anchorer roles (all by default; the
-    /// anchorer only with an audit signing key).
+    /// The storage tiers: statistics, where one entry is, a manual demotion, segment checks.
+    #[command(subcommand)]
+    Tier(tier::TierCommand),
+    /// Run the service: gateway, shard, projector, anchorer, audit worker and demoter roles (all
+    /// by default; the anchorer only with an audit signing key).
     Serve(service::ServeArgs),
     /// Rebuild every projection from offset 0 of the decisions topic, then swap it in.
     Replay(service::ReplayArgs),
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Pcs(command) => pcs::run(command),
         Command::Audit(command) => audit::run(command),
+        Command::Tier(command) => tier::run(command),
         Command::Serve(args) => service::serve(args),
         Command::Replay(args) => service::replay(args),
         Command::StateHash(args) => service::state_hash(args),

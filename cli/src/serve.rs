@@ -1,5 +1,5 @@
 //! `flk serve`: the composition root. Starts the roles this process runs (gateway, shard,
-//! projector, anchorer, audit worker), each actor under an actix supervisor and a heartbeat watchdog, and shuts them down
+//! projector, anchorer, audit worker, demoter), each actor under an actix supervisor and a heartbeat watchdog, and shuts them down
 //! gracefully on SIGINT or SIGTERM.
 
 use std::collections::HashSet;
@@ -13,6 +13,8 @@ use actors::audit_task_kinds::TaskContext;
 use actors::audit_worker::{AuditWorker, AuditWorkerDeps};
 use actors::contract::{Shutdown, StatusBoard};
 use actors::decision_bus::DecisionBus;
+use actors::demoter::{Demoter, DemoterDeps};
+use actors::demotion::DemotionDeps;
 use actors::projector::{Projector, ProjectorDeps};
 use actors::shard::{OpenSource, Shard, ShardDeps};
 use actors::supervision::{Heartbeat, OnExhausted, Supervision, SupervisorPolicy, Watchdog};
@@ -43,6 +45,9 @@ pub enum Role {
     Anchorer,
     /// Audit workers: run `flk.audit.tasks` (time attestations, reports), the DLQ after retries.
     AuditWorker,
+    /// The demoter: warm rows past their tenant's `warm_ttl` -> cold segments in the object store
+    /// (a singleton by lease: a second one stands by).
+    Demoter,
 }
 
 /// Opens the projection store in `schema` as the configuration describes it.
@@ -104,6 +109,11 @@ pub async fn serve(
                 |(name, tenant)| (name.clone(), tenant.rate_per_second, tenant.rate_burst),
             ))),
             tenant_names: Arc::new(config.tenants.keys().cloned().collect()),
+            cold: projections::cold_objects::ColdReader::new(
+                infra::objects::open(&config.object_store)
+                    .context("opening the object store for cold reads")?,
+                config.tiering.read_cache_segments,
+            ),
             metrics,
             board,
             config: config.gateway.clone(),
@@ -294,6 +304,20 @@ impl StartedActors {
             watched.push(("audit_worker", heartbeat, worker.clone().recipient()));
             shutdowns.push(("audit_worker", worker.recipient()));
         }
+        if roles.contains(&Role::Demoter) {
+            let heartbeat = Heartbeat::default();
+            let deps = DemoterDeps {
+                demotion: demotion_deps(config, wiring.store.clone(), wiring.metrics.clone())?,
+                owner: format!("{}-{}-{}", config.region, std::process::id(), rand_suffix()),
+                interval: Duration::from_millis(config.tiering.demote_interval_ms),
+                heartbeat: heartbeat.clone(),
+                board: wiring.board.clone(),
+            };
+            let supervision = supervision("demoter");
+            let demoter = Supervisor::start(move |_| Demoter::new(deps, supervision));
+            watched.push(("demoter", heartbeat, demoter.clone().recipient()));
+            shutdowns.push(("demoter", demoter.recipient()));
+        }
         let watchdog = actix::Actor::start(Watchdog::new(
             watched,
             Duration::from_millis(config.supervision.stuck_after_ms),
@@ -317,6 +341,36 @@ impl StartedActors {
             }
         }
     }
+}
+
+/// What a demotion cycle needs, from the configuration (the actor and `flk tier demote`).
+pub fn demotion_deps(
+    config: &Config,
+    store: ProjectionStore,
+    metrics: Metrics,
+) -> anyhow::Result<DemotionDeps> {
+    Ok(DemotionDeps {
+        store,
+        objects: infra::objects::open(&config.object_store)
+            .context("opening the object store for cold segments")?,
+        object_prefix: config.postgres.schema.clone(),
+        tiering: config.tiering.clone(),
+        policies: config
+            .tenants
+            .iter()
+            .map(|(name, tenant)| (name.clone(), tenant.tiering.clone()))
+            .collect(),
+        metrics,
+    })
+}
+
+/// A suffix that makes a lease owner id unique per start (the clock's nanoseconds).
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    format!("{nanos:08x}")
 }
 
 /// Longest graceful shutdown of one actor.

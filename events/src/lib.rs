@@ -17,7 +17,8 @@
 //! - [`checkpoint`]: C2SP signed checkpoints (signed notes with Ed25519);
 //! - [`audit_leaf`]: the bytes of one audit Merkle leaf;
 //! - [`audit_proof`]: proof bundles and the order in which every verifier checks them;
-//! - [`audit_task`]: async audit tasks, dead tasks and the retry schedule.
+//! - [`audit_task`]: async audit tasks, dead tasks and the retry schedule;
+//! - [`cold_segment`]: the cold tier's compressed segments and their verifiable manifests.
 //!
 //! Invariant: every function here is deterministic; the same bytes and parameters give the same
 //! outcome on every machine, which is what makes rebuilding projections by replay possible.
@@ -27,6 +28,7 @@ pub mod audit_proof;
 pub mod audit_task;
 pub mod canonical;
 pub mod checkpoint;
+pub mod cold_segment;
 pub mod decide;
 pub mod decimal;
 pub mod envelope;

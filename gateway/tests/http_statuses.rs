@@ -55,6 +55,7 @@ fn state() -> AppState {
         // `limited` never has a whole token: every submit is refused, Retry-After 5 s.
         limiter: Arc::new(RateLimiter::new([("limited".to_owned(), 0.1, 0.5)])),
         tenant_names: Arc::new(HashSet::from(["default".to_owned()])),
+        cold: projections::cold_objects::ColdReader::new(infra::objects::in_memory(), 1),
         metrics: Metrics::new(),
         board: StatusBoard::default(),
         config: GatewayConfig {

@@ -20,7 +20,7 @@
 # FLK_BENCH_CEILING_RECORDS (300000), FLK_BENCH_PORT (18090), FLK_BENCH_ONLY (comma list of
 # kafka,ceiling,open,closed,replay; default all), FLK_BENCH_KEEP (0), FLK_BENCH_BIN (a prebuilt
 # flk to measure instead of building target/release/flk), FLK_BENCH_AUDIT (1: the anchorer runs; 0
-# leaves it out), FLK_BENCH_TRACES (0: OTLP trace export
+# leaves it out), FLK_BENCH_ANCHOR_INTERVAL_MS ([audit] anchor_interval_ms, config default), FLK_BENCH_TRACES (0: OTLP trace export
 # off even when env.sh sets FLK_OTLP_ENDPOINT; 1 keeps it, to measure its cost).
 # Results: .local/bench/<run id>/ (JSON reports, logs, summary.txt).
 # It measures; it gates nothing (exit status 0 unless a step could not run).
@@ -76,7 +76,8 @@ if [[ "${FLK_BENCH_AUDIT:-1}" != "0" ]]; then
     "$flk" audit keygen --out "$out/audit.key" --origin "flk.bench/${run_id}" >/dev/null
     audit_section="[audit]
 origin_opt = \"flk.bench/${run_id}\"
-signing_key_file_opt = \"$out/audit.key\""
+signing_key_file_opt = \"$out/audit.key\"
+${FLK_BENCH_ANCHOR_INTERVAL_MS:+anchor_interval_ms = ${FLK_BENCH_ANCHOR_INTERVAL_MS}}"
 fi
 cat >"$config" <<TOML
 # Written by infra/scripts/bench.sh for run ${run_id}.

@@ -12,8 +12,10 @@ use thiserror::Error;
 
 mod audit;
 mod object_store;
+mod tiering;
 pub use audit::AuditConfig;
 pub use object_store::{ObjectStoreConfig, ObjectStoreKind};
+pub use tiering::{TierPolicy, TieringConfig};
 
 /// Why a configuration cannot be used. Always names the setting.
 #[derive(Debug, Error)]
@@ -68,8 +70,10 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Audit log anchoring.
     pub audit: AuditConfig,
-    /// Object store (signed checkpoints).
+    /// Object store (signed checkpoints, cold segments).
     pub object_store: ObjectStoreConfig,
+    /// The demoter (tier moves).
+    pub tiering: TieringConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -89,6 +93,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             audit: AuditConfig::default(),
             object_store: ObjectStoreConfig::default(),
+            tiering: TieringConfig::default(),
             tenants,
         }
     }
@@ -384,6 +389,8 @@ pub struct TenantConfig {
     pub dedup_ttl_secs: u64,
     /// How long an outcome stays in the Redis hot tier.
     pub hot_ttl_secs: u64,
+    /// When rows move from warm (Postgres) to cold (object store), and when cold ones go.
+    pub tiering: TierPolicy,
     /// Sustained submissions per second (token bucket refill); 0 disables the limit.
     pub rate_per_second: f64,
     /// Bucket size: the burst allowed above the rate.
@@ -400,6 +407,7 @@ impl Default for TenantConfig {
             params_version: 1,
             dedup_ttl_secs: 14 * 24 * 3600,
             hot_ttl_secs: 3600,
+            tiering: TierPolicy::default(),
             rate_per_second: 0.0,
             rate_burst: 0.0,
         }
@@ -553,6 +561,7 @@ impl Config {
         }
         self.audit.validate()?;
         self.object_store.validate()?;
+        self.tiering.validate()?;
         if self.postgres.pool_size == 0 {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
         }
@@ -648,6 +657,7 @@ impl TenantConfig {
         if self.dedup_ttl_secs == 0 {
             return Err(invalid(setting("dedup_ttl_secs"), "must be positive"));
         }
+        self.tiering.validate(name, self.dedup_ttl_secs)?;
         if !(self.rate_per_second >= 0.0 && self.rate_burst >= 0.0) {
             return Err(invalid(
                 setting("rate_per_second"),

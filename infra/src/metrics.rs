@@ -54,6 +54,26 @@ pub struct Metrics {
     pub audit_task_age: HistogramVec,
     /// Tasks in the DLQ still waiting for an operator.
     pub audit_dlq_depth: IntGaugeVec,
+    /// Entries moved from warm to cold, by tenant.
+    pub tier_demoted_entries: IntCounterVec,
+    /// Cold segments written and sealed, by tenant.
+    pub tier_segments_written: IntCounterVec,
+    /// Compressed bytes of the sealed segments, by tenant.
+    pub tier_segment_bytes: IntCounterVec,
+    /// Cold segments deleted by retention, by tenant.
+    pub tier_segments_expired: IntCounterVec,
+    /// Segments abandoned (rows changed while packed), by tenant.
+    pub tier_segments_abandoned: IntCounterVec,
+    /// Demotion cycles that failed (object store or Postgres down), retried next cycle.
+    pub tier_demote_errors: IntCounterVec,
+    /// Reads served from the cold tier, by tenant and source (`object`, `cache`).
+    pub tier_cold_reads: IntCounterVec,
+    /// Reads of cold entries that could not be served, by reason (`unavailable`, `unreadable`).
+    pub tier_cold_misses: IntCounterVec,
+    /// Cold entries promoted back to warm by a read, by tenant.
+    pub tier_promotions: IntCounterVec,
+    /// Time to serve one cold read (index, object, verification), seconds.
+    pub tier_cold_read_latency: HistogramVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -115,7 +135,74 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_metric("flk_audit_task_age_seconds"));
         let _ = registry.register(Box::new(task_age.clone()));
+        let cold_read_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "flk_tier_cold_read_seconds",
+                "time to serve one read from the cold tier",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["source"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_tier_cold_read_seconds"));
+        let _ = registry.register(Box::new(cold_read_latency.clone()));
         Metrics {
+            tier_demoted_entries: counter(
+                &registry,
+                "flk_tier_demoted_entries_total",
+                "entries moved from the warm tier to the cold tier",
+                tenant,
+            ),
+            tier_segments_written: counter(
+                &registry,
+                "flk_tier_segments_written_total",
+                "cold segments written, verified and sealed",
+                tenant,
+            ),
+            tier_segment_bytes: counter(
+                &registry,
+                "flk_tier_segment_bytes_total",
+                "compressed bytes of the sealed cold segments",
+                tenant,
+            ),
+            tier_segments_expired: counter(
+                &registry,
+                "flk_tier_segments_expired_total",
+                "cold segments deleted by retention",
+                tenant,
+            ),
+            tier_segments_abandoned: counter(
+                &registry,
+                "flk_tier_segments_abandoned_total",
+                "cold segments abandoned because their rows changed while packed",
+                tenant,
+            ),
+            tier_demote_errors: counter(
+                &registry,
+                "flk_tier_demote_errors_total",
+                "demotion cycles that failed and will be retried",
+                &[],
+            ),
+            tier_cold_reads: counter(
+                &registry,
+                "flk_tier_cold_reads_total",
+                "reads served from the cold tier",
+                &["tenant", "source"],
+            ),
+            tier_cold_misses: counter(
+                &registry,
+                "flk_tier_cold_misses_total",
+                "reads of cold entries that could not be served",
+                &["reason"],
+            ),
+            tier_promotions: counter(
+                &registry,
+                "flk_tier_promotions_total",
+                "cold entries promoted back to the warm tier by a read",
+                tenant,
+            ),
+            tier_cold_read_latency: cold_read_latency,
             ingest_total: counter(
                 &registry,
                 "flk_ingest_total",

@@ -68,6 +68,11 @@ pub fn open(config: &ObjectStoreConfig) -> Result<Objects, ObjectError> {
     }
 }
 
+/// An empty in-memory store (tests, and processes that must never write objects).
+pub fn in_memory() -> Objects {
+    Arc::new(object_store::memory::InMemory::new())
+}
+
 /// Writes `bytes` at `path` unless it is already there (same bytes: success; other: conflict).
 pub async fn put_once(objects: &Objects, path: &str, bytes: Vec<u8>) -> Result<(), ObjectError> {
     let location = Path::from(path);
@@ -102,6 +107,14 @@ pub async fn get(objects: &Objects, path: &str) -> Result<Option<Vec<u8>>, Objec
             .map(|bytes| Some(bytes.to_vec()))
             .map_err(|error| ObjectError::Unavailable(error.to_string())),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(error) => Err(ObjectError::Unavailable(error.to_string())),
+    }
+}
+
+/// Deletes an object (absent is success).
+pub async fn delete(objects: &Objects, path: &str) -> Result<(), ObjectError> {
+    match objects.delete(&Path::from(path)).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(error) => Err(ObjectError::Unavailable(error.to_string())),
     }
 }

@@ -71,6 +71,8 @@ enum SlotState {
     Inserted,
     /// Existing key whose expired row was replaced: UPDATE.
     Replaced,
+    /// Loaded from the cold tier's key index (no warm row): a new first record INSERTs.
+    Cold,
 }
 
 #[derive(Debug)]
@@ -161,7 +163,45 @@ impl DedupBatch {
                 },
             );
         }
+        batch.load_cold(transaction, keys).await?;
         Ok(batch)
+    }
+
+    /// Loads the keys without a warm row from the cold tier's index (migration 0007), so a
+    /// demoted key still decides duplicates and conflicts inside its window. The first outcome's
+    /// body comes from the audit log entry at the first record's coordinates (kept forever), so
+    /// the object store is never on this path. Not locked: a cold key only changes when the
+    /// demoter seals or expires a segment, and sealing locks the warm rows it deletes first.
+    async fn load_cold(
+        &mut self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+        keys: &[DedupKey],
+    ) -> Result<(), AttemptError> {
+        let missing: Vec<&DedupKey> = keys
+            .iter()
+            .filter(|key| !self.slots.contains_key(*key))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let tenants: Vec<&str> = missing.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let pcs_ids: Vec<&str> = missing.iter().map(|(_, pcs_id)| pcs_id.as_str()).collect();
+        let statement = transaction
+            .prepare_cached(
+                "SELECT c.tenant, c.pcs_id, c.signed_digest, c.outcome_code, a.outcome::text,                      c.first_topic, c.first_partition, c.first_offset, c.received_at_ms,                      c.decided_at_ms, c.expires_at_ms, 'cold'                  FROM unnest($1::text[], $2::text[]) AS k(tenant, pcs_id)                  JOIN cold_keys c ON c.tenant = k.tenant AND c.pcs_id = k.pcs_id                  JOIN audit_log a ON a.source_topic = c.first_topic                      AND a.source_partition = c.first_partition AND a.source_offset = c.first_offset",
+            )
+            .await?;
+        for row in transaction.query(&statement, &[&tenants, &pcs_ids]).await? {
+            let (key, row, _tier) = row_from_sql(&row)?;
+            self.slots.insert(
+                key,
+                Slot {
+                    row,
+                    state: SlotState::Cold,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Folds one verified record whose own first-record row would be `candidate`.
@@ -180,7 +220,7 @@ impl DedupBatch {
                     expires_at_ms_opt: Some(candidate.expires_at_ms),
                 };
                 let state = match self.slots.get(&key).map(|slot| slot.state) {
-                    None | Some(SlotState::Inserted) => SlotState::Inserted,
+                    None | Some(SlotState::Inserted | SlotState::Cold) => SlotState::Inserted,
                     Some(SlotState::Stored | SlotState::Replaced) => SlotState::Replaced,
                 };
                 self.slots.insert(
@@ -225,7 +265,7 @@ impl DedupBatch {
         let mut replaced = RowArrays::default();
         for (key, slot) in &self.slots {
             match slot.state {
-                SlotState::Stored => {}
+                SlotState::Stored | SlotState::Cold => {}
                 SlotState::Inserted => inserted.push(key, &slot.row),
                 SlotState::Replaced => replaced.push(key, &slot.row),
             }

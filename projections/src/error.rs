@@ -38,6 +38,10 @@ pub enum StoreError {
         /// Epoch in the database (`None` when the partition was never claimed).
         current_epoch_opt: Option<i64>,
     },
+    /// A singleton's lease (the demoter's) was taken over by another process; nothing was
+    /// committed, and this process must stop doing that job.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
     /// The caller passed something this store refuses (a bad schema name, a batch out of order).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -53,6 +53,8 @@ pub mod apply;
 pub mod audit;
 pub mod audit_tasks;
 pub mod canonical_json;
+pub mod cold_objects;
+pub mod cold_tier;
 pub mod dedup;
 pub mod error;
 pub mod frozen_status;

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_audit_writer_role.sql",
         sql: include_str!("../migrations/0006_audit_writer_role.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_cold_tier.sql",
+        sql: include_str!("../migrations/0007_cold_tier.sql"),
+    },
 ];
 
 /// Longest schema name accepted: leaves room for `_rebuild`, `_old_<ms>` and `_decided` within

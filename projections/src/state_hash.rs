@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! lp("flk.state.v1")
-//! per dedup row, ordered by (tenant, pcs_id) in "C" collation:
+//! per dedup row in any tier, ordered by (tenant, pcs_id) in "C" collation:
 //!   'D' lp(tenant) lp(pcs_id) lp(signed_digest) u16 status lp(canonical JSON of outcome)
 //!       lp(first_topic) i32 first_partition i64 first_offset
 //!       i64 received_at_ms i64 decided_at_ms i64 expires_at_ms
@@ -16,8 +16,16 @@
 //! [`frozen_status_class`]: version 1 was defined when the row stored an HTTP status, and a log
 //! written by an older build must still replay to the same hex.
 //!
+//! "In any tier": a dedup row is the warm row (`dedup`) or, when the demoter moved it to the cold
+//! tier, its `cold_keys` entry with the outcome of its first audit entry (the same JSON the warm
+//! row held), so demotion and promotion leave the hash unchanged and a rebuild, which puts every
+//! row back in `dedup`, prints the same hex. A warm row shadows a cold entry of the same key.
+//!
 //! Left out on purpose: `projection_offsets` (epochs count claims, and a live store runs ahead of
-//! a rebuild), `dedup.tier` (moved by the demoter, not by events), `schema_migrations`.
+//! a rebuild), the tier itself (`dedup.tier`, `promoted_at_ms`, segments: moved by the demoter,
+//! not by events), `schema_migrations`, the tier bookkeeping tables. Keys whose cold segment was
+//! deleted by retention are gone from the live store but not from a rebuild; compare the two
+//! before retention deletes anything, or after `flk tier demote --now` ran on the rebuild.
 //! Every included column derives from decision events; none from the projector's clock.
 
 use sha2::{Digest, Sha256};
@@ -57,7 +65,15 @@ pub(crate) async fn state_hash(
         .prepare_cached(
             "SELECT tenant, pcs_id, signed_digest, outcome_code, outcome::text, first_topic, \
                  first_partition, first_offset, received_at_ms, decided_at_ms, expires_at_ms \
-             FROM dedup ORDER BY tenant, pcs_id",
+             FROM dedup \
+             UNION ALL \
+             SELECT c.tenant, c.pcs_id, c.signed_digest, c.outcome_code, a.outcome::text, \
+                 c.first_topic, c.first_partition, c.first_offset, c.received_at_ms, \
+                 c.decided_at_ms, c.expires_at_ms \
+             FROM cold_keys c JOIN audit_log a ON a.source_topic = c.first_topic \
+                 AND a.source_partition = c.first_partition AND a.source_offset = c.first_offset \
+             WHERE NOT EXISTS (SELECT 1 FROM dedup d WHERE d.tenant = c.tenant AND d.pcs_id = c.pcs_id) \
+             ORDER BY 1, 2",
         )
         .await?;
     let portal = transaction.bind(&dedup_statement, &[]).await?;

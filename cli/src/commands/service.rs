@@ -101,6 +101,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             Role::Projector,
             Role::Anchorer,
             Role::AuditWorker,
+            Role::Demoter,
         ]
         .into_iter()
         .collect()

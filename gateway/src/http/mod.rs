@@ -2,6 +2,7 @@
 //! errors to HTTP statuses and bodies ([`status`]).
 
 mod audit;
+mod cold_read;
 mod ops;
 pub mod status;
 mod submit;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Configured tenant names (for bounded metric labels).
     pub tenant_names: Arc<HashSet<String>>,
+    /// Reads entries from verified cold segments (lookups of demoted keys).
+    pub cold: projections::cold_objects::ColdReader,
     /// Metrics.
     pub metrics: Metrics,
     /// The actors' statuses (`/debug/actors`).

@@ -98,6 +98,18 @@ pub enum ApiError {
         /// Suggested wait before retrying.
         retry_after_secs: u64,
     },
+    /// The entry is in the cold tier and its segment cannot be served now: the object store does
+    /// not answer (`cold_tier_unavailable`), or the object is missing or fails its manifest's
+    /// checks (`cold_segment_unreadable`; never served, reported in the log and metrics).
+    #[error("{message}")]
+    ColdTier {
+        /// Machine code.
+        code: &'static str,
+        /// What happened, without object contents.
+        message: String,
+        /// Suggested wait before retrying.
+        retry_after_secs: u64,
+    },
     /// `/ready`: a dependency does not answer; the body names which.
     #[error("not ready")]
     NotReady {
@@ -122,6 +134,7 @@ impl ApiError {
             | ApiError::DecisionTimeout { .. }
             | ApiError::DecisionUnavailable { .. }
             | ApiError::Store { .. }
+            | ApiError::ColdTier { .. }
             | ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound | ApiError::NoSuch(_) => StatusCode::NOT_FOUND,
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
@@ -141,11 +154,14 @@ impl ApiError {
             ApiError::NotFound | ApiError::NoSuch(_) => "not_found",
             ApiError::BadQuery(_) => "bad_query",
             ApiError::Store { error, .. } => match error {
-                StoreError::Unavailable(_) | StoreError::Fenced { .. } => "store_unavailable",
+                StoreError::Unavailable(_)
+                | StoreError::Fenced { .. }
+                | StoreError::LeaseLost(_) => "store_unavailable",
                 StoreError::InvalidInput(_) | StoreError::Corrupt(_) | StoreError::Fatal(_) => {
                     "store_error"
                 }
             },
+            ApiError::ColdTier { code, .. } => code,
             ApiError::NotReady { .. } => "not_ready",
             ApiError::MetricsUnauthorized => "unauthorized",
         }
@@ -159,6 +175,9 @@ impl ApiError {
             | ApiError::DecisionTimeout { retry_after_secs }
             | ApiError::DecisionUnavailable { retry_after_secs }
             | ApiError::Store {
+                retry_after_secs, ..
+            }
+            | ApiError::ColdTier {
                 retry_after_secs, ..
             }
             | ApiError::NotReady {

@@ -284,12 +284,28 @@ pub async fn lookup(
                     "first_seen_at_ms": stored.received_at_ms,
                     "decided_at_ms": stored.decided_at_ms,
                     "expires_at_ms": stored.expires_at_ms,
-                    "tier": stored.tier,
+                    "tier": "warm",
                     "source": "postgres",
                 }),
             )
         }
-        Ok(None) => ApiError::NotFound.to_response(),
+        Ok(None) => match super::cold_read::lookup(&state, &tenant, &pcs_id).await {
+            Ok(Some(stored)) => lookup_response(
+                stored.outcome_class,
+                json!({
+                    "pcs_id": stored.pcs_id,
+                    "tenant": stored.tenant,
+                    "outcome": stored.body,
+                    "first_seen_at_ms": stored.received_at_ms,
+                    "decided_at_ms": stored.decided_at_ms,
+                    "expires_at_ms": stored.expires_at_ms,
+                    "tier": "cold",
+                    "source": "object_store",
+                }),
+            ),
+            Ok(None) => ApiError::NotFound.to_response(),
+            Err(error) => error.to_response(),
+        },
         Err(error) => {
             if error.is_retryable() {
                 tracing::warn!(error = %error, "lookup failed");
