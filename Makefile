@@ -1,5 +1,5 @@
 # The two commands of the README. Everything else is in infra/scripts/.
-.PHONY: run test stack-up stack-down chaos-scale
+.PHONY: run test stack-up stack-down chaos-scale tier-drill bench-tier
 
 ## Bring up Kafka, Postgres, Redis and the object store, start `flk serve` and send a demo load.
 run:
@@ -23,3 +23,15 @@ chaos-scale:
 	cargo build -q --workspace --all-targets --features flk/failpoints
 	. .local/stack/env.sh && FLK_SCALE_ROUNDS=$${FLK_SCALE_ROUNDS:-12} FLK_SCALE_RATE=$${FLK_SCALE_RATE:-300} \
 		cargo test --workspace --features flk/failpoints --test scaling -- --nocapture
+
+## The long form of the tiering test (`chaos/tests/tiering.rs`): demotion of 100,000 entries
+## instead of the CI form's 20,000 (FLK_TIER_TEST_ENTRIES), then every check of the short form.
+tier-drill:
+	bash infra/scripts/stack.sh up >/dev/null
+	cargo build -q --workspace --all-targets --features flk/failpoints
+	. .local/stack/env.sh && FLK_TIER_TEST_ENTRIES=$${FLK_TIER_TEST_ENTRIES:-100000} \
+		cargo test --workspace --features flk/failpoints --test tiering -- --nocapture --test-threads 1
+
+## Tiering benchmark: demotion rate, compression ratio, cold read latency (docs/benchmarks.md).
+bench-tier:
+	bash infra/scripts/bench-tier.sh

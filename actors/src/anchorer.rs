@@ -4,7 +4,7 @@
 //! projector's commit already eats into it), the anchorer looks for new entries
 //! [`ROUNDS_PER_INTERVAL`] times per interval; a look that finds entries runs a round and signs a
 //! checkpoint, a look that finds none signs nothing, and a full round is followed by the next at
-//! once. So the gap between two checkpoints under load is a quarter interval, and never more than
+//! once. So the gap between two checkpoints under load is half an interval, and never more than
 //! an interval while entries keep arriving.
 //!
 //! A round: read the audit entries after each partition's watermark (partitions ascending, seq
@@ -360,8 +360,9 @@ async fn enqueue_attestation(deps: &AnchorerDeps, tree_size: u64) {
 
 /// Looks for new entries per `anchor_interval`. One look per interval put the p99 of decision ->
 /// checkpoint at the interval plus the projector's commit tail (1,072 ms at 1,000/s with a 1 s
-/// interval); four looks leave three quarters of the interval for the commit and the round.
-pub const ROUNDS_PER_INTERVAL: u32 = 4;
+/// interval); two leave half the interval for the commit and the round. Four cost the gateway
+/// about a tenth of its throughput on a saturated two-core machine (docs/benchmarks.md).
+pub const ROUNDS_PER_INTERVAL: u32 = 2;
 
 /// Longest wait for the log to take an attestation task (the round holds the heartbeat).
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -12,6 +12,7 @@
 //! schema come from the same config file `flk serve` runs with. The benchmark measures; it gates
 //! nothing (the exit code is 0 even when requests failed: the table says so).
 
+mod cold_load;
 pub mod demo;
 mod http_load;
 mod kafka_load;
@@ -43,6 +44,10 @@ pub enum Target {
     /// `GET /v1/audit/proof` for sampled leaves of the newest checkpoint, closed loop over
     /// `connections`; measures proof generation (a tenth of the answers are verified).
     Proofs,
+    /// `GET /v1/pcs/{pcs_id}` once for sampled keys of the cold tier (10 per segment, up to
+    /// `count` segments, default 200); measures a read that fetches and verifies a segment and a
+    /// read served from the gateway's cache of verified segments.
+    ColdReads,
 }
 
 /// `flk bench` options.
@@ -123,6 +128,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     if args.target == Target::Proofs {
         return run_proofs(&args, &config);
     }
+    if args.target == Target::ColdReads {
+        return run_cold_reads(&args, &config);
+    }
     let tenants = signing_tenants(&config, &args.tenants)?;
     let rate_opt = (args.rate > 0.0).then_some(args.rate);
     let count = args.count.unwrap_or(match rate_opt {
@@ -191,6 +199,46 @@ fn run_proofs(args: &BenchArgs, config: &Config) -> anyhow::Result<u8> {
         report::load_average()
     );
     Ok(u8::from(run.errors > 0))
+}
+
+/// `--target cold-reads`.
+fn run_cold_reads(args: &BenchArgs, config: &Config) -> anyhow::Result<u8> {
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.gateway.listen));
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let load_before = report::load_average();
+    let run = runtime.block_on(async {
+        let store = projections::open::store(config, &config.postgres.schema)
+            .await
+            .context("opening the projection store")?;
+        let segments = args.count.unwrap_or(200);
+        cold_load::run(
+            &base,
+            &store,
+            args.connections,
+            i64::try_from(segments).unwrap_or(i64::MAX),
+            10,
+        )
+        .await
+    })?;
+    println!(
+        "flk bench cold-reads: {} segments, {} connections, {:.1} s; {} cold reads, {} other answers",
+        run.segments,
+        args.connections,
+        run.elapsed.as_secs_f64(),
+        run.reads,
+        run.other
+    );
+    for (label, summary) in [("object (fetch + verify)", &run.object), ("cache (verified copy)", &run.cache)] {
+        println!(
+            "{label}: {} reads, latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
+            summary.count, summary.p50_ms, summary.p95_ms, summary.p99_ms, summary.max_ms
+        );
+    }
+    println!("load {:?} before, {:?} after", load_before, report::load_average());
+    Ok(u8::from(run.other > 0))
 }
 
 /// The tenants to sign for: the named ones, or every enabled tenant. A tenant's first HMAC key
@@ -367,7 +415,9 @@ async fn drive(
                 .latencies
                 .insert("submit".to_owned(), LatencySummary::of(&result.submit));
         }
-        Target::Proofs => anyhow::bail!("the proofs target has no submission plan"),
+        Target::Proofs | Target::ColdReads => {
+            anyhow::bail!("the {:?} target has no submission plan", args.target)
+        }
         Target::Kafka => {
             let mut kafka = config.kafka.clone();
             if let Some(linger) = args.linger_ms {

@@ -568,6 +568,39 @@ impl crate::ProjectionStore {
             .collect()
     }
 
+    /// Up to `per_segment` cold keys of each of at most `segments` sealed segments, without a warm
+    /// row, grouped by segment: `(segment_key, [(tenant, pcs_id)])` (the cold-read benchmark).
+    pub async fn sample_cold_keys(
+        &self,
+        segments: i64,
+        per_segment: i64,
+    ) -> Result<Vec<(String, Vec<(String, String)>)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT segment_key, tenant, pcs_id FROM ( \
+                     SELECT c.segment_key, c.tenant, c.pcs_id, \
+                         row_number() OVER (PARTITION BY c.segment_key ORDER BY c.pcs_id) AS rn, \
+                         dense_rank() OVER (ORDER BY c.segment_key) AS segment_rank \
+                     FROM cold_keys c JOIN cold_segments s USING (segment_key) \
+                     WHERE s.state = 'sealed' AND NOT EXISTS \
+                         (SELECT 1 FROM dedup d WHERE d.tenant = c.tenant AND d.pcs_id = c.pcs_id)) k \
+                 WHERE rn <= $2 AND segment_rank <= $1 ORDER BY segment_key, rn",
+                &[&segments, &per_segment],
+            )
+            .await?;
+        let mut grouped: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        for row in rows {
+            let segment: String = row.try_get(0)?;
+            let key = (row.try_get(1)?, row.try_get(2)?);
+            match grouped.last_mut() {
+                Some((last, keys)) if *last == segment => keys.push(key),
+                _ => grouped.push((segment, vec![key])),
+            }
+        }
+        Ok(grouped)
+    }
+
     /// Promotes a verified cold entry back to warm (a read asked for it): its row is inserted
     /// again, due for the cold tier `warm_ttl` after `now_ms`. A warm row that exists already
     /// (a concurrent promotion or a newer first record) wins; `false` then.
