@@ -127,9 +127,17 @@ impl Demoter {
     fn finish_shutdown_if_idle(&mut self) {
         if !self.busy && self.state == "stopping" {
             self.state = "stopped";
-            if let Some(stopped) = self.stopped_opt.take() {
-                let _ = stopped.send(());
-            }
+            // Hand the lease over at once (a standby takes it at its next tick).
+            let (store, owner) = (self.deps.demotion.store.clone(), self.deps.owner.clone());
+            let stopped_opt = self.stopped_opt.take();
+            actix::spawn(async move {
+                if let Err(error) = store.release_tier_lease(&owner).await {
+                    tracing::warn!(error = %error, "demoter lease not released; it runs out by itself");
+                }
+                if let Some(stopped) = stopped_opt {
+                    let _ = stopped.send(());
+                }
+            });
             self.publish();
         }
     }

@@ -54,7 +54,9 @@ pub async fn run(
     for _ in 0..connections.max(1) {
         let (queue, base) = (queue.clone(), base.to_owned());
         workers.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
             let mut object: Histogram<u64> = histogram();
             let mut cache: Histogram<u64> = histogram();
             let (mut reads, mut other) = (0u64, 0u64);
@@ -80,7 +82,14 @@ pub async fn run(
                         continue;
                     }
                     reads += 1;
-                    record(if position == 0 { &mut object } else { &mut cache }, took);
+                    record(
+                        if position == 0 {
+                            &mut object
+                        } else {
+                            &mut cache
+                        },
+                        took,
+                    );
                 }
             }
             anyhow::Ok((object, cache, reads, other))

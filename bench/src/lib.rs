@@ -231,13 +231,20 @@ fn run_cold_reads(args: &BenchArgs, config: &Config) -> anyhow::Result<u8> {
         run.reads,
         run.other
     );
-    for (label, summary) in [("object (fetch + verify)", &run.object), ("cache (verified copy)", &run.cache)] {
+    for (label, summary) in [
+        ("object (fetch + verify)", &run.object),
+        ("cache (verified copy)", &run.cache),
+    ] {
         println!(
             "{label}: {} reads, latency ms p50 {:.2} p95 {:.2} p99 {:.2} max {:.2}",
             summary.count, summary.p50_ms, summary.p95_ms, summary.p99_ms, summary.max_ms
         );
     }
-    println!("load {:?} before, {:?} after", load_before, report::load_average());
+    println!(
+        "load {:?} before, {:?} after",
+        load_before,
+        report::load_average()
+    );
     Ok(u8::from(run.other > 0))
 }
 

@@ -187,6 +187,19 @@ impl crate::ProjectionStore {
         }))
     }
 
+    /// Gives the lease up (a demoter stopping, `flk tier demote --now` done), so another can take
+    /// it at once instead of after it runs out. A no-op unless `owner` holds it.
+    pub async fn release_tier_lease(&self, owner: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE tier_lease SET expires_at_ms = 0 WHERE name = $1 AND owner = $2",
+                &[&LEASE, &owner],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Warm rows of `tenant` due before `due_before_ms`, in the order they became due, at most
     /// `limit` (the `dedup_due` index; never a full scan).
     pub async fn due_rows(

@@ -292,7 +292,7 @@ impl DedupBatch {
                          outcome = u.outcome::jsonb, first_topic = u.topic, \
                          first_partition = u.part, first_offset = u.off, \
                          received_at_ms = u.received, decided_at_ms = u.decided, \
-                         expires_at_ms = u.expires, tier = 'hot' \
+                         expires_at_ms = u.expires, tier = 'hot', promoted_at_ms = NULL \
                      FROM {ARRAYS} \
                      WHERE dedup.tenant = u.tenant AND dedup.pcs_id = u.pcs_id"
                 ))

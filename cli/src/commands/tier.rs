@@ -252,6 +252,9 @@ async fn demote_now(config: &Config) -> anyhow::Result<u8> {
             .map_err(|error| anyhow::anyhow!(error))?;
     }
     bar.finish_and_clear();
+    if let Err(error) = deps.store.release_tier_lease(&owner).await {
+        eprintln!("the demoter lease was not released ({error}); it runs out by itself");
+    }
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "demoted {} entries in {} segments in {seconds:.1} s ({:.0} entries/s); {} compressed bytes \
