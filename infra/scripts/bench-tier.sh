@@ -7,7 +7,7 @@
 # Tenants move to the cold tier a second after their decision (warm_ttl_secs = 1), so the run
 # does not wait for real TTLs.
 #
-# Knobs: FLK_TIER_BENCH_ENTRIES (100000), FLK_TIER_BENCH_PARTITIONS (12), FLK_TIER_BENCH_PORT
+# Knobs: FLK_TIER_BENCH_ENTRIES (100000), FLK_TIER_BENCH_CONNECTIONS (8), FLK_TIER_BENCH_PARTITIONS (12), FLK_TIER_BENCH_PORT
 # (18091), FLK_TIER_BENCH_ZLIB_LEVEL (6), FLK_TIER_BENCH_KEEP (0), FLK_BENCH_BIN (a prebuilt flk).
 # The object store is the stack's (moto S3 when env.sh sets FLK_S3_ENDPOINT).
 # It measures; it gates nothing.
@@ -20,6 +20,7 @@ entries="${FLK_TIER_BENCH_ENTRIES:-100000}"
 partitions="${FLK_TIER_BENCH_PARTITIONS:-12}"
 port="${FLK_TIER_BENCH_PORT:-18091}"
 level="${FLK_TIER_BENCH_ZLIB_LEVEL:-6}"
+connections="${FLK_TIER_BENCH_CONNECTIONS:-8}"
 run_id="tier$(date +%s)_$$"
 out="$repo/.local/bench/$run_id"
 mkdir -p "$out"
@@ -109,8 +110,8 @@ say "flk tier demote --now"
 "$flk" tier demote --now | tee "$out/demote.txt"
 "$flk" tier stats | tee "$out/stats.txt"
 
-say "cold reads: 200 segments, 10 keys each, 8 connections"
-"$flk" bench --target cold-reads --count 200 --connections 8 | tee "$out/cold.txt"
+say "cold reads: 200 segments, 10 keys each, ${connections} connections"
+"$flk" bench --target cold-reads --count 200 --connections "$connections" | tee "$out/cold.txt"
 
 say "flk tier verify"
 "$flk" tier verify | tee "$out/verify.txt"
