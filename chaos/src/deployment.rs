@@ -212,3 +212,24 @@ impl Deployment {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The stack's S3 store (moto), opened the way `flk serve` opens it from the same environment.
+pub fn s3_objects() -> anyhow::Result<infra::objects::Objects> {
+    let env = |name: &str| {
+        std::env::var(name).map_err(|_| {
+            anyhow::anyhow!(
+                "{name} is not set: start the stack with `infra/scripts/stack.sh up` and `. .local/stack/env.sh`"
+            )
+        })
+    };
+    let config = infra::config::ObjectStoreConfig {
+        kind: infra::config::ObjectStoreKind::S3,
+        endpoint_opt: Some(env("FLK_S3_ENDPOINT")?),
+        bucket: env("FLK_S3_BUCKET")?,
+        region: env("AWS_REGION")?,
+        access_key_id_opt: Some(env("AWS_ACCESS_KEY_ID")?),
+        secret_access_key_opt: Some(env("AWS_SECRET_ACCESS_KEY")?),
+        ..infra::config::ObjectStoreConfig::default()
+    };
+    Ok(infra::objects::open(&config)?)
+}

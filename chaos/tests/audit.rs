@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chaos::deployment::{Deployment, TestTenant};
+use chaos::deployment::{Deployment, TestTenant, s3_objects};
 use chaos::process::{FlkProcess, run_flk, run_flk_status};
 use chaos::records::signed_record;
 use chaos::{load, wait_until};
@@ -73,25 +73,6 @@ async fn get_json(url: &str, tenant: &str) -> (u16, serde_json::Value) {
     (status, response.json().await.unwrap())
 }
 
-/// The stack's S3 store (moto), as `flk serve` opens it from the same environment.
-fn s3_objects() -> infra::objects::Objects {
-    let env = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!("{name} is not set: start the stack with `infra/scripts/stack.sh up` and `. .local/stack/env.sh`")
-        })
-    };
-    let config = infra::config::ObjectStoreConfig {
-        kind: infra::config::ObjectStoreKind::S3,
-        endpoint_opt: Some(env("FLK_S3_ENDPOINT")),
-        bucket: env("FLK_S3_BUCKET"),
-        region: env("AWS_REGION"),
-        access_key_id_opt: Some(env("AWS_ACCESS_KEY_ID")),
-        secret_access_key_opt: Some(env("AWS_SECRET_ACCESS_KEY")),
-        ..infra::config::ObjectStoreConfig::default()
-    };
-    infra::objects::open(&config).unwrap()
-}
-
 fn record_fields(seed: u64) -> SignedFields {
     SignedFields::from_json_bytes(signed_record(seed, SECRET).to_string().as_bytes()).unwrap()
 }
@@ -143,7 +124,7 @@ async fn every_decided_record_is_provable_offline_and_tampering_is_named() {
 
     // The newest checkpoint is published, byte for byte, as an immutable object in the S3 store.
     let (_, latest) = get_json(&format!("{}/v1/audit/checkpoint", flk.url()), "default").await;
-    let objects = s3_objects();
+    let objects = s3_objects().unwrap();
     let key = format!("{}/audit/checkpoints/{tree_size}", deployment.schema);
     let published = wait_until("the checkpoint object", Duration::from_secs(30), || async {
         infra::objects::get(&objects, &key).await.ok().flatten()

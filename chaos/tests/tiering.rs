@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chaos::deployment::{Deployment, TestTenant};
+use chaos::deployment::{Deployment, TestTenant, s3_objects};
 use chaos::http::{lookup, metric_sum, metrics, submit_json};
 use chaos::process::{FlkProcess, run_flk, run_flk_status};
 use chaos::records::{edited, pcs_id, signed_record};
@@ -44,30 +44,12 @@ fn tier_deployment(extra: &str) -> Deployment {
     deployment
 }
 
-/// The stack's S3 store (moto), as `flk serve` opens it from the same environment.
-fn s3_objects() -> infra::objects::Objects {
-    let env = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!("{name} is not set: start the stack with `infra/scripts/stack.sh up` and `. .local/stack/env.sh`")
-        })
-    };
-    let config = infra::config::ObjectStoreConfig {
-        kind: infra::config::ObjectStoreKind::S3,
-        endpoint_opt: Some(env("FLK_S3_ENDPOINT")),
-        bucket: env("FLK_S3_BUCKET"),
-        region: env("AWS_REGION"),
-        access_key_id_opt: Some(env("AWS_ACCESS_KEY_ID")),
-        secret_access_key_opt: Some(env("AWS_SECRET_ACCESS_KEY")),
-        ..infra::config::ObjectStoreConfig::default()
-    };
-    infra::objects::open(&config).unwrap()
-}
-
 /// Object names under the deployment's cold prefix.
 async fn cold_objects(deployment: &Deployment) -> BTreeSet<String> {
     use futures::TryStreamExt as _;
     let prefix = Path::from(format!("{}/cold", deployment.schema));
     s3_objects()
+        .unwrap()
         .list(Some(&prefix))
         .map_ok(|meta| meta.location.to_string())
         .try_collect()
@@ -445,7 +427,7 @@ async fn an_object_store_outage_touches_only_cold_reads_and_a_corrupt_object_is_
         .await
         .unwrap()
         .get(0);
-    let objects = s3_objects();
+    let objects = s3_objects().unwrap();
     let location = Path::from(segment.as_str());
     let mut bytes = objects
         .get(&location)

@@ -65,6 +65,29 @@ fn exported_names() -> HashSet<String> {
         .audit_task_attempts
         .with_label_values(&["x", "ok"])
         .inc();
+    for counter in [
+        &metrics.tier_demoted_entries,
+        &metrics.tier_segments_written,
+        &metrics.tier_segment_bytes,
+        &metrics.tier_segments_expired,
+        &metrics.tier_segments_abandoned,
+        &metrics.tier_cold_misses,
+        &metrics.tier_promotions,
+    ] {
+        counter.with_label_values(&["x"]).inc();
+    }
+    metrics
+        .tier_demote_errors
+        .with_label_values(&[] as &[&str])
+        .inc();
+    metrics
+        .tier_cold_reads
+        .with_label_values(&["x", "object"])
+        .inc();
+    metrics
+        .tier_cold_read_latency
+        .with_label_values(&["object"])
+        .observe(0.01);
     let mut names = HashSet::new();
     for family in metrics.registry.gather() {
         let name = family.name().to_owned();
@@ -126,6 +149,9 @@ fn dashboard_queries_only_exported_metrics() {
         "flk_decisions_applied_total",
         "flk_actor_restarts_total",
         "flk_partitions_owned",
+        "flk_tier_demoted_entries_total",
+        "flk_tier_cold_misses_total",
+        "flk_tier_cold_read_seconds_bucket",
     ] {
         assert!(queried.contains(name), "no panel shows {name}");
     }

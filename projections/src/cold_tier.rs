@@ -502,8 +502,8 @@ impl crate::ProjectionStore {
 
     /// Ends a segment by retention: its cold keys go (the audit log and the Merkle log keep
     /// every decision), the segment is marked expired and the move is recorded. The caller
-    /// deletes the object afterwards (a crash in between leaves an expired segment whose object
-    /// the next cycle deletes again).
+    /// deletes the object afterwards; a crash in between leaves the object of an `expired`
+    /// segment behind (no key points at it; not retried yet).
     pub async fn expire_segment(
         &self,
         lease: &Lease,

@@ -275,34 +275,10 @@ pub async fn lookup(
             if let Err(error) = state.hot_cache.put_many(&refill).await {
                 tracing::debug!(error = %error, "hot cache not refilled");
             }
-            lookup_response(
-                stored.outcome_class,
-                json!({
-                    "pcs_id": stored.pcs_id,
-                    "tenant": stored.tenant,
-                    "outcome": stored.body,
-                    "first_seen_at_ms": stored.received_at_ms,
-                    "decided_at_ms": stored.decided_at_ms,
-                    "expires_at_ms": stored.expires_at_ms,
-                    "tier": "warm",
-                    "source": "postgres",
-                }),
-            )
+            stored_response(&stored, "warm", "postgres")
         }
         Ok(None) => match super::cold_read::lookup(&state, &tenant, &pcs_id).await {
-            Ok(Some(stored)) => lookup_response(
-                stored.outcome_class,
-                json!({
-                    "pcs_id": stored.pcs_id,
-                    "tenant": stored.tenant,
-                    "outcome": stored.body,
-                    "first_seen_at_ms": stored.received_at_ms,
-                    "decided_at_ms": stored.decided_at_ms,
-                    "expires_at_ms": stored.expires_at_ms,
-                    "tier": "cold",
-                    "source": "object_store",
-                }),
-            ),
+            Ok(Some(stored)) => stored_response(&stored, "cold", "object_store"),
             Ok(None) => ApiError::NotFound.to_response(),
             Err(error) => error.to_response(),
         },
@@ -319,4 +295,21 @@ pub async fn lookup(
             .to_response()
         }
     }
+}
+
+/// A lookup answered from a stored entry (warm or cold), naming the tier it came from.
+fn stored_response(stored: &projections::StoredOutcome, tier: &str, source: &str) -> HttpResponse {
+    lookup_response(
+        stored.outcome_class,
+        json!({
+            "pcs_id": stored.pcs_id,
+            "tenant": stored.tenant,
+            "outcome": stored.body,
+            "first_seen_at_ms": stored.received_at_ms,
+            "decided_at_ms": stored.decided_at_ms,
+            "expires_at_ms": stored.expires_at_ms,
+            "tier": tier,
+            "source": source,
+        }),
+    )
 }
