@@ -152,10 +152,31 @@ impl StatusBoard {
             .with_label_values(&role)
             .set(status.buffered as i64);
         metrics.actor_lag.with_label_values(&role).set(status.lag());
+        for partition in &status.partitions {
+            if let Some(lag) = partition.lag_opt {
+                metrics
+                    .actor_partition_lag
+                    .with_label_values(&[status.role.as_str(), &partition.partition.to_string()])
+                    .set(lag);
+            }
+        }
         self.statuses
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(status.role.clone(), status);
+    }
+
+    /// Sets `flk_actor_progress_age_seconds` of every role from its last progress (called when
+    /// metrics are rendered, so a stuck actor's age keeps growing).
+    pub fn observe_progress_age(&self, metrics: &Metrics, now_ms: i64) {
+        for status in self.snapshot() {
+            if status.last_progress_ms > 0 {
+                metrics
+                    .actor_progress_age
+                    .with_label_values(&[status.role.as_str()])
+                    .set((now_ms - status.last_progress_ms).max(0) as f64 / 1000.0);
+            }
+        }
     }
 
     /// Every role's latest status.

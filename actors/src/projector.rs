@@ -331,11 +331,25 @@ impl Projector {
             self.applying += 1;
             let span = apply_span(&batches);
             let failpoints = self.deps.failpoints.clone();
+            let events: usize = batches.iter().map(|batch| batch.events.len()).sum();
+            let metrics = self.deps.metrics.clone();
             let apply = self.deps.store.apply(&self.deps.topic, batches);
             let transaction = async move {
                 // The failpoint sits before the transaction, as a stalled or failed dependency.
                 let injected = failpoints.hit(points::PROJECTOR_BEFORE_COMMIT).await;
+                let started = Instant::now();
                 let mut committed = apply.await;
+                if committed.result.is_ok() {
+                    let none: &[&str] = &[];
+                    metrics
+                        .projector_batch_events
+                        .with_label_values(none)
+                        .observe(events as f64);
+                    metrics
+                        .projector_transaction_latency
+                        .with_label_values(none)
+                        .observe(started.elapsed().as_secs_f64());
+                }
                 if let Err(failure) = injected {
                     committed.result = Err(StoreError::Unavailable(failure.to_string()));
                 }

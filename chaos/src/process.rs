@@ -37,6 +37,8 @@ pub struct FlkProcess {
     child: Child,
     /// Base URL of its gateway, when it runs one.
     pub url_opt: Option<String>,
+    /// Base URL of its metrics listener, once it printed one (`[telemetry] metrics_listen_opt`).
+    metrics_url: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     /// Its log file (stderr).
     pub log_path: PathBuf,
 }
@@ -71,16 +73,22 @@ impl FlkProcess {
             .spawn()
             .context("starting flk serve")?;
         let mut url_opt = None;
-        if roles.split(',').any(|role| role == "gateway") {
-            let stdout = child.stdout.take().context("no stdout")?;
-            let (sender, receiver) = mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(url) = line.strip_prefix("flk: listening on ") {
-                        let _ = sender.send(url.to_owned());
+        let metrics_url = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, receiver) = mpsc::channel();
+        let metrics_slot = metrics_url.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("flk: listening on ") {
+                    let _ = sender.send(url.to_owned());
+                } else if let Some(url) = line.strip_prefix("flk: metrics on ") {
+                    if let Ok(mut slot) = metrics_slot.lock() {
+                        *slot = Some(url.to_owned());
                     }
                 }
-            });
+            }
+        });
+        if roles.split(',').any(|role| role == "gateway") {
             match receiver.recv_timeout(Duration::from_secs(60)) {
                 Ok(url) => url_opt = Some(url),
                 Err(_) => {
@@ -93,6 +101,7 @@ impl FlkProcess {
         Ok(FlkProcess {
             child,
             url_opt,
+            metrics_url,
             log_path,
         })
     }
@@ -102,6 +111,22 @@ impl FlkProcess {
         self.url_opt
             .as_deref()
             .unwrap_or("http://gateway-not-started")
+    }
+
+    /// The metrics listener's base URL, waiting up to 60 s for the process to print it.
+    pub fn metrics_url(&self) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(url) = self.metrics_url.lock().ok().and_then(|slot| slot.clone()) {
+                return Ok(url);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no `flk: metrics on` line within 60 s (is [telemetry] metrics_listen_opt set?); log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL: no shutdown hooks, no flushing; the crash a real machine has.

@@ -29,6 +29,7 @@ use projections::{HotCache, ProjectionStore};
 
 use actors::hot_cache_fill::HotCacheFiller;
 use gateway::http::{self, AppState};
+use gateway::metrics_server::MetricsState;
 use gateway::rate_limit::RateLimiter;
 
 /// A role a process can run.
@@ -71,6 +72,7 @@ pub async fn serve(
         .context("creating topics")?;
     let store = open_store(&config, &config.postgres.schema).await?;
     let metrics = Metrics::new();
+    metrics.initialize(config.tenants.keys().map(String::as_str));
     let bus = DecisionBus::default();
     let board = StatusBoard::default();
     let hot_cache =
@@ -93,6 +95,16 @@ pub async fn serve(
         },
     )?;
 
+    if let Some(listen) = &config.telemetry.metrics_listen_opt {
+        start_metrics_listener(
+            listen,
+            MetricsState {
+                metrics: metrics.clone(),
+                board: board.clone(),
+                basic_auth_opt: config.gateway.metrics_basic_auth_opt.clone(),
+            },
+        )?;
+    }
     let running = async {
         if !roles.contains(&Role::Gateway) {
             tracing::info!(roles = ?roles, "running without gateway");
@@ -392,6 +404,32 @@ fn open_source(
 }
 
 /// Resolves on SIGINT or SIGTERM.
+/// Serves `/metrics`, `/debug/actors` and `/health` on `listen` until the process stops (the
+/// process's own signal handling stops it). Prints `flk: metrics on http://<address>`, which
+/// scripts and tests read to learn a port picked with `:0`.
+fn start_metrics_listener(listen: &str, state: MetricsState) -> anyhow::Result<()> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(gateway::metrics_server::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(listen)
+    .with_context(|| format!("binding the metrics listener {listen}"))?;
+    for address in server.addrs() {
+        println!("flk: metrics on http://{address}");
+        tracing::info!(%address, "metrics listening");
+    }
+    actix::spawn(async move {
+        if let Err(error) = server.run().await {
+            tracing::error!(error = %error, "metrics listener stopped");
+        }
+    });
+    Ok(())
+}
+
 async fn wait_for_stop_signal() -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;

@@ -3,4 +3,5 @@
 //! (the `flk` crate) builds an [`http::AppState`] and mounts [`http::configure`].
 
 pub mod http;
+pub mod metrics_server;
 pub mod rate_limit;

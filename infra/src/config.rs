@@ -306,6 +306,10 @@ pub struct TelemetryConfig {
     /// Share of new traces recorded, 0.0 to 1.0 (`FLK_TRACE_SAMPLE_RATIO`). A request that arrives
     /// with a `traceparent` follows the caller's sampled flag instead, so a trace is never cut in two.
     pub sample_ratio: f64,
+    /// Address of a listener for `/metrics`, `/debug/actors` and `/health` in this process,
+    /// whatever its roles (`FLK_METRICS_LISTEN`, e.g. `0.0.0.0:9464`; port 0 picks a free one and
+    /// prints it). Same Basic Auth as the gateway's `/metrics`. None: only a gateway serves them.
+    pub metrics_listen_opt: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -314,6 +318,7 @@ impl Default for TelemetryConfig {
             otlp_endpoint_opt: None,
             service_name: "flk".to_owned(),
             sample_ratio: 1.0,
+            metrics_listen_opt: None,
         }
     }
 }
@@ -511,6 +516,9 @@ impl Config {
         }
         if let Some(value) = get("FLK_OTLP_ENDPOINT") {
             self.telemetry.otlp_endpoint_opt = Some(value);
+        }
+        if let Some(value) = get("FLK_METRICS_LISTEN") {
+            self.telemetry.metrics_listen_opt = Some(value);
         }
         if let Some(value) = get("FLK_TRACE_SAMPLE_RATIO") {
             self.telemetry.sample_ratio = value

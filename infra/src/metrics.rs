@@ -38,6 +38,14 @@ pub struct Metrics {
     pub actor_buffered: IntGaugeVec,
     /// Records behind the end of the owned partitions, by role.
     pub actor_lag: IntGaugeVec,
+    /// Records behind the end of each owned partition, by role and partition.
+    pub actor_partition_lag: IntGaugeVec,
+    /// Seconds since each actor last made progress (set when metrics are rendered), by role.
+    pub actor_progress_age: prometheus::GaugeVec,
+    /// Events per projector transaction.
+    pub projector_batch_events: HistogramVec,
+    /// Projector transaction time, from begin to commit (seconds).
+    pub projector_transaction_latency: HistogramVec,
     /// Leaves in the audit Merkle log (the newest checkpoint's tree size).
     pub audit_tree_size: IntGaugeVec,
     /// Leaves appended to the audit Merkle log.
@@ -147,7 +155,49 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_metric("flk_tier_cold_read_seconds"));
         let _ = registry.register(Box::new(cold_read_latency.clone()));
+        let batch_events = HistogramVec::new(
+            HistogramOpts::new(
+                "flk_projector_batch_events",
+                "events per projector transaction",
+            )
+            .buckets(vec![
+                1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0,
+            ]),
+            &[],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_projector_batch_events"));
+        let _ = registry.register(Box::new(batch_events.clone()));
+        let transaction_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "flk_projector_transaction_seconds",
+                "projector transaction time, begin to commit",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &[],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_projector_transaction_seconds"));
+        let _ = registry.register(Box::new(transaction_latency.clone()));
+        let progress_age = prometheus::GaugeVec::new(
+            Opts::new(
+                "flk_actor_progress_age_seconds",
+                "seconds since the actor last made progress",
+            ),
+            &["role"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_actor_progress_age_seconds"));
+        let _ = registry.register(Box::new(progress_age.clone()));
         Metrics {
+            actor_partition_lag: gauge(
+                &registry,
+                "flk_actor_partition_lag_records",
+                "records behind the end of an owned partition",
+                &["role", "partition"],
+            ),
+            actor_progress_age: progress_age,
+            projector_batch_events: batch_events,
+            projector_transaction_latency: transaction_latency,
             tier_demoted_entries: counter(
                 &registry,
                 "flk_tier_demoted_entries_total",
@@ -307,6 +357,34 @@ impl Metrics {
             ),
             registry,
         }
+    }
+
+    /// Creates every labelled series FLK knows the labels of, at zero, so dashboards and alerts
+    /// see a series (and `rate()` answers 0) before the first event: per tenant, per miss reason.
+    pub fn initialize<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) {
+        for tenant in tenants {
+            for counter in [
+                &self.ingest_total,
+                &self.tier_demoted_entries,
+                &self.tier_segments_written,
+                &self.tier_promotions,
+            ] {
+                counter.with_label_values(&[tenant]);
+            }
+            for source in ["object", "cache"] {
+                self.tier_cold_reads.with_label_values(&[tenant, source]);
+            }
+        }
+        for reason in ["unavailable", "unreadable"] {
+            self.tier_cold_misses.with_label_values(&[reason]);
+        }
+        for source in ["object", "cache"] {
+            self.tier_cold_read_latency.with_label_values(&[source]);
+        }
+        self.tier_demote_errors.with_label_values(&[] as &[&str]);
+        self.audit_dlq_depth.with_label_values(&[] as &[&str]);
+        self.audit_checkpoints_unpublished
+            .with_label_values(&[] as &[&str]);
     }
 
     /// Prometheus text exposition.

@@ -85,6 +85,7 @@ fn spans_are_posted_as_protobuf_and_flushed_when_the_guard_drops() {
         service_name: "flk-test".to_owned(),
         // New traces are all dropped; continued ones follow the caller's sampled flag.
         sample_ratio: 0.0,
+        ..TelemetryConfig::default()
     };
     let guard = init_with_traces(
         LogFormat::Json,

@@ -3,7 +3,7 @@
 
 mod audit;
 mod cold_read;
-mod ops;
+pub mod ops;
 pub mod status;
 mod submit;
 

@@ -46,8 +46,17 @@ pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRe
     if let Some(refusal) = refuse_unauthorized(&state, &request) {
         return refusal;
     }
+    render_metrics(&state.metrics, &state.board)
+}
+
+/// The Prometheus text of `metrics`, with every actor's progress age brought up to date.
+pub fn render_metrics(
+    metrics: &infra::metrics::Metrics,
+    board: &actors::contract::StatusBoard,
+) -> HttpResponse {
+    board.observe_progress_age(metrics, infra::clock::now_ms());
     ok().content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(metrics.render())
 }
 
 /// `GET /debug/actors`: every actor of this process with its partitions, positions, lag,
@@ -61,7 +70,13 @@ pub async fn actors(state: web::Data<AppState>, request: HttpRequest) -> HttpRes
 
 /// The 401 to answer when Basic Auth is configured and the request does not carry it.
 fn refuse_unauthorized(state: &AppState, request: &HttpRequest) -> Option<HttpResponse> {
-    if let Some(expected) = &state.config.metrics_basic_auth_opt {
+    refuse_without(state.config.metrics_basic_auth_opt.as_deref(), request)
+}
+
+/// The 401 to answer when `basic_auth_opt` (`user:password`) is set and the request does not
+/// carry it.
+pub fn refuse_without(basic_auth_opt: Option<&str>, request: &HttpRequest) -> Option<HttpResponse> {
+    if let Some(expected) = basic_auth_opt {
         let given = request
             .headers()
             .get("Authorization")
