@@ -29,9 +29,9 @@ async fn scrape(client: &reqwest::Client, base: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_without_a_gateway_are_scraped_with_their_actors_metrics() {
     let mut deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
-    deployment.extra_toml = format!(
+    deployment.extra_toml =
         "[telemetry]\nmetrics_listen_opt = \"127.0.0.1:0\"\n[tiering]\ndemote_interval_ms = 200\n"
-    );
+            .to_owned();
     // The gateway's own [gateway] section is written by the deployment; its Basic Auth comes from
     // the environment, the way an operator sets a secret.
     let env = [("FLK_METRICS_BASIC_AUTH", AUTH)];
