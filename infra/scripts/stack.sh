@@ -23,8 +23,10 @@ source "$FLK_SCRIPTS_DIR/lib/s3.sh"
 source "$FLK_SCRIPTS_DIR/lib/otel.sh"
 # shellcheck source=lib/tsa.sh
 source "$FLK_SCRIPTS_DIR/lib/tsa.sh"
+# shellcheck source=lib/prometheus.sh
+source "$FLK_SCRIPTS_DIR/lib/prometheus.sh"
 
-ALL_SERVICES=(postgres redis s3 otel tsa kafka)
+ALL_SERVICES=(postgres redis s3 otel tsa prometheus kafka)
 
 usage() {
   cat <<EOF
@@ -44,11 +46,13 @@ Commands:
   help              this text
 
 Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), otel (collector),
-  tsa (RFC 3161 time-stamping), kafka.
+  tsa (RFC 3161 time-stamping), prometheus (scrapes flk processes registered in
+  FLK_PROMETHEUS_TARGETS_DIR), kafka.
 Ports (env): FLK_KAFKA_PORT=$FLK_KAFKA_PORT FLK_KAFKA_CONTROLLER_PORT=$FLK_KAFKA_CONTROLLER_PORT
   FLK_POSTGRES_PORT=$FLK_POSTGRES_PORT FLK_REDIS_PORTS="$FLK_REDIS_PORTS" FLK_S3_PORT=$FLK_S3_PORT
   FLK_OTEL_PORT=$FLK_OTEL_PORT (OTLP/HTTP; spans to FLK_OTEL_FILE=$FLK_OTEL_FILE)
   FLK_TSA_PORT=$FLK_TSA_PORT (RFC 3161 over HTTP; CA and keys in $FLK_STACK_DIR/tsa)
+  FLK_PROMETHEUS_PORT=$FLK_PROMETHEUS_PORT (scrape interval $FLK_PROMETHEUS_SCRAPE_INTERVAL)
 State: FLK_STACK_DIR=$FLK_STACK_DIR   Cache: $FLK_CACHE_DIR
 EOF
 }
@@ -72,7 +76,8 @@ parse_services() {
       s3 | moto) want+=(s3) ;;
       otel | otelcol | collector) want+=(otel) ;;
       tsa | timestamp | rfc3161) want+=(tsa) ;;
-      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 otel tsa kafka all)" ;;
+      prometheus | prom) want+=(prometheus) ;;
+      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 otel tsa prometheus kafka all)" ;;
     esac
   done
   if [[ "${_REDIS_ALL:-0}" == 1 ]]; then
@@ -122,6 +127,7 @@ cmd_up() {
   if has_svc s3; then s3_start; fi
   if has_svc otel; then otel_start; fi
   if has_svc tsa; then tsa_start; fi
+  if has_svc prometheus; then prometheus_start; fi
   if has_svc kafka; then kafka_wait; fi
   write_env_file
   flk_log "up: ${SVCS[*]} ready in $(( ($(flk_now_ms) - t0) / 1000 )).$(( ($(flk_now_ms) - t0) % 1000 / 100 ))s; env written to $FLK_STACK_DIR/env.sh"
@@ -132,6 +138,7 @@ cmd_down() {
   take_lock
   # Reverse order: Kafka first, Postgres last.
   if has_svc kafka; then kafka_stop; fi
+  if has_svc prometheus; then prometheus_stop; fi
   if has_svc tsa; then tsa_stop; fi
   if has_svc otel; then otel_stop; fi
   if has_svc s3; then s3_stop; fi
@@ -146,6 +153,7 @@ cmd_status() {
   if has_svc s3; then s3_status || rc=1; fi
   if has_svc otel; then otel_status || rc=1; fi
   if has_svc tsa; then tsa_status || rc=1; fi
+  if has_svc prometheus; then prometheus_status || rc=1; fi
   if has_svc kafka; then kafka_status || rc=1; fi
   return "$rc"
 }

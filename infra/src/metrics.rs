@@ -365,8 +365,15 @@ impl Metrics {
         for tenant in tenants {
             for counter in [
                 &self.ingest_total,
+                &self.dedup_hits,
+                &self.accepted,
+                &self.escalated,
+                &self.signature_errors,
                 &self.tier_demoted_entries,
                 &self.tier_segments_written,
+                &self.tier_segment_bytes,
+                &self.tier_segments_abandoned,
+                &self.tier_segments_expired,
                 &self.tier_promotions,
             ] {
                 counter.with_label_values(&[tenant]);

@@ -30,6 +30,9 @@ FLK_S3_BUCKET="${FLK_S3_BUCKET:-flk-cold}"
 FLK_OTEL_PORT="${FLK_OTEL_PORT:-14318}"
 FLK_OTEL_FILE="${FLK_OTEL_FILE:-$FLK_STACK_DIR/otel/traces.jsonl}"
 FLK_TSA_PORT="${FLK_TSA_PORT:-19318}"
+FLK_PROMETHEUS_PORT="${FLK_PROMETHEUS_PORT:-19090}"
+FLK_PROMETHEUS_SCRAPE_INTERVAL="${FLK_PROMETHEUS_SCRAPE_INTERVAL:-1s}"
+FLK_PROMETHEUS_TARGETS_DIR="${FLK_PROMETHEUS_TARGETS_DIR:-$FLK_STACK_DIR/prometheus/targets}"
 
 FLK_KAFKA_VERSION="${FLK_KAFKA_VERSION:-4.1.1}"
 FLK_KAFKA_LOG4J_VERSION="${FLK_KAFKA_LOG4J_VERSION:-2.24.3}"
@@ -260,4 +263,6 @@ EOF
   if declare -F otel_env_lines >/dev/null; then otel_env_lines; fi
   # Time-stamping authority only while it runs (lib/tsa.sh).
   if declare -F tsa_env_lines >/dev/null; then tsa_env_lines; fi
+  # Prometheus only while it runs (lib/prometheus.sh).
+  if declare -F prometheus_env_lines >/dev/null; then prometheus_env_lines; fi
 }
