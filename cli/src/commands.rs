@@ -4,3 +4,4 @@ pub mod audit;
 pub mod pcs;
 pub mod service;
 pub mod tier;
+pub mod top;

@@ -9,8 +9,9 @@
 
 pub mod commands;
 pub mod serve;
+pub mod top_view;
 
-use commands::{audit, pcs, service, tier};
+use commands::{audit, pcs, service, tier, top};
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +49,9 @@ pub enum Command {
     /// Measure a running `flk serve`: signed point-cloud records through the gateway or straight
     /// into Kafka, open or closed loop; prints throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// A terminal view of running processes from their /metrics: per role records/s, lag,
+    /// in-flight work, restarts, progress age; per gateway submits/s, 5xx/s, p99.
+    Top(top::TopArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -61,5 +65,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::StateHash(args) => service::state_hash(args),
         Command::Load(args) => bench::demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Top(args) => top::run(args),
     }
 }
