@@ -105,15 +105,15 @@ pub struct GatewayRow {
 }
 
 fn role_rate(role: &str, before: &[Sample], after: &[Sample], seconds: f64) -> f64 {
-    let (name, filter): (&str, Box<dyn Fn(&Sample) -> bool>) = match role {
-        "shard" => ("flk_decisions_produced_total", Box::new(|_| true)),
-        "projector" => ("flk_decisions_applied_total", Box::new(|_| true)),
-        "anchorer" => ("flk_audit_leaves_total", Box::new(|_| true)),
-        "audit_worker" => ("flk_audit_task_attempts_total", Box::new(|_| true)),
-        "demoter" => ("flk_tier_demoted_entries_total", Box::new(|_| true)),
+    let name = match role {
+        "shard" => "flk_decisions_produced_total",
+        "projector" => "flk_decisions_applied_total",
+        "anchorer" => "flk_audit_leaves_total",
+        "audit_worker" => "flk_audit_task_attempts_total",
+        "demoter" => "flk_tier_demoted_entries_total",
         _ => return 0.0,
     };
-    ((sum(after, name, &filter) - sum(before, name, &filter)) / seconds).max(0.0)
+    ((sum(after, name, |_| true) - sum(before, name, |_| true)) / seconds).max(0.0)
 }
 
 /// The roles of one process, from two scrapes `seconds` apart.
