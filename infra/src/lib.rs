@@ -13,6 +13,7 @@ pub mod config;
 pub mod failpoints;
 pub mod kafka;
 pub mod log;
+pub mod log_trace_ids;
 pub mod metrics;
 pub mod objects;
 pub mod telemetry;

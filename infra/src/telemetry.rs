@@ -142,9 +142,12 @@ fn install(
 ) -> bool {
     let log_filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let json_format = crate::log_trace_ids::JsonWithTraceIds::new();
+    let dispatch_slot = json_format.dispatch_slot();
     let logs = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
+            .event_format(json_format)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
@@ -166,9 +169,8 @@ fn install(
             .with_tracked_inactivity(false)
             .with_filter(traced)
     });
-    tracing_subscriber::registry()
-        .with(logs)
-        .with(traces_opt)
-        .try_init()
-        .is_ok()
+    let dispatch =
+        tracing::Dispatch::new(tracing_subscriber::registry().with(logs).with(traces_opt));
+    let _ = dispatch_slot.set(dispatch.downgrade());
+    dispatch.try_init().is_ok()
 }
