@@ -159,7 +159,17 @@ impl Shard {
         ctx: &mut Context<Self>,
     ) -> Result<(), String> {
         let span = decide_span(record);
-        let event = span.in_scope(|| decide_record(record, &self.deps));
+        let event = span.in_scope(|| {
+            let event = decide_record(record, &self.deps);
+            // One line per decision, at debug level only (ids and the verdict; never the body).
+            tracing::debug!(
+                tenant = event.tenant.as_str(),
+                pcs_id = event.pcs_id_opt.as_deref().unwrap_or(""),
+                verdict = event.verdict.code(),
+                "decided"
+            );
+            event
+        });
         self.deps
             .metrics
             .decisions_produced
