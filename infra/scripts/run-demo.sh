@@ -9,6 +9,7 @@ cd "$repo"
 demo="$repo/.local/demo"
 mkdir -p "$demo"
 port="${FLK_DEMO_PORT:-8080}"
+metrics_port="${FLK_DEMO_METRICS_PORT:-9464}"
 
 echo "==> local stack"
 bash infra/scripts/stack.sh up >/dev/null
@@ -36,6 +37,8 @@ schema = "demo"
 key_prefix = "demo"
 [gateway]
 listen = "127.0.0.1:${port}"
+[telemetry]
+metrics_listen_opt = "127.0.0.1:${metrics_port}"
 [audit]
 origin_opt = "flk.demo/local"
 signing_key_file_opt = "$demo/audit.key"
@@ -58,6 +61,12 @@ fi
 echo "==> flk serve (log: $demo/flk.log)"
 "$flk" serve -c "$demo/flk.toml" >"$demo/flk.stdout" 2>"$demo/flk.log" &
 flk_pid=$!
+# The stack's Prometheus scrapes what is registered here (file-based discovery).
+if [ -n "${FLK_PROMETHEUS_TARGETS_DIR:-}" ]; then
+    mkdir -p "$FLK_PROMETHEUS_TARGETS_DIR"
+    echo "[{\"targets\": [\"127.0.0.1:${metrics_port}\"], \"labels\": {\"deployment\": \"demo\"}}]" \
+        >"$FLK_PROMETHEUS_TARGETS_DIR/demo.json"
+fi
 trap 'kill "$flk_pid" 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 120); do
     if curl -fs "http://127.0.0.1:${port}/ready" >/dev/null 2>&1; then break; fi
@@ -100,4 +109,6 @@ echo "flk serve is running on http://127.0.0.1:${port} (Ctrl-C to stop; the stac
 echo "infra/scripts/stack.sh down stops it). Try:"
 echo "  curl -s -X POST --data-binary @tests/vectors/golden/pcs_tiny_case_1.json http://127.0.0.1:${port}/v1/pcs/submit"
 echo "  curl -s http://127.0.0.1:${port}/v1/audit/checkpoint"
+echo "  $flk top --url http://127.0.0.1:${port} --url http://127.0.0.1:${metrics_port}"
+echo "  Prometheus (scraping this process): ${FLK_PROMETHEUS_URL:-not running}; dashboards: docs/runbooks/observability.md"
 wait "$flk_pid"
