@@ -71,6 +71,20 @@ pub struct CycleReport {
     pub more_due: bool,
 }
 
+impl CycleReport {
+    /// Adds `other`'s counts to this one (cycles run back to back).
+    pub fn add(&mut self, other: &CycleReport) {
+        self.segments += other.segments;
+        self.entries += other.entries;
+        self.compressed_bytes += other.compressed_bytes;
+        self.raw_bytes += other.raw_bytes;
+        self.resumed += other.resumed;
+        self.abandoned += other.abandoned;
+        self.expired += other.expired;
+        self.more_due = other.more_due;
+    }
+}
+
 /// Why a cycle stopped early. Nothing half-done is left: a pending segment is finished or
 /// abandoned by the next cycle.
 #[derive(Debug, thiserror::Error)]

@@ -320,7 +320,12 @@ impl StartedActors {
             let heartbeat = Heartbeat::default();
             let deps = DemoterDeps {
                 demotion: demotion_deps(config, wiring.store.clone(), wiring.metrics.clone())?,
-                owner: format!("{}-{}-{}", config.region, std::process::id(), rand_suffix()),
+                owner: format!(
+                    "{}-{}-{}",
+                    config.region,
+                    std::process::id(),
+                    start_suffix()
+                ),
                 interval: Duration::from_millis(config.tiering.demote_interval_ms),
                 heartbeat: heartbeat.clone(),
                 board: wiring.board.clone(),
@@ -377,7 +382,7 @@ pub fn demotion_deps(
 }
 
 /// A suffix that makes a lease owner id unique per start (the clock's nanoseconds).
-fn rand_suffix() -> String {
+fn start_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.subsec_nanos())

@@ -6,9 +6,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::contract::StatusBoard;
 use infra::metrics::Metrics;
-use serde_json::json;
 
-use crate::http::ops::{health, refuse_without, render_metrics};
+use crate::http::ops::{health, refuse_without, render_actors, render_metrics};
 
 /// What the listener serves.
 #[derive(Debug, Clone)]
@@ -40,5 +39,5 @@ async fn actors(state: web::Data<MetricsState>, request: HttpRequest) -> HttpRes
     if let Some(refusal) = refuse_without(state.basic_auth_opt.as_deref(), &request) {
         return refusal;
     }
-    crate::http::status::ok().json(json!({"actors": state.board.snapshot()}))
+    render_actors(&state.board)
 }

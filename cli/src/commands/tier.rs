@@ -236,13 +236,7 @@ async fn demote_now(config: &Config) -> anyhow::Result<u8> {
         .await
         .map_err(|error| anyhow::anyhow!(error))
         .context("demotion cycle")?;
-        total.segments += report.segments;
-        total.entries += report.entries;
-        total.compressed_bytes += report.compressed_bytes;
-        total.raw_bytes += report.raw_bytes;
-        total.resumed += report.resumed;
-        total.abandoned += report.abandoned;
-        total.expired += report.expired;
+        total.add(&report);
         if !report.more_due {
             break;
         }
@@ -302,7 +296,7 @@ async fn verify(config: &Config) -> anyhow::Result<u8> {
                         .iter()
                         .filter(|(pcs_id, digest)| {
                             read.binary_search_by(|entry| entry.pcs_id.as_str().cmp(pcs_id))
-                                .map(|index| read[index].signed_digest != hex_of(digest))
+                                .map(|index| read[index].signed_digest != hex::encode(digest))
                                 .unwrap_or(true)
                         })
                         .count();
@@ -327,8 +321,4 @@ async fn verify(config: &Config) -> anyhow::Result<u8> {
     }
     println!("{checked} cold segments checked ({entries} entries): {failed} failed");
     Ok(u8::from(failed > 0))
-}
-
-fn hex_of(digest: &[u8; 32]) -> String {
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }

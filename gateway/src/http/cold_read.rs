@@ -120,8 +120,5 @@ async fn promote(
         Ok(false) => {}
         Err(error) => tracing::debug!(error = %error, "cold entry not promoted"),
     }
-    let refill = [projections::CacheEntry::from_stored(stored)];
-    if let Err(error) = state.hot_cache.put_many(&refill).await {
-        tracing::debug!(error = %error, "hot cache not refilled");
-    }
+    super::submit::refill_hot(state, stored).await;
 }

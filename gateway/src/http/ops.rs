@@ -65,7 +65,12 @@ pub async fn actors(state: web::Data<AppState>, request: HttpRequest) -> HttpRes
     if let Some(refusal) = refuse_unauthorized(&state, &request) {
         return refusal;
     }
-    ok().json(json!({"actors": state.board.snapshot()}))
+    render_actors(&state.board)
+}
+
+/// The `/debug/actors` body of `board` (the gateway's and the metrics listener's).
+pub fn render_actors(board: &actors::contract::StatusBoard) -> HttpResponse {
+    ok().json(json!({"actors": board.snapshot()}))
 }
 
 /// The 401 to answer when Basic Auth is configured and the request does not carry it.

@@ -271,10 +271,7 @@ pub async fn lookup(
     }
     match state.store.lookup(&tenant, &pcs_id).await {
         Ok(Some(stored)) => {
-            let refill = [projections::CacheEntry::from_stored(&stored)];
-            if let Err(error) = state.hot_cache.put_many(&refill).await {
-                tracing::debug!(error = %error, "hot cache not refilled");
-            }
+            refill_hot(&state, &stored).await;
             stored_response(&stored, "warm", "postgres")
         }
         Ok(None) => match super::cold_read::lookup(&state, &tenant, &pcs_id).await {
@@ -294,6 +291,15 @@ pub async fn lookup(
             }
             .to_response()
         }
+    }
+}
+
+/// Puts a stored entry back in the hot cache after a lookup missed it. Best effort: a failure only
+/// means the next lookup reads Postgres (or the cold tier) again.
+pub(super) async fn refill_hot(state: &AppState, stored: &projections::StoredOutcome) {
+    let refill = [projections::CacheEntry::from_stored(stored)];
+    if let Err(error) = state.hot_cache.put_many(&refill).await {
+        tracing::debug!(error = %error, "hot cache not refilled");
     }
 }
 
