@@ -355,12 +355,12 @@ impl Projector {
                 }
                 committed
             };
-            ctx.spawn(
-                transaction
-                    .instrument(span)
-                    .into_actor(self)
-                    .map(|committed, actor, ctx| actor.handle(committed, ctx)),
-            );
+            ctx.spawn(transaction.instrument(span.clone()).into_actor(self).map(
+                move |committed, actor, ctx| {
+                    // The cache fills started by the commit are children of its span.
+                    span.in_scope(|| actor.handle(committed, ctx));
+                },
+            ));
             if ready.peek().is_none() {
                 break;
             }
@@ -520,24 +520,50 @@ impl Projector {
 
 /// One span per transaction: a child of the first traced decision's shard span, linked to the
 /// others, so a record's trace runs from the gateway to its commit.
+/// It carries the tenant and pcs_id of that first traced decision, the one whose trace it joins.
 fn apply_span(batches: &[LaneBatch]) -> tracing::Span {
+    let traced = || {
+        batches
+            .iter()
+            .flat_map(|batch| &batch.events)
+            .filter(|(_, event)| event.traceparent_opt.is_some())
+            .map(|(_, event)| event)
+    };
+    let first_opt = traced().next();
     let span = tracing::info_span!(
         "projector.apply_batch",
         otel.kind = "consumer",
+        db.system = "postgresql",
         partitions = batches.len(),
         events = batches
             .iter()
             .map(|batch| batch.events.len())
             .sum::<usize>(),
+        tenant = first_opt.map_or("", |event| event.tenant.as_str()),
+        pcs_id = first_opt
+            .and_then(|event| event.pcs_id_opt.as_deref())
+            .map_or("", tracing_context::displayable_id),
     );
     tracing_context::follow_batch(
         &span,
-        batches
-            .iter()
-            .flat_map(|batch| &batch.events)
-            .filter_map(|(_, event)| event.traceparent_opt.as_deref()),
+        traced().filter_map(|event| event.traceparent_opt.as_deref()),
     );
     span
+}
+
+/// The span of one lane's hot-cache fill; a child of the current (transaction) span.
+fn redis_fill_span(applied: &[Applied]) -> tracing::Span {
+    let first_opt = applied.first();
+    tracing::info_span!(
+        "projector.redis_fill",
+        otel.kind = "client",
+        db.system = "redis",
+        entries = applied.len(),
+        tenant = first_opt.map_or("", |result| result.tenant.as_str()),
+        pcs_id = first_opt
+            .and_then(|result| result.pcs_id_opt.as_deref())
+            .map_or("", tracing_context::displayable_id),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -743,11 +769,12 @@ impl Handler<Committed> for Projector {
                     .with_label_values(&[result.dedup_result.as_str()])
                     .inc();
             }
-            let side_effect_opt = self
-                .deps
-                .after_commit_opt
-                .as_ref()
-                .map(|after_commit| after_commit.after_commit(&applied));
+            let side_effect_opt = self.deps.after_commit_opt.as_ref().map(|after_commit| {
+                after_commit
+                    .after_commit(&applied)
+                    .instrument(redis_fill_span(&applied))
+                    .boxed()
+            });
             // Waiters only need the commit; the cache is best effort and comes after.
             self.deps.bus.publish_applied(applied);
             if !self.owns(batch) {

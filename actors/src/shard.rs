@@ -159,16 +159,38 @@ impl Shard {
         ctx: &mut Context<Self>,
     ) -> Result<(), String> {
         let span = decide_span(record);
-        let event = span.in_scope(|| {
-            let event = decide_record(record, &self.deps);
+        let (event, produce_span) = span.in_scope(|| {
+            let mut event = decide_record(record, &self.deps);
+            let pcs_id = event
+                .pcs_id_opt
+                .as_deref()
+                .map_or("", tracing_context::displayable_id);
+            span.record("tenant", event.tenant.as_str());
+            span.record("pcs_id", pcs_id);
+            span.record("verdict", event.verdict.code());
             // One line per decision, at debug level only (ids and the verdict; never the body).
             tracing::debug!(
                 tenant = event.tenant.as_str(),
-                pcs_id = event.pcs_id_opt.as_deref().unwrap_or(""),
+                pcs_id,
                 verdict = event.verdict.code(),
                 "decided"
             );
-            event
+            // Producing the decision is a span of its own, a child of the decide span.
+            let produce_span = tracing::info_span!(
+                "shard.produce_decision",
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.destination.name = self.deps.decisions_topic.as_str(),
+                messaging.kafka.partition = record.partition,
+                tenant = event.tenant.as_str(),
+                pcs_id,
+            );
+            // The projector's span follows the produce span: the decision event carries it.
+            event.traceparent_opt = tracing_context::outgoing_traceparent(
+                &produce_span,
+                record.header_str(headers::TRACEPARENT),
+            );
+            (event, produce_span)
         });
         self.deps
             .metrics
@@ -191,9 +213,9 @@ impl Shard {
         let (partition, offset) = (record.partition, record.offset);
         self.lanes.start(partition, offset);
         self.in_flight += 1;
-        // The span lasts until the log acks the decision.
+        // The produce span (and so its parent, the decide span) lasts until the log acks.
         ctx.spawn(
-            ack.instrument(span)
+            ack.instrument(produce_span)
                 .into_actor(self)
                 .map(move |result, actor, ctx| {
                     actor.handle(
@@ -398,13 +420,16 @@ fn decide_span(record: &LogRecord) -> tracing::Span {
         otel.kind = "consumer",
         partition = record.partition,
         offset = record.offset,
+        tenant = tracing::field::Empty,
+        pcs_id = tracing::field::Empty,
+        verdict = tracing::field::Empty,
     );
     tracing_context::continue_context(&span, tracing_context::context_from_record(record));
     span
 }
 
-/// Builds the decision event of one submission record (pure apart from the clock). Runs inside
-/// the submission's span, whose context the event carries on to the projector.
+/// Builds the decision event of one submission record (pure apart from the clock), without its
+/// trace context, which the caller adds.
 fn decide_record(record: &LogRecord, deps: &ShardDeps) -> DecisionEvent {
     let tenant = record
         .header_str(headers::TENANT)
@@ -448,10 +473,8 @@ fn decide_record(record: &LogRecord, deps: &ShardDeps) -> DecisionEvent {
         region: deps.region.clone(),
         received_at_ms,
         decided_at_ms: now_ms(),
-        traceparent_opt: tracing_context::outgoing_traceparent(
-            &tracing::Span::current(),
-            record.header_str(headers::TRACEPARENT),
-        ),
+        // Set by the caller to the produce span's context.
+        traceparent_opt: None,
     }
 }
 

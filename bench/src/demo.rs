@@ -37,6 +37,10 @@ pub struct LoadArgs {
     /// First seed (records are unique per seed, so reruns with the same seed replay).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A W3C `traceparent` sent with every request, so the records' spans join that trace (with
+    /// `--count 1`, the one trace to look up in Jaeger by its id).
+    #[arg(long)]
+    pub traceparent: Option<String>,
 }
 
 /// What kind of record the `index`-th submission is.
@@ -90,6 +94,15 @@ fn submissions(args: &LoadArgs, index: u64) -> Vec<Value> {
 
 /// Runs the load and prints a summary; returns the exit code (1 when any request failed).
 pub fn run(args: LoadArgs) -> anyhow::Result<u8> {
+    if let Some(text) = &args.traceparent {
+        if infra::tracing_context::TraceParent::parse(text).is_none() {
+            anyhow::bail!(
+                "--traceparent {text:?} is not a W3C traceparent: expected \
+                 00-<32 lowercase hex digits>-<16 lowercase hex digits>-<2 hex digits>, \
+                 ids not all zero"
+            );
+        }
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(load(args))
 }
@@ -113,12 +126,14 @@ async fn load(args: LoadArgs) -> anyhow::Result<u8> {
                     return (counts, sample);
                 }
                 for body in submissions(&args, index) {
-                    let sent = client
+                    let mut request = client
                         .post(format!("{}/v1/pcs/submit", args.url))
                         .header("X-Tenant-Id", &args.tenant)
-                        .json(&body)
-                        .send()
-                        .await;
+                        .json(&body);
+                    if let Some(traceparent) = &args.traceparent {
+                        request = request.header("traceparent", traceparent);
+                    }
+                    let sent = request.send().await;
                     let label = match sent {
                         Ok(response) => {
                             let replayed = response.headers().contains_key("Idempotent-Replayed");

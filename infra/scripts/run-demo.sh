@@ -111,4 +111,7 @@ echo "  curl -s -X POST --data-binary @tests/vectors/golden/pcs_tiny_case_1.json
 echo "  curl -s http://127.0.0.1:${port}/v1/audit/checkpoint"
 echo "  $flk top --url http://127.0.0.1:${port} --url http://127.0.0.1:${metrics_port}"
 echo "  Prometheus (scraping this process): ${FLK_PROMETHEUS_URL:-not running}; dashboards: docs/runbooks/observability.md"
+echo "  Jaeger (this process's traces): ${FLK_JAEGER_URL:-not running}; one record's trace:"
+echo "    $flk load --url http://127.0.0.1:${port} --count 1 --seed 1000000 --traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+echo "    curl -s ${FLK_JAEGER_URL:-http://127.0.0.1:17686}/api/traces/4bf92f3577b34da6a3ce929d0e0e4736"
 wait "$flk_pid"

@@ -2,7 +2,8 @@
 # shellcheck source-path=SCRIPTDIR
 # Local FLK stack on 127.0.0.1 without systemd or docker:
 #   Kafka (KRaft, jars from Maven Central), PostgreSQL, 3 x Redis, S3 (moto), an
-#   OpenTelemetry Collector (built from the Go module proxy) receiving traces, and an
+#   OpenTelemetry Collector (built from the Go module proxy) receiving traces and passing
+#   them to Jaeger (the trace backend, also built from its Go module), Prometheus, and an
 #   RFC 3161 time-stamping authority (openssl ts behind a small Python HTTP server).
 #
 # Usage: infra/scripts/stack.sh COMMAND [SERVICE...]
@@ -19,6 +20,8 @@ source "$FLK_SCRIPTS_DIR/lib/postgres.sh"
 source "$FLK_SCRIPTS_DIR/lib/redis.sh"
 # shellcheck source=lib/s3.sh
 source "$FLK_SCRIPTS_DIR/lib/s3.sh"
+# shellcheck source=lib/jaeger.sh
+source "$FLK_SCRIPTS_DIR/lib/jaeger.sh"
 # shellcheck source=lib/otel.sh
 source "$FLK_SCRIPTS_DIR/lib/otel.sh"
 # shellcheck source=lib/tsa.sh
@@ -26,7 +29,7 @@ source "$FLK_SCRIPTS_DIR/lib/tsa.sh"
 # shellcheck source=lib/prometheus.sh
 source "$FLK_SCRIPTS_DIR/lib/prometheus.sh"
 
-ALL_SERVICES=(postgres redis s3 otel tsa prometheus kafka)
+ALL_SERVICES=(postgres redis s3 jaeger otel tsa prometheus kafka)
 
 usage() {
   cat <<EOF
@@ -45,12 +48,14 @@ Commands:
   reset [SVC...]    stop, then delete the services' state (Kafka topics, Postgres data, TSA CA)
   help              this text
 
-Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), otel (collector),
+Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), jaeger (trace backend),
+  otel (collector; sends spans to Jaeger when it runs),
   tsa (RFC 3161 time-stamping), prometheus (scrapes flk processes registered in
   FLK_PROMETHEUS_TARGETS_DIR), kafka.
 Ports (env): FLK_KAFKA_PORT=$FLK_KAFKA_PORT FLK_KAFKA_CONTROLLER_PORT=$FLK_KAFKA_CONTROLLER_PORT
   FLK_POSTGRES_PORT=$FLK_POSTGRES_PORT FLK_REDIS_PORTS="$FLK_REDIS_PORTS" FLK_S3_PORT=$FLK_S3_PORT
-  FLK_OTEL_PORT=$FLK_OTEL_PORT (OTLP/HTTP; spans to FLK_OTEL_FILE=$FLK_OTEL_FILE)
+  FLK_OTEL_PORT=$FLK_OTEL_PORT (OTLP/HTTP; spans to FLK_OTEL_FILE=$FLK_OTEL_FILE and Jaeger)
+  FLK_JAEGER_PORT=$FLK_JAEGER_PORT (query API) FLK_JAEGER_OTLP_PORT=$FLK_JAEGER_OTLP_PORT
   FLK_TSA_PORT=$FLK_TSA_PORT (RFC 3161 over HTTP; CA and keys in $FLK_STACK_DIR/tsa)
   FLK_PROMETHEUS_PORT=$FLK_PROMETHEUS_PORT (scrape interval $FLK_PROMETHEUS_SCRAPE_INTERVAL)
 State: FLK_STACK_DIR=$FLK_STACK_DIR   Cache: $FLK_CACHE_DIR
@@ -75,9 +80,10 @@ parse_services() {
       redis:[0-9]*) want+=(redis); REDIS_PORTS_SEL+=("${a#redis:}") ;;
       s3 | moto) want+=(s3) ;;
       otel | otelcol | collector) want+=(otel) ;;
+      jaeger) want+=(jaeger) ;;
       tsa | timestamp | rfc3161) want+=(tsa) ;;
       prometheus | prom) want+=(prometheus) ;;
-      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 otel tsa prometheus kafka all)" ;;
+      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 jaeger otel tsa prometheus kafka all)" ;;
     esac
   done
   if [[ "${_REDIS_ALL:-0}" == 1 ]]; then
@@ -125,6 +131,8 @@ cmd_up() {
   if has_svc postgres; then postgres_start; fi
   if has_svc redis; then redis_start "${REDIS_PORTS_SEL[@]}"; fi
   if has_svc s3; then s3_start; fi
+  # Jaeger before the collector: the collector exports to it only if it runs.
+  if has_svc jaeger; then jaeger_start; fi
   if has_svc otel; then otel_start; fi
   if has_svc tsa; then tsa_start; fi
   if has_svc prometheus; then prometheus_start; fi
@@ -141,6 +149,7 @@ cmd_down() {
   if has_svc prometheus; then prometheus_stop; fi
   if has_svc tsa; then tsa_stop; fi
   if has_svc otel; then otel_stop; fi
+  if has_svc jaeger; then jaeger_stop; fi
   if has_svc s3; then s3_stop; fi
   if has_svc redis; then redis_stop "${REDIS_PORTS_SEL[@]}"; fi
   if has_svc postgres; then postgres_stop; fi
@@ -151,6 +160,7 @@ cmd_status() {
   if has_svc postgres; then postgres_status || rc=1; fi
   if has_svc redis; then redis_status "${REDIS_PORTS_SEL[@]}" || rc=1; fi
   if has_svc s3; then s3_status || rc=1; fi
+  if has_svc jaeger; then jaeger_status || rc=1; fi
   if has_svc otel; then otel_status || rc=1; fi
   if has_svc tsa; then tsa_status || rc=1; fi
   if has_svc prometheus; then prometheus_status || rc=1; fi

@@ -4,8 +4,8 @@
 # on package downloads; everything else runs in order so a failure is easy to read.
 #
 # Gates: cargo fmt --check, clippy -D warnings, cargo test (workspace, including the service tests
-# on a real local stack: Kafka, PostgreSQL, Redis, S3 and an OpenTelemetry Collector for the trace
-# test), the `events` dependency check, fuzz targets
+# on a real local stack: Kafka, PostgreSQL, Redis, S3, Prometheus, and an OpenTelemetry Collector
+# feeding Jaeger for the trace test), the `events` dependency check, fuzz targets
 # (build + a short run each), SDK suites (Python, Go, TypeScript), the SDK clients against a running
 # `flk serve`, and the cross-language signing check over 1,000 random records.
 set -euo pipefail

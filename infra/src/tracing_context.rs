@@ -19,6 +19,20 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 /// Links one batch span carries at most (the SDK's default span limit is 128).
 const MAX_LINKS: usize = 127;
 
+/// Longest id text a span attribute carries as is.
+const MAX_ID_ATTRIBUTE_BYTES: usize = 128;
+
+/// `text` when it looks like an id (at most 128 visible ASCII characters), else a placeholder:
+/// a pcs_id read from an unverified body goes into a span attribute, but never a long or binary
+/// string that could be part of a payload.
+pub fn displayable_id(text: &str) -> &str {
+    if text.len() <= MAX_ID_ATTRIBUTE_BYTES && text.bytes().all(|byte| byte.is_ascii_graphic()) {
+        text
+    } else {
+        "(not an id)"
+    }
+}
+
 /// A parsed W3C `traceparent` (version `00`; later versions are read by their first four fields).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
@@ -273,6 +287,15 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, body)
+    }
+
+    #[test]
+    fn span_attributes_take_ids_only() {
+        assert_eq!(displayable_id("test-id"), "test-id");
+        assert_eq!(displayable_id(&"a".repeat(128)), "a".repeat(128));
+        assert_eq!(displayable_id(&"a".repeat(129)), "(not an id)");
+        assert_eq!(displayable_id("two words"), "(not an id)");
+        assert_eq!(displayable_id("caf\u{e9}"), "(not an id)");
     }
 
     #[test]

@@ -97,6 +97,8 @@ fn submit_span(request: &HttpRequest) -> tracing::Span {
     let span = tracing::info_span!(
         "gateway.submit",
         otel.kind = "server",
+        tenant = tracing::field::Empty,
+        pcs_id = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
     tracing_context::continue_trace(&span, incoming_traceparent(request));
@@ -134,6 +136,7 @@ async fn submit_inner(
         return Err(ApiError::RateLimited { retry_after_secs });
     }
     let label = state.tenant_label(&tenant);
+    tracing::Span::current().record("tenant", label);
     state.metrics.ingest_total.with_label_values(&[label]).inc();
 
     let retry_after_secs = state.config.retry_after_secs;
@@ -192,7 +195,8 @@ fn record_outcome_metrics(state: &AppState, label: &str, applied: &projections::
     }
 }
 
-/// Produces the body to `flk.submissions` and returns where it landed.
+/// Produces the body to `flk.submissions` and returns where it landed. The record carries the
+/// produce span's context (`traceparent`), so the shard's span follows it in the trace.
 async fn log_submission(
     state: &AppState,
     tenant: &str,
@@ -204,7 +208,13 @@ async fn log_submission(
         .ok()
         .and_then(|probe| probe.pcs_id)
         .and_then(|value| value.as_str().map(str::to_owned));
-    let key_opt = pcs_id_opt.map(|pcs_id| format!("{tenant}/{pcs_id}"));
+    let pcs_id_attribute = pcs_id_opt
+        .as_deref()
+        .map_or("", tracing_context::displayable_id);
+    tracing::Span::current().record("pcs_id", pcs_id_attribute);
+    let key_opt = pcs_id_opt
+        .as_ref()
+        .map(|pcs_id| format!("{tenant}/{pcs_id}"));
     let received_at = infra::clock::now_ms().to_string();
     let record_headers = OwnedHeaders::new()
         .insert(Header {
@@ -219,9 +229,18 @@ async fn log_submission(
             key: headers::SOURCE,
             value: Some("gateway"),
         });
-    // The request span's context (or, without trace export, the caller's) goes to the shard.
-    let outgoing =
-        tracing_context::outgoing_context(&tracing::Span::current(), incoming_traceparent(request));
+    let produce_span = tracing::info_span!(
+        "gateway.produce",
+        otel.kind = "producer",
+        tenant = state.tenant_label(tenant),
+        pcs_id = pcs_id_attribute,
+        messaging.system = "kafka",
+        messaging.destination.name = state.submissions_topic.as_str(),
+        messaging.kafka.partition = tracing::field::Empty,
+        messaging.kafka.offset = tracing::field::Empty,
+    );
+    // The produce span's context (or, without trace export, the caller's) goes to the shard.
+    let outgoing = tracing_context::outgoing_context(&produce_span, incoming_traceparent(request));
     let record_headers = tracing_context::inject_headers(&outgoing, record_headers);
     let mut record = FutureRecord::to(&state.submissions_topic)
         .payload(body)
@@ -234,12 +253,19 @@ async fn log_submission(
         .max(Duration::from_millis(1));
     // The delivery itself may take up to the producer's message timeout when Kafka is down; the
     // request gives up at its deadline (a late delivery is decided anyway; a retry is a duplicate).
-    match tokio::time::timeout(timeout, state.producer.send(record, timeout)).await {
-        Ok(Ok(delivery)) => Ok(SourceCoordinates {
-            topic: state.submissions_topic.clone(),
-            partition: delivery.partition,
-            offset: delivery.offset,
-        }),
+    let delivered = tokio::time::timeout(timeout, state.producer.send(record, timeout))
+        .instrument(produce_span.clone())
+        .await;
+    match delivered {
+        Ok(Ok(delivery)) => {
+            produce_span.record("messaging.kafka.partition", delivery.partition);
+            produce_span.record("messaging.kafka.offset", delivery.offset);
+            Ok(SourceCoordinates {
+                topic: state.submissions_topic.clone(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            })
+        }
         Ok(Err((error, _))) => Err(error.to_string()),
         Err(_) => Err("no acknowledgement from Kafka before the deadline".to_owned()),
     }

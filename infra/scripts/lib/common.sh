@@ -10,7 +10,9 @@
 # ---------------------------------------------------------------------------
 FLK_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FLK_REPO_ROOT="$(cd "$FLK_SCRIPTS_DIR/../.." && pwd)"
-FLK_CACHE_DIR="${FLK_CACHE_DIR:-$FLK_REPO_ROOT/.cache}"
+# Downloads and tool builds (Kafka jars, the collector, Jaeger, moto) live outside the clone, so a
+# fresh clone (CI) reuses them; an empty cache is filled on first use.
+FLK_CACHE_DIR="${FLK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/flk}"
 FLK_STACK_DIR="${FLK_STACK_DIR:-$FLK_REPO_ROOT/.local/stack}"
 # Make both absolute (they are handed to daemons that chdir).
 case "$FLK_STACK_DIR" in /*) ;; *) FLK_STACK_DIR="$PWD/$FLK_STACK_DIR" ;; esac
@@ -30,6 +32,11 @@ FLK_S3_BUCKET="${FLK_S3_BUCKET:-flk-cold}"
 FLK_OTEL_PORT="${FLK_OTEL_PORT:-14318}"
 FLK_OTEL_FILE="${FLK_OTEL_FILE:-$FLK_STACK_DIR/otel/traces.jsonl}"
 FLK_TSA_PORT="${FLK_TSA_PORT:-19318}"
+# Jaeger: query API and UI (HTTP), query gRPC, and the OTLP/HTTP port the collector exports to.
+FLK_JAEGER_PORT="${FLK_JAEGER_PORT:-17686}"
+FLK_JAEGER_GRPC_PORT="${FLK_JAEGER_GRPC_PORT:-17685}"
+FLK_JAEGER_OTLP_PORT="${FLK_JAEGER_OTLP_PORT:-14328}"
+FLK_JAEGER_MAX_TRACES="${FLK_JAEGER_MAX_TRACES:-100000}"
 FLK_PROMETHEUS_PORT="${FLK_PROMETHEUS_PORT:-19090}"
 FLK_PROMETHEUS_SCRAPE_INTERVAL="${FLK_PROMETHEUS_SCRAPE_INTERVAL:-1s}"
 FLK_PROMETHEUS_TARGETS_DIR="${FLK_PROMETHEUS_TARGETS_DIR:-$FLK_STACK_DIR/prometheus/targets}"
@@ -45,6 +52,8 @@ FLK_PG_MAJOR="${FLK_PG_MAJOR:-15}"
 # Collector core and contrib share the 0.x version; the confmap providers are versioned 1.x.
 FLK_OTELCOL_VERSION="${FLK_OTELCOL_VERSION:-0.161.0}"
 FLK_OTELCOL_PROVIDER_VERSION="${FLK_OTELCOL_PROVIDER_VERSION:-1.67.0}"
+# Jaeger v2 is the module's cmd/jaeger; the module keeps its v1 version numbers.
+FLK_JAEGER_MODULE_VERSION="${FLK_JAEGER_MODULE_VERSION:-1.76.0}"
 # RFC 3161 TSA (lib/tsa.sh): key type of the generated CA and TSA keys (ec = ECDSA P-256,
 # rsa = RSA 2048) and the certificates' validity. Only used when the keys are created.
 FLK_TSA_KEY_ALG="${FLK_TSA_KEY_ALG:-ec}"
@@ -263,6 +272,8 @@ EOF
   if declare -F otel_env_lines >/dev/null; then otel_env_lines; fi
   # Time-stamping authority only while it runs (lib/tsa.sh).
   if declare -F tsa_env_lines >/dev/null; then tsa_env_lines; fi
+  # Jaeger only while it runs (lib/jaeger.sh).
+  if declare -F jaeger_env_lines >/dev/null; then jaeger_env_lines; fi
   # Prometheus only while it runs (lib/prometheus.sh).
   if declare -F prometheus_env_lines >/dev/null; then prometheus_env_lines; fi
 }

@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 # OpenTelemetry Collector for traces: OTLP/HTTP in on $FLK_BIND_HOST:$FLK_OTEL_PORT, every span
-# out as OTLP JSON lines in $FLK_OTEL_FILE (one line per export request; rotated at 64 MB).
-# Sourced by stack.sh after lib/common.sh.
+# out as OTLP JSON lines in $FLK_OTEL_FILE (one line per export request; rotated at 64 MB) and,
+# when Jaeger runs at the collector's start (lib/jaeger.sh), over OTLP/HTTP to Jaeger as well.
+# Sourced by stack.sh after lib/common.sh and lib/jaeger.sh.
 #
 # The collector is built from the Go module proxy with the collector builder (ocb) and a manifest
-# holding only the OTLP receiver and the file and debug exporters, then cached under
+# holding only the OTLP receiver and the file, OTLP/HTTP and debug exporters, then cached under
 # $FLK_CACHE_DIR/otelcol/. A cold build takes a few minutes on 2 cores; with Go's module and build
 # caches warm it takes seconds, and a cached binary is reused as is.
 
@@ -15,6 +16,8 @@ OTEL_CONFIG="$OTEL_STATE/config.yaml"
 OTEL_HOME="$FLK_CACHE_DIR/otelcol"
 OTEL_BIN="$OTEL_HOME/flk-otelcol"
 OTEL_STAMP="$OTEL_HOME/.flk-otelcol-version"
+# The version plus the manifest's components: a binary built from another manifest is rebuilt.
+OTEL_BUILD_ID="$FLK_OTELCOL_VERSION+otlp-file-otlphttp-debug"
 
 _otel_manifest() {
   local v="$FLK_OTELCOL_VERSION"
@@ -28,6 +31,7 @@ receivers:
   - gomod: go.opentelemetry.io/collector/receiver/otlpreceiver v$v
 exporters:
   - gomod: go.opentelemetry.io/collector/exporter/debugexporter v$v
+  - gomod: go.opentelemetry.io/collector/exporter/otlphttpexporter v$v
   - gomod: github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter v$v
 providers:
   - gomod: go.opentelemetry.io/collector/confmap/provider/fileprovider v$FLK_OTELCOL_PROVIDER_VERSION
@@ -36,7 +40,7 @@ EOF
 }
 
 otel_install() {
-  if [[ -x "$OTEL_BIN" && -f "$OTEL_STAMP" && "$(cat "$OTEL_STAMP")" == "$FLK_OTELCOL_VERSION" ]]; then
+  if [[ -x "$OTEL_BIN" && -f "$OTEL_STAMP" && "$(cat "$OTEL_STAMP")" == "$OTEL_BUILD_ID" ]]; then
     return 0
   fi
   command -v go >/dev/null 2>&1 \
@@ -57,12 +61,19 @@ otel_install() {
     flk_die "otel: building the collector failed"
   fi
   mv "$OTEL_HOME/build/flk-otelcol" "$OTEL_BIN"
-  printf '%s' "$FLK_OTELCOL_VERSION" >"$OTEL_STAMP"
+  printf '%s' "$OTEL_BUILD_ID" >"$OTEL_STAMP"
   flk_log "otel: collector $FLK_OTELCOL_VERSION built ($(( ($(flk_now_ms) - t0) / 1000 ))s)"
 }
 
 _otel_write_config() {
   mkdir -p "$OTEL_STATE"
+  local jaeger_exporter="" exporters="[file]"
+  if declare -F jaeger_running >/dev/null && jaeger_running; then
+    exporters="[file, otlphttp/jaeger]"
+    jaeger_exporter="  otlphttp/jaeger:
+    endpoint: $(jaeger_otlp_endpoint)
+    compression: none"
+  fi
   cat >"$OTEL_CONFIG" <<EOF
 # Written by infra/scripts/stack.sh (lib/otel.sh); edits are lost at the next start.
 receivers:
@@ -78,6 +89,7 @@ exporters:
     rotation:
       max_megabytes: 64
       max_backups: 1
+$jaeger_exporter
 service:
   telemetry:
     # The collector's own metrics would listen on :8888; nothing here reads them.
@@ -86,7 +98,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      exporters: [file]
+      exporters: $exporters
 EOF
 }
 
@@ -111,7 +123,9 @@ otel_start() {
     ((SECONDS < deadline)) || { flk_tail_log "$OTEL_LOG" 30; flk_die "otel: port $FLK_OTEL_PORT not listening after ${FLK_START_TIMEOUT}s"; }
     sleep 0.2
   done
-  flk_log "otel: ready on http://$FLK_BIND_HOST:$FLK_OTEL_PORT (spans to $FLK_OTEL_FILE)"
+  local to="$FLK_OTEL_FILE"
+  if grep -q 'otlphttp/jaeger' "$OTEL_CONFIG"; then to="$to and Jaeger"; fi
+  flk_log "otel: ready on http://$FLK_BIND_HOST:$FLK_OTEL_PORT (spans to $to)"
 }
 
 otel_stop() {
