@@ -4,6 +4,7 @@
 //!   Postgres schema and Redis key prefix, so tests run side by side and leave nothing behind);
 //! - [`process`]: `flk serve` child processes that can be killed with SIGKILL at any moment;
 //! - [`records`]: signed PCS records, unique per call;
+//! - [`redis_node`]: an extra Redis node a test owns (shard migrations);
 //! - [`history`]: checks that every acknowledged record was decided exactly once and that the audit
 //!   log accounts for every record of the write-ahead log.
 //!
@@ -15,6 +16,7 @@ pub mod http;
 pub mod load;
 pub mod process;
 pub mod records;
+pub mod redis_node;
 
 use std::time::{Duration, Instant};
 

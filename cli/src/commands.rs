@@ -1,6 +1,9 @@
 //! The subcommand groups of `flk` (the load generators live in the `bench` crate).
 
 pub mod audit;
+pub mod migrate;
+pub mod migrate_steps;
+mod migrate_view;
 pub mod pcs;
 pub mod service;
 pub mod tier;

@@ -11,7 +11,7 @@ pub mod commands;
 pub mod serve;
 pub mod top_view;
 
-use commands::{audit, pcs, service, tier, top};
+use commands::{audit, migrate, pcs, service, tier, top};
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +49,10 @@ pub enum Command {
     /// Measure a running `flk serve`: signed point-cloud records through the gateway or straight
     /// into Kafka, open or closed loop; prints throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Change the set of Redis nodes of the hot tier live: plan, dual-write, copy, verify,
+    /// cutover, rollback, cleanup, status.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
     /// A terminal view of running processes from their /metrics: per role records/s, lag,
     /// in-flight work, restarts, progress age; per gateway submits/s, 5xx/s, p99.
     Top(top::TopArgs),
@@ -66,5 +70,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Load(args) => bench::demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Top(args) => top::run(args),
+        Command::Migrate(command) => migrate::run(command),
     }
 }

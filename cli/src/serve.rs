@@ -77,6 +77,17 @@ pub async fn serve(
     let board = StatusBoard::default();
     let hot_cache =
         projections::open::hot_cache(&config).context("configuring the redis hot tier")?;
+    // Gateways and projectors use the hot tier: they follow its recorded ring (`flk migrate`).
+    let ring_follower_opt = (roles.contains(&Role::Gateway) || roles.contains(&Role::Projector))
+        .then(|| {
+            tokio::spawn(projections::ring_follower::follow(
+                store.clone(),
+                hot_cache.clone(),
+                follower_id(&roles),
+                projections::ring_follower::DEFAULT_POLL,
+                std::future::pending(),
+            ))
+        });
     let (exhausted_tx, mut exhausted) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let on_exhausted: OnExhausted = Arc::new(move |role| {
         let _ = exhausted_tx.send(role);
@@ -156,7 +167,28 @@ pub async fn serve(
         )),
     };
     started.shutdown().await;
+    if let Some(follower) = ring_follower_opt {
+        follower.abort();
+    }
     outcome
+}
+
+/// How this process names itself to `flk migrate`: host, pid, start time and roles.
+fn follower_id(roles: &HashSet<Role>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    let mut names: Vec<String> = roles
+        .iter()
+        .map(|role| format!("{role:?}").to_lowercase())
+        .collect();
+    names.sort();
+    format!(
+        "{host}/{}/{}/{}",
+        std::process::id(),
+        infra::clock::now_ms(),
+        names.join(",")
+    )
 }
 
 /// What the actors of a process share.

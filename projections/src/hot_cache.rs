@@ -15,12 +15,11 @@
 //! TTL: the tenant's hot TTL, never past the dedup row's expiry.
 //! Ring node ids are the URLs without user info, so a password change does not move keys.
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tokio::task::JoinSet;
 
@@ -28,6 +27,8 @@ use events::OutcomeClass;
 
 use crate::frozen_status::class_of_body;
 use crate::model::{Applied, DedupResult, StoredOutcome, TenantTtl};
+use crate::placement::Placement;
+use crate::redis_nodes::{RedisNodes, node_id};
 use crate::ring::{DEFAULT_VIRTUAL_NODES, HashRing};
 
 /// Default hot TTL: one day.
@@ -213,41 +214,17 @@ impl CacheEntry {
     }
 }
 
-#[derive(Clone)]
-struct Node {
-    id: String,
-    connection: ConnectionManager,
-}
-
-impl std::fmt::Debug for Node {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("id", &self.id).finish()
-    }
-}
-
 /// The hot cache client.
 #[derive(Debug, Clone)]
 pub struct HotCache {
-    /// One lazily connected manager per node, in ring order.
-    nodes: Vec<Node>,
-    /// Which node owns which key.
-    ring: HashRing,
+    /// Connections by node id (configured nodes, plus nodes a newer ring names).
+    nodes: RedisNodes,
+    /// Which rings reads and writes go through; replaced whole when the ring changes.
+    placement: Arc<RwLock<Arc<Placement>>>,
     /// Key prefix.
     prefix: String,
     /// Hot TTL per tenant.
     ttl: TenantTtl,
-    /// Bound on one operation against one node.
-    op_timeout: Duration,
-}
-
-/// `url` without `user:password@`.
-fn node_id(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}{}", &url[..scheme_end + 3], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 fn escape_tenant(tenant: &str) -> String {
@@ -262,8 +239,8 @@ fn now_ms() -> i64 {
 }
 
 impl HotCache {
-    /// Builds the client. Connections are lazy: a node that is down now only makes later
-    /// operations on its keys fail, never this call. Fails only on bad configuration.
+    /// A client for the configured nodes and prefix (nothing connects yet). Reads and writes go
+    /// through the configuration's ring until [`HotCache::set_placement`] installs a recorded one.
     pub fn new(config: HotCacheConfig) -> Result<Self, CacheError> {
         let prefix_ok = !config.prefix.is_empty()
             && config
@@ -277,26 +254,14 @@ impl HotCache {
             )));
         }
         let ids: Vec<String> = config.urls.iter().map(|url| node_id(url)).collect();
-        let ring = HashRing::new(ids.clone(), config.virtual_nodes)
+        let ring = HashRing::new(ids, config.virtual_nodes)
             .map_err(|error| CacheError::Config(error.to_string()))?;
-        let mut nodes = Vec::with_capacity(config.urls.len());
-        for (url, id) in config.urls.iter().zip(ids) {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|error| CacheError::Config(format!("{id}: {error}")))?;
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.op_timeout))
-                .set_response_timeout(Some(config.op_timeout))
-                .set_number_of_retries(1);
-            let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
-                .map_err(|error| CacheError::Config(format!("{id}: {error}")))?;
-            nodes.push(Node { id, connection });
-        }
+        let nodes = RedisNodes::new(&config.urls, config.op_timeout)?;
         Ok(HotCache {
             nodes,
-            ring,
+            placement: Arc::new(RwLock::new(Arc::new(Placement::from_config(ring)))),
             prefix: config.prefix,
             ttl: config.ttl,
-            op_timeout: config.op_timeout,
         })
     }
 
@@ -305,9 +270,31 @@ impl HotCache {
         &self.prefix
     }
 
-    /// The ring (for `dedup-migrate`).
-    pub fn ring(&self) -> &HashRing {
-        &self.ring
+    /// The placement in use now.
+    pub fn placement(&self) -> Arc<Placement> {
+        match self.placement.read() {
+            Ok(placement) => placement.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Switches reads and writes to `placement` at once (every later operation uses it).
+    pub fn set_placement(&self, placement: Placement) {
+        let placement = Arc::new(placement);
+        match self.placement.write() {
+            Ok(mut current) => *current = placement,
+            Err(poisoned) => *poisoned.into_inner() = placement,
+        }
+    }
+
+    /// The ring reads go through now.
+    pub fn ring(&self) -> HashRing {
+        self.placement().read.clone()
+    }
+
+    /// The node connections (for `flk migrate` and the shards API).
+    pub fn nodes(&self) -> &RedisNodes {
+        &self.nodes
     }
 
     /// The Redis key of (tenant, `pcs_id`).
@@ -315,130 +302,93 @@ impl HotCache {
         format!("{}:{}:{}", self.prefix, escape_tenant(tenant), pcs_id)
     }
 
-    fn node_for_key(&self, key: &str) -> Option<&Node> {
-        self.nodes.get(self.ring.node_index(key.as_bytes()))
-    }
-
-    fn timeout_error(&self, node: &str) -> CacheError {
-        CacheError::Timeout {
-            node: node.to_owned(),
-            after_ms: u64::try_from(self.op_timeout.as_millis()).unwrap_or(u64::MAX),
-        }
-    }
-
-    /// Runs one command on `node`, bounded by `op_timeout`, with node-naming errors.
-    async fn query<T: redis::FromRedisValue>(
-        &self,
-        node: &Node,
-        command: &redis::Cmd,
-    ) -> Result<T, CacheError> {
-        let mut connection = node.connection.clone();
-        tokio::time::timeout(self.op_timeout, command.query_async(&mut connection))
-            .await
-            .map_err(|_| self.timeout_error(&node.id))?
-            .map_err(|error| CacheError::Node {
-                node: node.id.clone(),
-                message: error.to_string(),
-            })
-    }
-
-    /// Writes entries (call only after the Postgres commit, I5), pipelined per node, nodes in
-    /// parallel. Returns how many were written; entries already past their dedup expiry are
-    /// skipped and count as written.
+    /// Writes entries with their TTLs, pipelined per node, to every node the placement writes
+    /// each key to (two while a migration dual-writes). Entries past their expiry are skipped.
+    /// `Ok(n)`: all `n` entries landed on all their nodes; otherwise [`CacheError::Partial`]
+    /// counts the entries with a write that failed.
     pub async fn put_many(&self, entries: &[CacheEntry]) -> Result<usize, CacheError> {
         let now = now_ms();
-        let mut per_node: HashMap<usize, redis::Pipeline> = HashMap::new();
-        let mut counts: HashMap<usize, usize> = HashMap::new();
-        let mut skipped = 0;
-        for entry in entries {
+        let placement = self.placement();
+        let mut per_node: HashMap<String, (redis::Pipeline, Vec<usize>)> = HashMap::new();
+        for (index, entry) in entries.iter().enumerate() {
             let mut ttl_ms = self.ttl.ttl_ms(&entry.tenant);
             if let Some(expires_at_ms) = entry.expires_at_ms_opt {
                 ttl_ms = ttl_ms.min(expires_at_ms.saturating_sub(now));
             }
             if ttl_ms <= 0 {
-                skipped += 1;
+                // Past its expiry: nothing to cache, and nothing failed.
                 continue;
             }
             let value = serde_json::to_string(&entry.outcome)
                 .map_err(|error| CacheError::Decode(error.to_string()))?;
             let key = self.key(&entry.tenant, &entry.pcs_id);
-            let index = self.ring.node_index(key.as_bytes());
-            per_node
-                .entry(index)
-                .or_insert_with(redis::pipe)
-                .cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_ms)
-                .ignore();
-            *counts.entry(index).or_default() += 1;
+            for owner in placement.write_owners(key.as_bytes()) {
+                let (pipeline, indexes) = per_node
+                    .entry(owner.to_owned())
+                    .or_insert_with(|| (redis::pipe(), Vec::new()));
+                pipeline
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore();
+                indexes.push(index);
+            }
         }
         let mut tasks = JoinSet::new();
-        for (index, pipeline) in per_node {
-            let Some(node) = self.nodes.get(index).cloned() else {
-                continue;
+        let mut first_error_opt: Option<CacheError> = None;
+        let mut failed_entries: HashSet<usize> = HashSet::new();
+        for (id, (pipeline, indexes)) in per_node {
+            let node = match self.nodes.node(&id) {
+                Ok(node) => node,
+                Err(error) => {
+                    failed_entries.extend(indexes);
+                    first_error_opt.get_or_insert(error);
+                    continue;
+                }
             };
-            let count = counts.get(&index).copied().unwrap_or(0);
-            let op_timeout = self.op_timeout;
             tasks.spawn(async move {
-                let mut connection = node.connection.clone();
-                let outcome =
-                    tokio::time::timeout(op_timeout, pipeline.query_async::<()>(&mut connection))
-                        .await;
-                (node.id, count, outcome)
+                let outcome = node.query_pipeline::<()>(&pipeline).await;
+                (indexes, outcome)
             });
         }
-        let mut written = skipped;
-        let mut failed = 0;
-        let mut first_error_opt: Option<CacheError> = None;
         while let Some(joined) = tasks.join_next().await {
-            let (node, count, outcome) = match joined {
-                Ok(result) => result,
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((indexes, Err(error))) => {
+                    failed_entries.extend(indexes);
+                    first_error_opt.get_or_insert(error);
+                }
                 Err(error) => {
                     first_error_opt.get_or_insert(CacheError::Node {
                         node: "?".into(),
                         message: error.to_string(),
                     });
-                    continue;
-                }
-            };
-            match outcome {
-                Ok(Ok(())) => written += count,
-                Ok(Err(error)) => {
-                    failed += count;
-                    first_error_opt.get_or_insert(CacheError::Node {
-                        node,
-                        message: error.to_string(),
-                    });
-                }
-                Err(_) => {
-                    failed += count;
-                    first_error_opt.get_or_insert(self.timeout_error(&node));
                 }
             }
         }
         match first_error_opt {
-            None => Ok(written),
+            None => Ok(entries.len()),
             Some(first_error) => Err(CacheError::Partial {
-                written,
-                failed,
+                written: entries.len() - failed_entries.len(),
+                failed: failed_entries.len(),
                 first_error: first_error.to_string(),
             }),
         }
     }
 
-    /// The cached outcome of (tenant, `pcs_id`); `Ok(None)` on a miss.
+    /// The cached answer for (tenant, `pcs_id`), from the node reads go to.
     pub async fn get(
         &self,
         tenant: &str,
         pcs_id: &str,
     ) -> Result<Option<CachedOutcome>, CacheError> {
         let key = self.key(tenant, pcs_id);
-        let Some(node) = self.node_for_key(&key) else {
-            return Ok(None);
-        };
-        let value_opt: Option<String> = self.query(node, redis::cmd("GET").arg(&key)).await?;
+        let node = self
+            .nodes
+            .node(self.placement().read_owner(key.as_bytes()))?;
+        let value_opt: Option<String> = node.query(redis::cmd("GET").arg(&key)).await?;
         value_opt
             .map(|value| {
                 serde_json::from_str(&value).map_err(|error| CacheError::Decode(error.to_string()))
@@ -446,39 +396,27 @@ impl HotCache {
             .transpose()
     }
 
-    /// Remaining TTL of a key in ms (`None` when absent); for tests and diagnostics.
+    /// Remaining TTL of (tenant, `pcs_id`) on the node reads go to; `None` when absent.
     pub async fn ttl_ms(&self, tenant: &str, pcs_id: &str) -> Result<Option<i64>, CacheError> {
         let key = self.key(tenant, pcs_id);
-        let Some(node) = self.node_for_key(&key) else {
-            return Ok(None);
-        };
-        let ttl: i64 = self.query(node, redis::cmd("PTTL").arg(&key)).await?;
+        let node = self
+            .nodes
+            .node(self.placement().read_owner(key.as_bytes()))?;
+        let ttl: i64 = node.query(redis::cmd("PTTL").arg(&key)).await?;
         Ok((ttl >= 0).then_some(ttl))
     }
 
-    /// Deletes every key under this cache's prefix on every node; returns how many. For tests and
-    /// for "Redis can be flushed at any time" drills (I5).
+    /// Deletes every key under this prefix on every node of the placement (tests, `flk replay`).
     pub async fn flush_all_prefix(&self) -> Result<u64, CacheError> {
         let pattern = format!("{}:*", self.prefix);
+        let placement = self.placement();
         let mut deleted = 0u64;
-        for node in &self.nodes {
+        for id in placement.node_ids() {
+            let node = self.nodes.node(id)?;
             let mut cursor: u64 = 0;
             loop {
-                let (next, keys): (u64, Vec<String>) = self
-                    .query(
-                        node,
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(&pattern)
-                            .arg("COUNT")
-                            .arg(1_000),
-                    )
-                    .await?;
-                if !keys.is_empty() {
-                    let removed: u64 = self.query(node, redis::cmd("DEL").arg(&keys)).await?;
-                    deleted += removed;
-                }
+                let (next, keys) = node.scan(cursor, &pattern, 1_000).await?;
+                deleted += node.delete_many(&keys).await?;
                 cursor = next;
                 if cursor == 0 {
                     break;
@@ -492,18 +430,6 @@ impl HotCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn node_ids_drop_credentials() {
-        assert_eq!(
-            node_id("redis://user:secret@10.0.0.1:6379/2"),
-            "redis://10.0.0.1:6379/2"
-        );
-        assert_eq!(
-            node_id("redis://127.0.0.1:16379"),
-            "redis://127.0.0.1:16379"
-        );
-    }
 
     #[test]
     fn tenant_escaping_keeps_keys_apart() {

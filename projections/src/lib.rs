@@ -24,6 +24,10 @@
 //! - [`rebuild`]: swapping a rebuilt schema in;
 //! - [`open`]: opening the store and the hot cache as the configuration describes them;
 //! - [`hot_cache`] and [`ring`]: the Redis hot tier over a consistent hash ring;
+//!   [`placement`]: the rings reads and writes go through (two while a migration dual-writes);
+//!   [`redis_nodes`]: connections by node id and the per-node commands; [`ring_store`]: ring
+//!   versions, the state every process follows, and migrations, in Postgres; [`ring_follower`]:
+//!   the loop that keeps a process's hot cache on the recorded ring;
 //! - [`error`]: [`StoreError`], classified by what the caller must do;
 //! - [`model`]: the values handed back; [`canonical_json`]: hashing `jsonb` values;
 //! - [`frozen_status`]: the legacy numeric class the frozen hash formats still encode, derived
@@ -66,8 +70,14 @@ pub mod model;
 pub mod notify;
 pub mod offsets;
 pub mod open;
+pub mod placement;
 pub mod rebuild;
+pub mod redis_nodes;
+pub mod reshard;
 pub mod ring;
+pub mod ring_algorithms;
+pub mod ring_follower;
+pub mod ring_store;
 mod sanitize;
 pub mod state_hash;
 pub mod store;

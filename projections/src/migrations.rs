@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_cold_tier.sql",
         sql: include_str!("../migrations/0007_cold_tier.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_ring_versions.sql",
+        sql: include_str!("../migrations/0008_ring_versions.sql"),
+    },
 ];
 
 /// Longest schema name accepted: leaves room for `_rebuild`, `_old_<ms>` and `_decided` within

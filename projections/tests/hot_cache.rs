@@ -86,13 +86,10 @@ async fn round_trip_with_tenant_ttls() {
     assert!(gone.is_some(), "entry outlived its 300 ms TTL");
 
     // Keys spread over all three nodes.
+    let ring = cache.ring();
     let nodes: std::collections::HashSet<_> = entries
         .iter()
-        .map(|e| {
-            cache
-                .ring()
-                .node_for(cache.key(&e.tenant, &e.pcs_id).as_bytes())
-        })
+        .map(|e| ring.node_for(cache.key(&e.tenant, &e.pcs_id).as_bytes()))
         .collect();
     assert_eq!(nodes.len(), cache.ring().nodes().len());
 
@@ -192,13 +189,11 @@ async fn a_dead_node_is_an_error_not_a_failure() {
         }
         other => panic!("expected a partial write, got {other:?}"),
     }
+    let ring = cache.ring();
     let dead_key = entries
         .iter()
         .find(|e| {
-            cache
-                .ring()
-                .node_for(cache.key(&e.tenant, &e.pcs_id).as_bytes())
-                == "redis://127.0.0.1:1"
+            ring.node_for(cache.key(&e.tenant, &e.pcs_id).as_bytes()) == "redis://127.0.0.1:1"
         })
         .unwrap();
     let error = cache

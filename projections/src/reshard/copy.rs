@@ -1,0 +1,322 @@
+//! `flk migrate copy`: copies the keys that move, with their TTLs, chunk by chunk, throttled, and
+//! checkpoints a cursor per source node after every chunk, so a copy killed at any point (kill
+//! -9, Ctrl-C, a node down) resumes where its last checkpoint says and copies at most one chunk
+//! again. Copying a key twice writes the same value (hot tier values never change).
+//!
+//! Listing is resumable because the cursor is all the state a listing has (Redis SCAN: a key
+//! present for the whole listing is returned at least once, whatever happens in between). Keys
+//! written after the listing passed them reach the target by the dual write, which must be on
+//! before the copy starts (`flk migrate` refuses otherwise).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hot_cache::CacheError;
+use crate::redis_nodes::KeyValue;
+
+use super::{KeyNode, KeyNodes, Rings};
+
+/// Where the copy of one source node stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeProgress {
+    /// The listing cursor to resume from (0 with `done`: finished; 0 without: not started).
+    pub cursor: u64,
+    /// The listing reached its end.
+    pub done: bool,
+    /// Keys listed.
+    pub scanned: u64,
+    /// Keys copied (written on their target).
+    pub copied: u64,
+}
+
+/// Where a copy stands, per source node (stored in `ring_migrations.copy_progress`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyProgress {
+    /// By source node id.
+    pub nodes: BTreeMap<String, NodeProgress>,
+}
+
+impl CopyProgress {
+    /// Keys copied in all.
+    pub fn copied(&self) -> u64 {
+        self.nodes.values().map(|node| node.copied).sum()
+    }
+
+    /// Keys listed in all.
+    pub fn scanned(&self) -> u64 {
+        self.nodes.values().map(|node| node.scanned).sum()
+    }
+
+    /// True when every node of `rings` is done.
+    pub fn finished(&self, rings: &Rings) -> bool {
+        rings
+            .nodes()
+            .iter()
+            .all(|node| self.nodes.get(node).is_some_and(|progress| progress.done))
+    }
+}
+
+/// How a copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyEnd {
+    /// Every source node listed to its end.
+    Finished,
+    /// Stopped on request (Ctrl-C) after a checkpoint.
+    Interrupted,
+}
+
+/// Copy settings.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Keys to list (`<prefix>:*`).
+    pub pattern: String,
+    /// Keys per listing step.
+    pub chunk_keys: usize,
+    /// Upper bound on keys written per second (0: no bound).
+    pub max_keys_per_second: u64,
+}
+
+/// Keeps the copy under `max_keys_per_second` over the whole run.
+#[derive(Debug)]
+struct Throttle {
+    started: Instant,
+    max_keys_per_second: u64,
+    keys: u64,
+}
+
+impl Throttle {
+    /// How long to pause after `keys` more keys so the average stays under the bound.
+    fn pause_after(&mut self, keys: u64) -> Option<Duration> {
+        self.keys += keys;
+        if self.max_keys_per_second == 0 {
+            return None;
+        }
+        let due = Duration::from_secs_f64(self.keys as f64 / self.max_keys_per_second as f64);
+        due.checked_sub(self.started.elapsed())
+    }
+}
+
+/// Copies what moves from every node of `rings`, resuming from `progress`. After each chunk it
+/// awaits `checkpoint(progress)` (which must persist it) and stops cleanly when `stop` is set.
+pub async fn copy<N, F, Fut>(
+    nodes: &N,
+    rings: &Rings,
+    progress: &mut CopyProgress,
+    options: &CopyOptions,
+    stop: &AtomicBool,
+    mut checkpoint: F,
+) -> Result<CopyEnd, CacheError>
+where
+    N: KeyNodes,
+    F: FnMut(&CopyProgress) -> Fut,
+    Fut: Future<Output = Result<(), CacheError>>,
+{
+    let mut throttle = Throttle {
+        started: Instant::now(),
+        max_keys_per_second: options.max_keys_per_second,
+        keys: 0,
+    };
+    for node_id in rings.nodes() {
+        let node = nodes.node(&node_id)?;
+        loop {
+            let state = progress.nodes.entry(node_id.clone()).or_default();
+            if state.done {
+                break;
+            }
+            if stop.load(Ordering::SeqCst) {
+                return Ok(CopyEnd::Interrupted);
+            }
+            let (next, keys) = node
+                .scan(state.cursor, &options.pattern, options.chunk_keys)
+                .await?;
+            let mut copied = 0;
+            for (target_id, moving) in rings.moving(&node_id, &keys) {
+                let moving: Vec<String> = moving.into_iter().cloned().collect();
+                let entries: Vec<KeyValue> = node.read_many(&moving).await?;
+                copied += nodes.node(&target_id)?.write_many(&entries).await? as u64;
+            }
+            let state = progress.nodes.entry(node_id.clone()).or_default();
+            state.scanned += keys.len() as u64;
+            state.copied += copied;
+            state.cursor = next;
+            state.done = next == 0;
+            checkpoint(progress).await?;
+            if let Some(pause) = throttle.pause_after(copied) {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+    Ok(CopyEnd::Finished)
+}
+
+/// Copies exactly `keys` from `source` to `target` (verify's fix); returns the keys written.
+pub async fn copy_keys<N: KeyNodes>(
+    nodes: &N,
+    source: &str,
+    target: &str,
+    keys: &[String],
+) -> Result<usize, CacheError> {
+    let entries = nodes.node(source)?.read_many(keys).await?;
+    nodes.node(target)?.write_many(&entries).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reshard::memory::MemoryNodes;
+    use crate::ring::HashRing;
+
+    fn ring(nodes: &[&str]) -> HashRing {
+        HashRing::new(nodes.iter().map(|node| (*node).to_owned()).collect(), 64).unwrap()
+    }
+
+    fn filled(rings: &Rings, count: usize) -> MemoryNodes {
+        let nodes = MemoryNodes::default();
+        for index in 0..count {
+            let key = format!("p:t:{index:05}");
+            nodes.insert(
+                rings.from.node_for(key.as_bytes()),
+                &key,
+                key.as_bytes(),
+                Some(60_000),
+            );
+        }
+        nodes
+    }
+
+    fn options() -> CopyOptions {
+        CopyOptions {
+            pattern: "p:*".into(),
+            chunk_keys: 50,
+            max_keys_per_second: 0,
+        }
+    }
+
+    fn assert_every_key_on_its_target(nodes: &MemoryNodes, rings: &Rings, count: usize) {
+        for index in 0..count {
+            let key = format!("p:t:{index:05}");
+            let target = rings.to.node_for(key.as_bytes());
+            assert_eq!(
+                nodes.get(target, &key).as_deref(),
+                Some(key.as_bytes()),
+                "{key} on {target}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn copies_every_moving_key_to_its_target() {
+        let rings = Rings {
+            from: ring(&["a", "b", "c"]),
+            to: ring(&["a", "b", "c", "d"]),
+        };
+        let nodes = filled(&rings, 2_000);
+        let mut progress = CopyProgress::default();
+        let end = copy(
+            &nodes,
+            &rings,
+            &mut progress,
+            &options(),
+            &AtomicBool::new(false),
+            |_| async { Ok(()) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(end, CopyEnd::Finished);
+        assert!(progress.finished(&rings));
+        assert_eq!(progress.copied(), nodes.keys("d").len() as u64);
+        assert_every_key_on_its_target(&nodes, &rings, 2_000);
+    }
+
+    #[tokio::test]
+    async fn a_copy_stopped_midway_resumes_from_its_checkpoint() {
+        let rings = Rings {
+            from: ring(&["a", "b", "c", "d"]),
+            to: ring(&["a", "b", "c"]),
+        };
+        let nodes = filled(&rings, 2_000);
+        let stop = AtomicBool::new(false);
+        let mut saved = CopyProgress::default();
+        let mut checkpoints = 0;
+        let mut progress = CopyProgress::default();
+        let end = copy(&nodes, &rings, &mut progress, &options(), &stop, |state| {
+            saved = state.clone();
+            checkpoints += 1;
+            if checkpoints == 7 {
+                stop.store(true, Ordering::SeqCst);
+            }
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(end, CopyEnd::Interrupted);
+        assert!(!saved.finished(&rings));
+        // Resume from what was persisted, as a new process would.
+        let mut resumed = saved.clone();
+        stop.store(false, Ordering::SeqCst);
+        let end = copy(&nodes, &rings, &mut resumed, &options(), &stop, |_| async {
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(end, CopyEnd::Finished);
+        assert_every_key_on_its_target(&nodes, &rings, 2_000);
+        // The resumed run did not start over: it listed each key once in all.
+        assert_eq!(resumed.scanned(), 2_000);
+    }
+
+    #[tokio::test]
+    async fn a_node_down_fails_the_copy_and_keeps_the_checkpoint() {
+        let rings = Rings {
+            from: ring(&["a", "b", "c"]),
+            to: ring(&["a", "b", "c", "d"]),
+        };
+        let nodes = filled(&rings, 500);
+        nodes.set_failing("d", true);
+        let mut progress = CopyProgress::default();
+        let error = copy(
+            &nodes,
+            &rings,
+            &mut progress,
+            &options(),
+            &AtomicBool::new(false),
+            |_| async { Ok(()) },
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("d"), "{error}");
+        nodes.set_failing("d", false);
+        copy(
+            &nodes,
+            &rings,
+            &mut progress,
+            &options(),
+            &AtomicBool::new(false),
+            |_| async { Ok(()) },
+        )
+        .await
+        .unwrap();
+        assert_every_key_on_its_target(&nodes, &rings, 500);
+    }
+
+    #[test]
+    fn the_throttle_spreads_keys_over_time() {
+        let mut throttle = Throttle {
+            started: Instant::now(),
+            max_keys_per_second: 1_000,
+            keys: 0,
+        };
+        let pause = throttle.pause_after(500).unwrap();
+        assert!(pause > Duration::from_millis(400) && pause <= Duration::from_millis(500));
+        let mut unbounded = Throttle {
+            started: Instant::now(),
+            max_keys_per_second: 0,
+            keys: 0,
+        };
+        assert_eq!(unbounded.pause_after(1_000_000), None);
+    }
+}
