@@ -1,5 +1,5 @@
 # The two commands of the README. Everything else is in infra/scripts/.
-.PHONY: run test stack-up stack-down chaos-scale tier-drill bench-tier
+.PHONY: run test stack-up stack-down chaos-scale tier-drill bench-tier bench-migrate
 
 ## Bring up Kafka, Postgres, Redis and the object store, start `flk serve` and send a demo load.
 run:
@@ -35,3 +35,6 @@ tier-drill:
 ## Tiering benchmark: demotion rate, compression ratio, cold read latency (docs/benchmarks.md).
 bench-tier:
 	bash infra/scripts/bench-tier.sh
+
+bench-migrate:
+	bash infra/scripts/bench-migrate.sh
