@@ -278,12 +278,14 @@ impl HotCache {
         }
     }
 
-    /// Switches reads and writes to `placement` at once (every later operation uses it).
-    pub fn set_placement(&self, placement: Placement) {
+    /// Switches reads and writes to `placement` at once (every later operation uses it) and
+    /// returns the previous one: operations that started before still hold it, so its strong
+    /// count says when the last of them has finished.
+    pub fn set_placement(&self, placement: Placement) -> Arc<Placement> {
         let placement = Arc::new(placement);
         match self.placement.write() {
-            Ok(mut current) => *current = placement,
-            Err(poisoned) => *poisoned.into_inner() = placement,
+            Ok(mut current) => std::mem::replace(&mut *current, placement),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), placement),
         }
     }
 

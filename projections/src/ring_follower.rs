@@ -41,7 +41,8 @@ pub async fn poll_once(
                 migration = placement.migration_id_opt.as_deref().unwrap_or(""),
                 "hot tier ring changed"
             );
-            cache.set_placement(placement);
+            let previous = cache.set_placement(placement);
+            drain(previous).await;
             version
         }
         _ => current,
@@ -50,6 +51,23 @@ pub async fn poll_once(
         .report_ring_follower(follower_id, applied, now_ms)
         .await?;
     Ok(applied)
+}
+
+/// Longest wait for operations that started under the previous placement.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Waits until no operation still uses `previous` (each holds a clone while it runs, at most an
+/// operation timeout), so a reported version means no write through the old rings is still in
+/// flight: a copy that starts after dual-write cannot miss a write that was already under way.
+async fn drain(previous: std::sync::Arc<crate::placement::Placement>) {
+    let started = tokio::time::Instant::now();
+    while std::sync::Arc::strong_count(&previous) > 1 {
+        if started.elapsed() > DRAIN_TIMEOUT {
+            tracing::warn!("operations under the previous hot tier ring still running after 2 s");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Polls every `interval` until `shutdown` resolves.
