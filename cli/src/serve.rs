@@ -75,8 +75,13 @@ pub async fn serve(
     metrics.initialize(config.tenants.keys().map(String::as_str));
     let bus = DecisionBus::default();
     let board = StatusBoard::default();
-    let hot_cache =
-        projections::open::hot_cache(&config).context("configuring the redis hot tier")?;
+    let hot_cache = projections::open::hot_cache(&config)
+        .context("configuring the redis hot tier")?
+        .with_dual_write_errors(
+            metrics
+                .dedup_dual_write_errors
+                .with_label_values(&[] as &[&str]),
+        );
     // Gateways and projectors use the hot tier: they follow its recorded ring (`flk migrate`).
     let ring_follower_opt = (roles.contains(&Role::Gateway) || roles.contains(&Role::Projector))
         .then(|| {

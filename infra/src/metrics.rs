@@ -82,6 +82,8 @@ pub struct Metrics {
     pub tier_promotions: IntCounterVec,
     /// Time to serve one cold read (index, object, verification), seconds.
     pub tier_cold_read_latency: HistogramVec,
+    /// Hot tier writes to the second ring of a migration (dual write) that failed.
+    pub dedup_dual_write_errors: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -253,6 +255,12 @@ impl Metrics {
                 tenant,
             ),
             tier_cold_read_latency: cold_read_latency,
+            dedup_dual_write_errors: counter(
+                &registry,
+                "flk_dedup_dual_write_errors_total",
+                "hot tier writes to the second ring of a migration that failed",
+                &[],
+            ),
             ingest_total: counter(
                 &registry,
                 "flk_ingest_total",

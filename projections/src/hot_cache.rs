@@ -225,6 +225,8 @@ pub struct HotCache {
     prefix: String,
     /// Hot TTL per tenant.
     ttl: TenantTtl,
+    /// Counts entries whose write to a second ring (a migration's dual write) failed.
+    dual_write_errors_opt: Option<prometheus::IntCounter>,
 }
 
 fn escape_tenant(tenant: &str) -> String {
@@ -262,7 +264,15 @@ impl HotCache {
             placement: Arc::new(RwLock::new(Arc::new(Placement::from_config(ring)))),
             prefix: config.prefix,
             ttl: config.ttl,
+            dual_write_errors_opt: None,
         })
+    }
+
+    /// Counts failed dual writes in `counter` (`flk_dedup_dual_write_errors_total`), so a
+    /// migration's second ring never silently misses writes.
+    pub fn with_dual_write_errors(mut self, counter: prometheus::IntCounter) -> Self {
+        self.dual_write_errors_opt = Some(counter);
+        self
     }
 
     /// The key prefix.
@@ -311,7 +321,9 @@ impl HotCache {
     pub async fn put_many(&self, entries: &[CacheEntry]) -> Result<usize, CacheError> {
         let now = now_ms();
         let placement = self.placement();
-        let mut per_node: HashMap<String, (redis::Pipeline, Vec<usize>)> = HashMap::new();
+        // Per node: the pipeline, the entries it writes, and how many of them are second-ring
+        // (dual) writes.
+        let mut per_node: HashMap<String, (redis::Pipeline, Vec<usize>, u64)> = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
             let mut ttl_ms = self.ttl.ttl_ms(&entry.tenant);
             if let Some(expires_at_ms) = entry.expires_at_ms_opt {
@@ -324,10 +336,17 @@ impl HotCache {
             let value = serde_json::to_string(&entry.outcome)
                 .map_err(|error| CacheError::Decode(error.to_string()))?;
             let key = self.key(&entry.tenant, &entry.pcs_id);
-            for owner in placement.write_owners(key.as_bytes()) {
-                let (pipeline, indexes) = per_node
+            for (rank, owner) in placement
+                .write_owners(key.as_bytes())
+                .into_iter()
+                .enumerate()
+            {
+                let (pipeline, indexes, dual) = per_node
                     .entry(owner.to_owned())
-                    .or_insert_with(|| (redis::pipe(), Vec::new()));
+                    .or_insert_with(|| (redis::pipe(), Vec::new(), 0));
+                if rank > 0 {
+                    *dual += 1;
+                }
                 pipeline
                     .cmd("SET")
                     .arg(&key)
@@ -341,25 +360,28 @@ impl HotCache {
         let mut tasks = JoinSet::new();
         let mut first_error_opt: Option<CacheError> = None;
         let mut failed_entries: HashSet<usize> = HashSet::new();
-        for (id, (pipeline, indexes)) in per_node {
+        let mut dual_failed = 0;
+        for (id, (pipeline, indexes, dual)) in per_node {
             let node = match self.nodes.node(&id) {
                 Ok(node) => node,
                 Err(error) => {
                     failed_entries.extend(indexes);
+                    dual_failed += dual;
                     first_error_opt.get_or_insert(error);
                     continue;
                 }
             };
             tasks.spawn(async move {
                 let outcome = node.query_pipeline::<()>(&pipeline).await;
-                (indexes, outcome)
+                (indexes, dual, outcome)
             });
         }
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((_, Ok(()))) => {}
-                Ok((indexes, Err(error))) => {
+                Ok((_, _, Ok(()))) => {}
+                Ok((indexes, dual, Err(error))) => {
                     failed_entries.extend(indexes);
+                    dual_failed += dual;
                     first_error_opt.get_or_insert(error);
                 }
                 Err(error) => {
@@ -369,6 +391,13 @@ impl HotCache {
                     });
                 }
             }
+        }
+        if let Some(counter) = self
+            .dual_write_errors_opt
+            .as_ref()
+            .filter(|_| dual_failed > 0)
+        {
+            counter.inc_by(dual_failed);
         }
         match first_error_opt {
             None => Ok(entries.len()),
