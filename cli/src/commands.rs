@@ -6,5 +6,6 @@ pub mod migrate_steps;
 mod migrate_view;
 pub mod pcs;
 pub mod service;
+pub mod shards;
 pub mod tier;
 pub mod top;

@@ -11,7 +11,7 @@ pub mod commands;
 pub mod serve;
 pub mod top_view;
 
-use commands::{audit, migrate, pcs, service, tier, top};
+use commands::{audit, migrate, pcs, service, shards, tier, top};
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +53,10 @@ pub enum Command {
     /// cutover, rollback, cleanup, status.
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
+    /// The Redis nodes of the hot tier as they are: keys and bytes per node and the balance, PING
+    /// latency, sample key names, where one key is, a summary (the gateway's /api/shards/*).
+    #[command(subcommand)]
+    Shards(shards::ShardsCommand),
     /// A terminal view of running processes from their /metrics: per role records/s, lag,
     /// in-flight work, restarts, progress age; per gateway submits/s, 5xx/s, p99.
     Top(top::TopArgs),
@@ -71,5 +75,6 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(args) => bench::run(args),
         Command::Top(args) => top::run(args),
         Command::Migrate(command) => migrate::run(command),
+        Command::Shards(command) => shards::run(command),
     }
 }

@@ -79,6 +79,7 @@ pub mod ring_algorithms;
 pub mod ring_follower;
 pub mod ring_store;
 mod sanitize;
+pub mod shard_stats;
 pub mod state_hash;
 pub mod store;
 

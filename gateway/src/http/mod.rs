@@ -4,6 +4,7 @@
 mod audit;
 mod cold_read;
 pub mod ops;
+mod shards;
 pub mod status;
 mod submit;
 
@@ -91,5 +92,13 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics))
-        .route("/debug/actors", web::get().to(ops::actors));
+        .route("/debug/actors", web::get().to(ops::actors))
+        .route(
+            "/api/shards/distribution",
+            web::get().to(shards::distribution),
+        )
+        .route("/api/shards/health", web::get().to(shards::health))
+        .route("/api/shards/sample", web::get().to(shards::sample))
+        .route("/api/shards/find", web::get().to(shards::find))
+        .route("/api/shards/stats", web::get().to(shards::stats));
 }

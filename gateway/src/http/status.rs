@@ -20,11 +20,11 @@
 //! | [`ApiError::DecisionUnavailable`] | 503 | `decision_unavailable` | `Retry-After` |
 //! | [`ApiError::NotFound`] (lookups) | 404 | `not_found` | |
 //! | [`ApiError::NoSuch`] (audit: no such checkpoint, leaf or record in the log) | 404 | `not_found` | |
-//! | [`ApiError::BadQuery`] (audit: a missing or malformed parameter, an impossible size) | 400 | `bad_query` | |
+//! | [`ApiError::BadQuery`] (audit: a missing or malformed parameter, an impossible size; shards: an unknown parameter, a sample size out of range, a missing key part) | 400 | `bad_query` | |
 //! | [`ApiError::Store`]: [`StoreError::Unavailable`] or [`StoreError::Fenced`] | 503 | `store_unavailable` | `Retry-After` |
 //! | [`ApiError::Store`]: [`StoreError::InvalidInput`], [`StoreError::Corrupt`], [`StoreError::Fatal`] | 503 | `store_error` | `Retry-After` |
 //! | [`ApiError::NotReady`] (`/ready`) | 503 | (readiness body) | `Retry-After` |
-//! | [`ApiError::MetricsUnauthorized`] (`/metrics`) | 401 | (empty body) | `WWW-Authenticate` |
+//! | [`ApiError::MetricsUnauthorized`] (`/metrics`, `/debug/actors`, `/api/shards/*`) | 401 | (empty body) | `WWW-Authenticate` |
 //!
 //! Store errors: the contract has no 5xx besides 503, so every [`StoreError`] a request meets is a
 //! 503. For `Unavailable` that is the whole truth; `Fenced` cannot reach a request (only the
@@ -87,7 +87,8 @@ pub enum ApiError {
     /// says which).
     #[error("{0}")]
     NoSuch(String),
-    /// An audit request has a missing or malformed parameter (the message names it).
+    /// An audit or shards request has a missing, unknown or malformed parameter (the message
+    /// names it).
     #[error("{0}")]
     BadQuery(String),
     /// The projection store failed a lookup.
@@ -118,7 +119,8 @@ pub enum ApiError {
         /// Suggested wait before asking again.
         retry_after_secs: u64,
     },
-    /// `/metrics` without the configured Basic Auth credentials.
+    /// `/metrics`, `/debug/actors` or `/api/shards/*` without the configured Basic Auth
+    /// credentials.
     #[error("metrics require authentication")]
     MetricsUnauthorized,
 }
