@@ -56,11 +56,7 @@ pub async fn cleanup<N: KeyNodes>(
 mod tests {
     use super::*;
     use crate::reshard::memory::MemoryNodes;
-    use crate::ring::HashRing;
-
-    fn ring(nodes: &[&str]) -> HashRing {
-        HashRing::new(nodes.iter().map(|node| (*node).to_owned()).collect(), 64).unwrap()
-    }
+    use crate::reshard::memory::ring;
 
     #[tokio::test]
     async fn leaves_each_key_only_on_its_new_owner() {

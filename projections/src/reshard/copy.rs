@@ -168,11 +168,7 @@ pub async fn copy_keys<N: KeyNodes>(
 mod tests {
     use super::*;
     use crate::reshard::memory::MemoryNodes;
-    use crate::ring::HashRing;
-
-    fn ring(nodes: &[&str]) -> HashRing {
-        HashRing::new(nodes.iter().map(|node| (*node).to_owned()).collect(), 64).unwrap()
-    }
+    use crate::reshard::memory::ring;
 
     fn filled(rings: &Rings, count: usize) -> MemoryNodes {
         let nodes = MemoryNodes::default();

@@ -200,3 +200,10 @@ impl KeyNode for MemoryNode {
         Ok(chunk_checksum(&entries))
     }
 }
+
+/// A ring of `nodes` with 64 points each (unit tests).
+#[cfg(test)]
+pub(crate) fn ring(nodes: &[&str]) -> crate::ring::HashRing {
+    let nodes = nodes.iter().map(|node| (*node).to_owned()).collect();
+    crate::ring::HashRing::new(nodes, 64).unwrap_or_else(|error| unreachable!("{error}"))
+}

@@ -123,11 +123,7 @@ pub async fn plan<N: KeyNodes>(
 mod tests {
     use super::*;
     use crate::reshard::memory::MemoryNodes;
-    use crate::ring::HashRing;
-
-    fn ring(nodes: &[&str]) -> HashRing {
-        HashRing::new(nodes.iter().map(|node| (*node).to_owned()).collect(), 64).unwrap()
-    }
+    use crate::reshard::memory::ring;
 
     #[tokio::test]
     async fn counts_exactly_the_keys_that_move() {

@@ -168,12 +168,8 @@ mod tests {
     use super::*;
     use crate::reshard::copy::{CopyOptions, CopyProgress, copy};
     use crate::reshard::memory::MemoryNodes;
-    use crate::ring::HashRing;
+    use crate::reshard::memory::ring;
     use std::sync::atomic::AtomicBool;
-
-    fn ring(nodes: &[&str]) -> HashRing {
-        HashRing::new(nodes.iter().map(|node| (*node).to_owned()).collect(), 64).unwrap()
-    }
 
     #[tokio::test]
     async fn finds_exactly_the_keys_that_differ_and_nothing_after_a_copy() {
