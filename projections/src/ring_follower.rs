@@ -53,6 +53,15 @@ pub async fn poll_once(
     Ok(applied)
 }
 
+/// Installs the recorded ring in `cache` once, without reporting as a follower: for one-shot
+/// commands (`flk tier explain`, `flk shards`) that must look where serving processes look.
+pub async fn install_recorded(store: &ProjectionStore, cache: &HotCache) -> Result<(), StoreError> {
+    if let Some(state) = store.ring_state().await? {
+        cache.set_placement(state.placement()?);
+    }
+    Ok(())
+}
+
 /// Longest wait for operations that started under the previous placement.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 

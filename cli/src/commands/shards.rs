@@ -19,9 +19,6 @@ use serde::Serialize;
 
 use super::service::{ConfigArgs, load};
 
-/// The follower id this command reports when it installs the recorded ring.
-const FOLLOWER_ID: &str = "flk-shards-cli";
-
 /// `flk shards` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ShardsCommand {
@@ -111,7 +108,9 @@ pub fn run(command: ShardsCommand) -> anyhow::Result<u8> {
 async fn open(config: &Config) -> anyhow::Result<HotCache> {
     let store = crate::serve::open_store(config, &config.postgres.schema).await?;
     let cache = projections::open::hot_cache(config).context("configuring the redis hot tier")?;
-    projections::ring_follower::poll_once(&store, &cache, FOLLOWER_ID, infra::clock::now_ms())
+    // Installed without registering as a follower: a one-shot command must not make
+    // `flk migrate` wait for it.
+    projections::ring_follower::install_recorded(&store, &cache)
         .await
         .context("reading the recorded ring")?;
     Ok(cache)

@@ -126,10 +126,12 @@ async fn explain(config: &Config, tenant: &str, pcs_id: &str) -> anyhow::Result<
     };
     let policy = &tenant_config.tiering;
     let store = crate::serve::open_store(config, &config.postgres.schema).await?;
-    let hot = projections::open::hot_cache(config)
-        .context("configuring the redis hot tier")?
-        .get(tenant, pcs_id)
-        .await;
+    let cache = projections::open::hot_cache(config).context("configuring the redis hot tier")?;
+    // Look where serving processes look: the ring `flk migrate` recorded, if any.
+    projections::ring_follower::install_recorded(&store, &cache)
+        .await
+        .context("reading the hot tier's ring")?;
+    let hot = cache.get(tenant, pcs_id).await;
     match hot {
         Ok(Some(_)) => println!(
             "hot:  in Redis (a cache of the warm or cold entry, for up to {} s after it was filled)",
