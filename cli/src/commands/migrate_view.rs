@@ -1,5 +1,6 @@
 //! What `flk migrate` prints: plans, verify reports, status, and the next step to run.
 
+use projections::reshard::copy::CopyProgress;
 use projections::reshard::plan::Plan;
 use projections::reshard::verify::VerifyReport;
 use projections::ring_store::{Follower, MigrationRecord, Phase, RingState};
@@ -205,15 +206,9 @@ pub fn print_status(
     json_output: bool,
 ) -> anyhow::Result<u8> {
     let id = migration.migration_id.as_str();
-    let copied: u64 = migration.copy_progress["nodes"]
-        .as_object()
-        .map(|nodes| {
-            nodes
-                .values()
-                .filter_map(|node| node["copied"].as_u64())
-                .sum()
-        })
-        .unwrap_or(0);
+    let copied = serde_json::from_value::<CopyProgress>(migration.copy_progress.clone())
+        .unwrap_or_default()
+        .copied();
     let planned = migration.plan["moving"]["keys"].as_u64().unwrap_or(0);
     if json_output {
         println!(
