@@ -20,6 +20,19 @@ cross_count="${FLK_CROSS_COUNT:-1000}"
 step() { printf '\n==> %s\n' "$*"; }
 failures=()
 
+# A cold build of every test binary needs about 9 GiB under target/; running out half way shows up
+# as a linker "Bus error" or "No space left on device", which reads like a toolchain fault. Say it
+# plainly up front instead. Incremental compilation only helps repeated local builds and roughly
+# doubles the size of target/, so the test command turns it off.
+export CARGO_INCREMENTAL=0
+min_free_kib=$((12 * 1024 * 1024))
+free_kib=$(df -Pk "$repo" | awk 'NR==2 {print $4}')
+if [ "${free_kib:-0}" -lt "$min_free_kib" ]; then
+    echo "error: only $((free_kib / 1024 / 1024)) GiB free on the disk holding $repo;" \
+        "the test build needs at least 12 GiB (free space, or remove old target/ directories)" >&2
+    exit 2
+fi
+
 step "toolchains"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
