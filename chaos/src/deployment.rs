@@ -200,7 +200,13 @@ impl Deployment {
                 .set("bootstrap.servers", &self.stack.brokers)
                 .create();
         if let Ok(admin) = admin {
-            let topics = [self.submissions_topic(), self.decisions_topic()];
+            let topics = [
+                self.submissions_topic(),
+                self.decisions_topic(),
+                format!("{}flk.audit.tasks", self.topic_prefix),
+                format!("{}flk.audit.dlq", self.topic_prefix),
+                format!("{}flk.ring", self.topic_prefix),
+            ];
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
         }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod migrate;
+mod migrate_log;
 pub mod migrate_steps;
 mod migrate_view;
 pub mod pcs;

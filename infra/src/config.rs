@@ -151,6 +151,12 @@ impl KafkaConfig {
         format!("{}flk.audit.dlq", self.topic_prefix)
     }
 
+    /// `flk.ring` with the prefix: one event per change of the hot tier's ring (one partition,
+    /// so the changes read back in order).
+    pub fn ring_topic(&self) -> String {
+        format!("{}flk.ring", self.topic_prefix)
+    }
+
     /// A consumer group name with the prefix (`flk-shard`, `flk-projector`).
     pub fn group(&self, name: &str) -> String {
         format!("{}{name}", self.topic_prefix)

@@ -104,7 +104,8 @@ fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
     client
 }
 
-/// Creates the submissions and decisions topics if missing (same partition count: co-partitioned).
+/// Creates the topics if missing: submissions and decisions with the same partition count
+/// (co-partitioned), the audit task and DLQ topics, and the one-partition ring topic.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaClientError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
@@ -113,11 +114,13 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaClientError>
     let decisions = config.decisions_topic();
     let replication = || TopicReplication::Fixed(config.replication_factor);
     let (tasks, dlq) = (config.audit_tasks_topic(), config.audit_dlq_topic());
+    let ring = config.ring_topic();
     let topics = [
         NewTopic::new(&submissions, config.partitions, replication()),
         NewTopic::new(&decisions, config.partitions, replication()),
         NewTopic::new(&tasks, config.partitions, replication()),
         NewTopic::new(&dlq, config.partitions, replication()),
+        NewTopic::new(&ring, 1, replication()),
     ];
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin.create_topics(&topics, &options).await?;

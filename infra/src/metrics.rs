@@ -84,6 +84,9 @@ pub struct Metrics {
     pub tier_cold_read_latency: HistogramVec,
     /// Hot tier writes to the second ring of a migration (dual write) that failed.
     pub dedup_dual_write_errors: IntCounterVec,
+    /// Lookups whose hot tier read failed (node down or slower than its timeout) and fell back
+    /// to Postgres.
+    pub hot_cache_read_errors: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -259,6 +262,12 @@ impl Metrics {
                 &registry,
                 "flk_dedup_dual_write_errors_total",
                 "hot tier writes to the second ring of a migration that failed",
+                &[],
+            ),
+            hot_cache_read_errors: counter(
+                &registry,
+                "flk_hot_cache_read_errors_total",
+                "lookups whose hot tier read failed and fell back to postgres",
                 &[],
             ),
             ingest_total: counter(

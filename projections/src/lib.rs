@@ -19,7 +19,7 @@
 //!   tree half of a replay);
 //! - [`merkle_log`]: the audit Merkle log (leaves, subtree hashes, signed checkpoints) and its
 //!   operations on the store (its own `impl ProjectionStore` block);
-//! - [`notify`]: `pg_notify` after commit and the [`DecidedListener`];
+//! - [`notify`]: `pg_notify` after commit, the [`DecidedListener`] and the [`RingListener`];
 //! - [`state_hash`]: the digest that proves a rebuild equals the live store;
 //! - [`rebuild`]: swapping a rebuilt schema in;
 //! - [`open`]: opening the store and the hot cache as the configuration describes them;
@@ -27,7 +27,8 @@
 //!   [`placement`]: the rings reads and writes go through (two while a migration dual-writes);
 //!   [`redis_nodes`]: connections by node id and the per-node commands; [`ring_store`]: ring
 //!   versions, the state every process follows, and migrations, in Postgres; [`ring_follower`]:
-//!   the loop that keeps a process's hot cache on the recorded ring;
+//!   the loop that keeps a process's hot cache on the recorded ring; [`ring_event`]: the ring
+//!   change as an event of the Kafka log;
 //! - [`error`]: [`StoreError`], classified by what the caller must do;
 //! - [`model`]: the values handed back; [`canonical_json`]: hashing `jsonb` values;
 //! - [`frozen_status`]: the legacy numeric class the frozen hash formats still encode, derived
@@ -76,6 +77,7 @@ pub mod redis_nodes;
 pub mod reshard;
 pub mod ring;
 pub mod ring_algorithms;
+pub mod ring_event;
 pub mod ring_follower;
 pub mod ring_store;
 mod sanitize;
@@ -92,6 +94,6 @@ pub use model::{
     Applied, ChainBreak, ChainBreakKind, ChainReport, Claim, DEFAULT_DEDUP_TTL_MS, DedupResult,
     StoredOutcome, SwapReport, TenantTtl,
 };
-pub use notify::DecidedListener;
+pub use notify::{DecidedListener, RingListener};
 pub use ring::{DEFAULT_VIRTUAL_NODES, HashRing};
 pub use store::{ProjectionStore, StoreOptions};

@@ -127,6 +127,48 @@ impl Drop for DecidedListener {
     }
 }
 
+/// Wakes a ring follower when the ring state changes: `flk migrate` notifies inside the
+/// transaction that bumps `ring_state`, so the wake-up comes only once the change is visible.
+/// The payload (the new state version) is only informative; the follower reads the row.
+#[derive(Debug)]
+pub struct RingListener {
+    /// One item per notification.
+    receiver: mpsc::Receiver<()>,
+    /// Keeps the connection open.
+    _client: tokio_postgres::Client,
+    /// Drives the connection; aborted on drop.
+    task: JoinHandle<()>,
+}
+
+impl RingListener {
+    /// Resolves at the next ring change; `None` once the connection is gone (changes may have
+    /// been missed: poll, then reconnect).
+    pub async fn changed(&mut self) -> Option<()> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for RingListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// LISTENs on a schema's ring channel.
+pub(crate) async fn listen_ring(
+    pg_config: &tokio_postgres::Config,
+    channel: &str,
+) -> Result<RingListener, StoreError> {
+    // Notifications only wake the follower, so one pending wake-up is enough; a full queue
+    // drops the rest (the follower reads the latest state anyway).
+    let (client, receiver, task) = listen_with(pg_config, channel, 16, |_| vec![()]).await?;
+    Ok(RingListener {
+        receiver,
+        _client: client,
+        task,
+    })
+}
+
 /// Opens the dedicated connection and LISTENs; returns once LISTEN is active, so every commit
 /// after this call is delivered.
 pub(crate) async fn listen(
@@ -134,6 +176,25 @@ pub(crate) async fn listen(
     channel: &str,
     capacity: usize,
 ) -> Result<DecidedListener, StoreError> {
+    let (client, receiver, task) =
+        listen_with(pg_config, channel, capacity, decode_payload).await?;
+    Ok(DecidedListener {
+        receiver,
+        _client: client,
+        task,
+        channel: channel.to_owned(),
+    })
+}
+
+/// The connection behind a listener: LISTENs on `channel` (returning once LISTEN is active) and
+/// sends what `decode` makes of each payload into a queue of `capacity`. The task ends, closing
+/// the queue, when the connection fails or every receiver is gone.
+pub(crate) async fn listen_with<T: Send + 'static>(
+    pg_config: &tokio_postgres::Config,
+    channel: &str,
+    capacity: usize,
+    decode: fn(&str) -> Vec<T>,
+) -> Result<(tokio_postgres::Client, mpsc::Receiver<T>, JoinHandle<()>), StoreError> {
     let (client, mut connection) = pg_config.connect(NoTls).await?;
     let (sender, receiver) = mpsc::channel(capacity.max(1));
     let task_channel = channel.to_owned();
@@ -141,15 +202,15 @@ pub(crate) async fn listen(
         loop {
             match poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(notification))) => {
-                    for source in decode_payload(notification.payload()) {
-                        if sender.send(source).await.is_err() {
+                    for item in decode(notification.payload()) {
+                        if sender.send(item).await.is_err() {
                             return;
                         }
                     }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => {
-                    tracing::warn!(channel = %task_channel, %error, "decided listener connection failed");
+                    tracing::warn!(channel = %task_channel, %error, "listener connection failed");
                     return;
                 }
                 None => return,
@@ -159,12 +220,7 @@ pub(crate) async fn listen(
     client
         .batch_execute(&format!("LISTEN \"{channel}\""))
         .await?;
-    Ok(DecidedListener {
-        receiver,
-        _client: client,
-        task,
-        channel: channel.to_owned(),
-    })
+    Ok((client, receiver, task))
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@
 //! docs/benchmarks.md). Unlogged tables were measured too and rejected: the WAL saved while
 //! loading was less than what `SET LOGGED` costs before the swap.
 //!
+//! The hot tier's ring (versions, the state processes follow, migration history) is operator
+//! state, not a projection: the swap copies it from the live schema into the rebuilt one.
+//!
 //! The old schema is KEPT for inspection (diffing, audit questions); drop it later with
 //! [`drop_schema`]. After the swap, projectors re-claim their partitions (stores keep working:
 //! `search_path` resolves the live name again) and continue from the rebuild's offsets, so records
@@ -76,6 +79,7 @@ pub(crate) async fn swap_in(
         )));
     }
     let old_schema_opt = if schema_exists(&transaction, live_schema).await? {
+        carry_ring(&transaction, live_schema, rebuild_schema).await?;
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -112,6 +116,46 @@ pub(crate) async fn swap_in(
         live_schema: live_schema.to_owned(),
         old_schema_opt,
     })
+}
+
+/// Tables that are not projections of the log but operator state the rebuild cannot derive: the
+/// hot tier's ring versions, the state serving processes follow, and migration history. The
+/// rebuilt schema starts with them empty; without a copy, every process would fall back to the
+/// configuration's ring after the swap and look for keys where a finished migration moved them
+/// away. Parents before children (foreign keys).
+const RING_TABLES: [&str; 5] = [
+    "ring_versions",
+    "ring_state",
+    "ring_migrations",
+    "ring_events",
+    "ring_followers",
+];
+
+/// Replaces the rebuild schema's ring tables with the live schema's, inside the swap transaction.
+async fn carry_ring(
+    transaction: &tokio_postgres::Transaction<'_>,
+    live_schema: &str,
+    rebuild_schema: &str,
+) -> Result<(), StoreError> {
+    // No ring change may commit between the copies of two tables.
+    let mut sql = format!(
+        "LOCK TABLE \"{live_schema}\".ring_state, \"{live_schema}\".ring_migrations IN SHARE MODE;\n"
+    );
+    for table in RING_TABLES.iter().rev() {
+        sql.push_str(&format!("DELETE FROM \"{rebuild_schema}\".{table};\n"));
+    }
+    for table in RING_TABLES {
+        sql.push_str(&format!(
+            "INSERT INTO \"{rebuild_schema}\".{table} SELECT * FROM \"{live_schema}\".{table};\n"
+        ));
+    }
+    // Event ids continue after the copied ones.
+    sql.push_str(&format!(
+        "SELECT setval(pg_get_serial_sequence('\"{rebuild_schema}\".ring_events', 'id'), max(id)) \
+         FROM \"{rebuild_schema}\".ring_events HAVING max(id) IS NOT NULL;"
+    ));
+    transaction.batch_execute(&sql).await?;
+    Ok(())
 }
 
 pub(crate) async fn drop_schema(

@@ -1,7 +1,8 @@
-//! Keeps a process's hot cache on the recorded ring: polls `ring_state` (a one-row read), installs
-//! a new placement the moment its state version changes, and reports the version it applied, so
-//! `flk migrate` can wait until every live process writes (or reads) the new way before it goes
-//! on. No restart is needed for any ring change.
+//! Keeps a process's hot cache on the recorded ring: reads `ring_state` (a one-row read) when a
+//! change is notified (`LISTEN <schema>_ring`, sent in the transaction that changes the ring) and
+//! on a slow poll as the fallback, installs a new placement the moment its state version changes,
+//! and reports the version it applied, so `flk migrate` can wait until every live process writes
+//! (or reads) the new way before it goes on. No restart is needed for any ring change.
 //!
 //! Until a ring is recorded (`flk migrate plan` records the first), the cache keeps the
 //! configuration's ring. A poll that fails keeps the current placement and retries at the next
@@ -12,11 +13,13 @@ use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::hot_cache::HotCache;
+use crate::notify::RingListener;
 use crate::store::ProjectionStore;
 
-/// How often a follower polls by default. Migration steps wait for every follower, so this
-/// bounds how long a cutover takes to reach every process.
-pub const DEFAULT_POLL: Duration = Duration::from_millis(200);
+/// How often a follower polls by default, notified or not. A change normally arrives by
+/// notification within milliseconds; the poll bounds how long one lost with a dropped
+/// connection takes, and refreshes the follower's liveness for `flk migrate`.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 
 /// A follower is live while it reported within this window; `flk migrate` waits only for those.
 pub const LIVE_WINDOW: Duration = Duration::from_secs(10);
@@ -79,7 +82,12 @@ async fn drain(previous: std::sync::Arc<crate::placement::Placement>) {
     }
 }
 
-/// Polls every `interval` until `shutdown` resolves.
+/// How long a follower waits before opening a failed notification connection again.
+const RELISTEN_AFTER: Duration = Duration::from_secs(5);
+
+/// Follows the ring until `shutdown` resolves: polls at once when a change is notified, and
+/// every `interval` anyway (to report as live, and to catch a change whose notification was lost
+/// with a dropped connection).
 pub async fn follow(
     store: ProjectionStore,
     cache: HotCache,
@@ -89,12 +97,29 @@ pub async fn follow(
 ) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listener_opt: Option<RingListener> = None;
+    let mut listen_again_at = tokio::time::Instant::now();
     let mut failing = false;
     tokio::pin!(shutdown);
     loop {
+        if listener_opt.is_none() && tokio::time::Instant::now() >= listen_again_at {
+            match store.listen_ring().await {
+                Ok(listener) => listener_opt = Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for ring changes; polling only");
+                    listen_again_at = tokio::time::Instant::now() + RELISTEN_AFTER;
+                }
+            }
+        }
         tokio::select! {
             () = &mut shutdown => return,
             _ = ticks.tick() => {}
+            notified = changed(&mut listener_opt) => {
+                if notified.is_none() {
+                    tracing::warn!("ring change notifications stopped; listening again");
+                    listener_opt = None;
+                }
+            }
         }
         match poll_once(&store, &cache, &follower_id, infra::clock::now_ms()).await {
             Ok(_) if failing => {
@@ -108,5 +133,13 @@ pub async fn follow(
             }
             Err(_) => {}
         }
+    }
+}
+
+/// The next notification, or never when there is no listener.
+async fn changed(listener_opt: &mut Option<RingListener>) -> Option<()> {
+    match listener_opt {
+        Some(listener) => listener.changed().await,
+        None => std::future::pending().await,
     }
 }

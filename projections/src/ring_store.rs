@@ -329,6 +329,7 @@ impl crate::ProjectionStore {
                 &[&serde_json::json!({"version": 1}), &now_ms],
             )
             .await?;
+        notify_ring_change(&transaction, self.schema(), 1).await?;
         transaction.commit().await?;
         Ok((1, spec.clone()))
     }
@@ -478,6 +479,7 @@ impl crate::ProjectionStore {
             object.insert("state_version".into(), state_version.into());
         }
         insert_event(&transaction, migration_id, phase.as_str(), &detail, now_ms).await?;
+        notify_ring_change(&transaction, self.schema(), state_version).await?;
         transaction.commit().await?;
         Ok(state_version)
     }
@@ -559,6 +561,26 @@ impl crate::ProjectionStore {
             .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect())
     }
+}
+
+/// Wakes every ring follower of `schema` once the transaction commits (Postgres delivers a
+/// notification only on commit), so a change reaches serving processes without waiting for their
+/// next poll.
+async fn notify_ring_change(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    schema: &str,
+    state_version: i64,
+) -> Result<(), StoreError> {
+    transaction
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[
+                &crate::store::ring_channel(schema),
+                &state_version.to_string(),
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 async fn insert_event(

@@ -11,7 +11,7 @@ use tokio_postgres::NoTls;
 use crate::error::StoreError;
 use crate::migrations::{migrate, validate_schema_name};
 use crate::model::{Applied, ChainReport, Claim, StoredOutcome, SwapReport, TenantTtl};
-use crate::notify::DecidedListener;
+use crate::notify::{DecidedListener, RingListener};
 use crate::{apply, audit, dedup, notify, offsets, rebuild, state_hash};
 
 /// Tuning for a [`ProjectionStore`]; `Default` is the local default.
@@ -52,6 +52,11 @@ pub struct ProjectionStore {
     schema: String,
     /// Options the store was opened with.
     options: StoreOptions,
+}
+
+/// Name of the NOTIFY channel of ring changes in a schema: `<schema>_ring`.
+pub fn ring_channel(schema: &str) -> String {
+    format!("{schema}_ring")
 }
 
 /// Name of the NOTIFY channel of a schema: `<schema>_decided`.
@@ -224,6 +229,11 @@ impl ProjectionStore {
             self.options.listener_capacity,
         )
         .await
+    }
+
+    /// Opens a dedicated connection that LISTENs for ring changes (see [`RingListener`]).
+    pub async fn listen_ring(&self) -> Result<RingListener, StoreError> {
+        notify::listen_ring(&self.pg_config, &ring_channel(&self.schema)).await
     }
 
     /// The dedup row of (tenant, `pcs_id`), scoped by tenant (I7).

@@ -133,6 +133,8 @@ fn config_spec(config: &Config) -> RingSpec {
 
 pub(super) struct Context {
     pub(super) store: ProjectionStore,
+    /// Where ring changes are appended as events.
+    pub(super) kafka: infra::config::KafkaConfig,
     pub(super) nodes: RedisNodes,
     pub(super) pattern: String,
 }
@@ -142,6 +144,7 @@ async fn context(config: &Config) -> anyhow::Result<Context> {
     let nodes = RedisNodes::new(&config.redis.urls, NODE_TIMEOUT)?;
     Ok(Context {
         store,
+        kafka: config.kafka.clone(),
         nodes,
         pattern: pattern_of(&config.redis.key_prefix),
     })
@@ -227,8 +230,13 @@ async fn switch(
             now_ms(),
         )
         .await?;
-    wait_for_followers(&context.store, state_version).await?;
-    Ok(started.elapsed())
+    let followed = wait_for_followers(&context.store, state_version).await;
+    let took = started.elapsed();
+    // After the wait, so the switch time printed is the ring's alone; before the wait's error,
+    // since the change is in effect either way.
+    super::migrate_log::publish(&context.kafka, &context.store, Some(phase)).await;
+    followed?;
+    Ok(took)
 }
 
 fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
@@ -262,7 +270,8 @@ pub async fn plan(
 ) -> anyhow::Result<u8> {
     let spec = read_spec(spec_path)?;
     let context = context(config).await?;
-    let current = match context.store.ring_state().await? {
+    let recorded_opt = context.store.ring_state().await?;
+    let current = match &recorded_opt {
         Some(state) => state
             .writes
             .iter()
@@ -308,7 +317,10 @@ pub async fn plan(
         .unwrap_or_else(|| format!("m-{}", now_ms() / 1000));
     let plan_json = serde_json::to_value(&plan)?;
     if !dry_run {
-        context.store.bootstrap_ring(&current, now_ms()).await?;
+        if recorded_opt.is_none() {
+            context.store.bootstrap_ring(&current, now_ms()).await?;
+            super::migrate_log::publish(&context.kafka, &context.store, None).await;
+        }
         context
             .store
             .create_ring_migration(&id, &target, &plan_json, now_ms())
@@ -438,6 +450,7 @@ pub async fn copy(
                     now_ms(),
                 )
                 .await?;
+            super::migrate_log::publish(&context.kafka, &context.store, Some(Phase::Copied)).await;
             println!(
                 "copied {} keys ({copied} in this run, {rate:.0} keys/s)",
                 progress.copied()

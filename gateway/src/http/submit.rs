@@ -293,7 +293,14 @@ pub async fn lookup(
             );
         }
         Ok(None) => {}
-        Err(error) => tracing::debug!(error = %error, "hot cache miss by error"),
+        Err(error) => {
+            state
+                .metrics
+                .hot_cache_read_errors
+                .with_label_values(&[] as &[&str])
+                .inc();
+            tracing::debug!(error = %error, "hot cache miss by error");
+        }
     }
     match state.store.lookup(&tenant, &pcs_id).await {
         Ok(Some(stored)) => {
