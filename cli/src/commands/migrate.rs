@@ -51,7 +51,7 @@ pub enum MigrateCommand {
         /// Upper bound on keys written per second.
         #[arg(long, default_value_t = steps::DEFAULT_MAX_KEYS_PER_SECOND)]
         max_keys_per_second: u64,
-        /// Keys per chunk (and per checkpoint).
+        /// Keys each node lists per round (SCAN COUNT); progress is saved every 200 ms.
         #[arg(long, default_value_t = projections::reshard::DEFAULT_CHUNK_KEYS)]
         chunk: usize,
     },

@@ -208,7 +208,8 @@ async fn wait_for_followers(
                 names.join(", ")
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Short, so the printed switch time is the followers' and not this loop's.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -412,6 +413,7 @@ pub async fn copy(
         pattern: context.pattern.clone(),
         chunk_keys: chunk.max(1),
         max_keys_per_second,
+        checkpoint_every: projections::reshard::copy::DEFAULT_CHECKPOINT_EVERY,
     };
     let store = context.store.clone();
     let end = projections::reshard::copy::copy(

@@ -203,6 +203,7 @@ mod tests {
                 pattern: "p:*".into(),
                 chunk_keys: 100,
                 max_keys_per_second: 0,
+                checkpoint_every: std::time::Duration::ZERO,
             },
             &AtomicBool::new(false),
             |_| async { Ok(()) },
