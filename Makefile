@@ -1,5 +1,5 @@
 # The two commands of the README. Everything else is in infra/scripts/.
-.PHONY: run test stack-up stack-down chaos-scale tier-drill bench-tier bench-migrate
+.PHONY: run test stack-up stack-down regions-up chaos-scale tier-drill bench-tier bench-migrate
 
 ## Bring up Kafka, Postgres, Redis and the object store, start `flk serve` and send a demo load.
 run:
@@ -14,6 +14,11 @@ stack-up:
 
 stack-down:
 	bash infra/scripts/stack.sh down
+
+## The local stack with a second region (its own Kafka cluster, database and Redis nodes);
+## docs/runbooks/geo-dr.md.
+regions-up:
+	bash infra/scripts/stack.sh up --regions a,b
 
 ## The long form of the scaling chaos test (`chaos/tests/scaling.rs`): 12 join/leave rounds instead
 ## of the CI form's 4, at the same 300/s; starts the local stack if needed.

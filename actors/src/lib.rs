@@ -8,6 +8,8 @@
 //! - [`anchorer`]: audit entries -> Merkle log leaves -> signed checkpoints (one round per tick);
 //! - [`audit_worker`]: runs `flk.audit.tasks` (retries with backoff, then the DLQ); the kinds are
 //!   in [`audit_task_kinds`];
+//! - [`replicator`]: local submissions -> another region's cluster (MirrorMaker 2 style, with
+//!   provenance headers; never re-ships a replica);
 //! - [`demoter`]: warm rows past their tenant's TTL -> verified cold segments (a lease makes it a
 //!   singleton); one cycle is [`demotion`], shared with `flk tier demote --now`;
 //! - [`lanes`]: per-partition positions stored in order for actors that finish out of order;
@@ -29,6 +31,7 @@ pub mod hot_cache_fill;
 pub mod lanes;
 pub mod projector;
 pub mod replay;
+pub mod replicator;
 pub mod shard;
 pub mod supervision;
 

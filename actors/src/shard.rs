@@ -60,6 +60,9 @@ pub type OpenSource = Arc<dyn Fn() -> Result<LogSource, LogError> + Send + Sync>
 /// What a shard needs; kept across restarts.
 #[derive(Clone)]
 pub struct ShardDeps {
+    /// Its role on the status board: `shard` for local submissions, `shard-<origin>` for a
+    /// region's mirrored ones.
+    pub role: String,
     /// Subscribes to the submissions topic.
     pub open_source: OpenSource,
     /// Where decisions go.
@@ -242,7 +245,7 @@ impl Shard {
             .as_ref()
             .map(|positions| positions.lag())
             .unwrap_or_default();
-        let mut status = ActorStatus::new("shard", self.state, self.lanes.statuses(&lag));
+        let mut status = ActorStatus::new(&self.deps.role, self.state, self.lanes.statuses(&lag));
         status.last_progress_ms = self.last_progress_ms;
         status.restarts = self.supervision.restarts_total();
         status

@@ -28,6 +28,7 @@ struct Harness {
 fn start(sink: Arc<MemorySink>, policy: SupervisorPolicy, failpoints: Failpoints) -> Harness {
     let sources = Sources::default();
     let deps = ShardDeps {
+        role: "shard".into(),
         open_source: sources.opener("flk.submissions"),
         sink: sink.clone(),
         decisions_topic: "flk.decisions".into(),
@@ -295,6 +296,7 @@ async fn restarts_back_off_exponentially_with_jitter_until_the_budget_is_spent()
     sources.refuse(100);
     let exhausted = Arc::new(Mutex::new(0));
     let deps = ShardDeps {
+        role: "shard".into(),
         open_source: sources.opener("flk.submissions"),
         sink: MemorySink::new(AckMode::Immediate),
         decisions_topic: "flk.decisions".into(),

@@ -32,6 +32,27 @@ impl StackEnv {
                 .collect(),
         })
     }
+
+    /// Region b's addresses (its own Kafka cluster, database and Redis nodes); a clear error
+    /// when region b is not running.
+    pub fn region_b() -> anyhow::Result<Self> {
+        let get = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!(
+                    "{name} is not set: start region b with `infra/scripts/stack.sh up --regions a,b` \
+                     and `. .local/stack/env.sh`"
+                )
+            })
+        };
+        Ok(StackEnv {
+            brokers: get("FLK_REGION_B_KAFKA_BROKERS")?,
+            postgres_url: get("FLK_REGION_B_POSTGRES_URL")?,
+            redis_urls: get("FLK_REGION_B_REDIS_URLS")?
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
 }
 
 /// One tenant of a test deployment.
@@ -67,6 +88,8 @@ impl TestTenant {
 pub struct Deployment {
     /// Stack addresses.
     pub stack: StackEnv,
+    /// The region id in the config (`test` unless a test sets it).
+    pub region: String,
     /// Random id the names derive from.
     pub id: String,
     /// Kafka topic prefix (`<id>.`).
@@ -90,12 +113,17 @@ pub struct Deployment {
 impl Deployment {
     /// A deployment with fresh names and the given tenants.
     pub fn new(tenants: Vec<TestTenant>) -> anyhow::Result<Self> {
-        let stack = StackEnv::from_env()?;
+        Self::on(StackEnv::from_env()?, tenants)
+    }
+
+    /// A deployment with fresh names on the stack at `stack` (region b's, for instance).
+    pub fn on(stack: StackEnv, tenants: Vec<TestTenant>) -> anyhow::Result<Self> {
         let id = format!("t{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let dir = std::env::temp_dir().join(format!("flk-test-{id}"));
         std::fs::create_dir_all(&dir)?;
         Ok(Deployment {
             stack,
+            region: "test".to_owned(),
             topic_prefix: format!("{id}."),
             schema: id.clone(),
             id,
@@ -121,10 +149,11 @@ impl Deployment {
     /// The TOML config of this deployment (gateway on a free port).
     pub fn config_toml(&self) -> String {
         let mut text = format!(
-            "region = \"test\"\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\npartitions = {}\n\
+            "region = \"{}\"\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\npartitions = {}\n\
              [postgres]\nurl = \"{}\"\nschema = \"{}\"\npool_size = 4\n\
              [redis]\nurls = {:?}\nkey_prefix = \"{}\"\n\
              [gateway]\nlisten = \"127.0.0.1:0\"\ndecision_timeout_ms = {}\nmax_body_bytes = {}\nworkers = 2\n",
+            self.region,
             self.stack.brokers,
             self.topic_prefix,
             self.partitions,
@@ -200,15 +229,23 @@ impl Deployment {
                 .set("bootstrap.servers", &self.stack.brokers)
                 .create();
         if let Ok(admin) = admin {
-            let topics = [
-                self.submissions_topic(),
-                self.decisions_topic(),
-                format!("{}flk.audit.tasks", self.topic_prefix),
-                format!("{}flk.audit.dlq", self.topic_prefix),
-                format!("{}flk.ring", self.topic_prefix),
-            ];
+            // Every topic of this deployment: its own, and the mirrored ones of other regions.
+            let topics: Vec<String> = admin
+                .inner()
+                .fetch_metadata(None, std::time::Duration::from_secs(10))
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .map(|topic| topic.name().to_owned())
+                        .filter(|name| name.starts_with(&self.topic_prefix))
+                        .collect()
+                })
+                .unwrap_or_default();
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-            let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+            if !names.is_empty() {
+                let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+            }
         }
         let cache_config =
             projections::HotCacheConfig::new(self.stack.redis_urls.clone(), self.id.clone());

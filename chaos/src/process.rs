@@ -60,7 +60,7 @@ impl FlkProcess {
         let config = deployment.write_config()?;
         let log_path = deployment.dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)?;
-        let mut child = Command::new(flk_binary()?)
+        let mut child = flk_command(deployment)?
             .args(["serve", "--roles", roles, "--log-format", "json", "-c"])
             .arg(&config)
             .env("RUST_LOG", "info,rdkafka=warn,actix_server=warn")
@@ -187,11 +187,23 @@ impl Drop for FlkProcess {
     }
 }
 
+/// `flk` with the deployment's stack addresses in its environment. The environment overrides the
+/// config file, and the test's environment (the stack's env lines) names region a's services: a
+/// process of a region b deployment would otherwise run on region a.
+fn flk_command(deployment: &Deployment) -> anyhow::Result<Command> {
+    let mut command = Command::new(flk_binary()?);
+    command
+        .env("FLK_KAFKA_BROKERS", &deployment.stack.brokers)
+        .env("FLK_POSTGRES_URL", &deployment.stack.postgres_url)
+        .env("FLK_REDIS_URLS", deployment.stack.redis_urls.join(","));
+    Ok(command)
+}
+
 /// Runs `flk <args>` with the deployment's config to completion; returns its exit code and
 /// stdout, whatever the code (for commands whose failure is the point of the test).
 pub fn run_flk_status(deployment: &Deployment, args: &[&str]) -> anyhow::Result<(i32, String)> {
     let config = deployment.write_config()?;
-    let output = Command::new(flk_binary()?)
+    let output = flk_command(deployment)?
         .args(args)
         .arg("-c")
         .arg(&config)
@@ -206,7 +218,7 @@ pub fn run_flk_status(deployment: &Deployment, args: &[&str]) -> anyhow::Result<
 /// Runs `flk <args>` with the deployment's config to completion; returns stdout.
 pub fn run_flk(deployment: &Deployment, args: &[&str]) -> anyhow::Result<String> {
     let config = deployment.write_config()?;
-    let output = Command::new(flk_binary()?)
+    let output = flk_command(deployment)?
         .args(args)
         .arg("-c")
         .arg(&config)

@@ -20,7 +20,7 @@ use actors::shard::{OpenSource, Shard, ShardDeps};
 use actors::supervision::{Heartbeat, OnExhausted, Supervision, SupervisorPolicy, Watchdog};
 use anyhow::Context as _;
 use events::checkpoint::NoteSigner;
-use infra::config::Config;
+use infra::config::{Config, ReplicationMode};
 use infra::failpoints::Failpoints;
 use infra::kafka::sink::KafkaSink;
 use infra::log::LogError;
@@ -28,6 +28,7 @@ use infra::metrics::Metrics;
 use projections::{HotCache, ProjectionStore};
 
 use actors::hot_cache_fill::HotCacheFiller;
+use actors::replicator::{Replicator, ReplicatorDeps, TenantFilter};
 use gateway::http::{self, AppState};
 use gateway::metrics_server::MetricsState;
 use gateway::rate_limit::RateLimiter;
@@ -49,6 +50,8 @@ pub enum Role {
     /// The demoter: warm rows past their tenant's `warm_ttl` -> cold segments in the object store
     /// (a singleton by lease: a second one stands by).
     Demoter,
+    /// Replicators: local submissions -> each `[[replication.targets]]` region's cluster.
+    Replicator,
 }
 
 /// Opens the projection store in `schema` as the configuration describes it.
@@ -70,6 +73,22 @@ pub async fn serve(
     infra::kafka::ensure_topics(&config.kafka)
         .await
         .context("creating topics")?;
+    // Each region creates the topics it reads, the mirrored ones included; a replicator of
+    // another region produces into them (and retries until they exist).
+    let mirrored: Vec<(String, i32)> = config
+        .replication
+        .origins
+        .iter()
+        .map(|origin| {
+            (
+                config.kafka.mirrored_submissions_topic(origin),
+                config.kafka.partitions,
+            )
+        })
+        .collect();
+    infra::kafka::create_topics(&config.kafka, &mirrored)
+        .await
+        .context("creating the mirrored submissions topics")?;
     let store = open_store(&config, &config.postgres.schema).await?;
     let metrics = Metrics::new();
     metrics.initialize(config.tenants.keys().map(String::as_str));
@@ -232,28 +251,67 @@ impl StartedActors {
         let mut watched = Vec::new();
         let mut shutdowns = Vec::new();
         if roles.contains(&Role::Shard) {
-            let heartbeat = Heartbeat::default();
-            let deps = ShardDeps {
-                open_source: open_source(
-                    config,
-                    "flk-shard",
-                    config.kafka.submissions_topic(),
-                    revoke_timeout,
-                ),
-                sink: Arc::new(KafkaSink::new(&config.kafka)?),
-                decisions_topic: config.kafka.decisions_topic(),
-                region: config.region.clone(),
-                tenants: Arc::new(config.tenant_policies()?),
-                max_body_bytes: config.gateway.max_body_bytes,
-                metrics: wiring.metrics.clone(),
-                heartbeat: heartbeat.clone(),
-                board: wiring.board.clone(),
-                failpoints: wiring.failpoints.clone(),
-            };
-            let supervision = supervision("shard");
-            let shard = Supervisor::start(move |_| Shard::new(deps, supervision));
-            watched.push(("shard", heartbeat, shard.clone().recipient()));
-            shutdowns.push(("shard", shard.recipient()));
+            // Local submissions, and the mirrored submissions of each origin region, which are
+            // decided like local ones by a consumer group of their own.
+            let mut sources = vec![("shard".to_owned(), config.kafka.submissions_topic())];
+            sources.extend(config.replication.origins.iter().map(|origin| {
+                (
+                    format!("shard-{origin}"),
+                    config.kafka.mirrored_submissions_topic(origin),
+                )
+            }));
+            for (role, topic) in sources {
+                let heartbeat = Heartbeat::default();
+                let group = format!("flk-{role}");
+                let deps = ShardDeps {
+                    role,
+                    open_source: open_source(config, &group, topic, revoke_timeout),
+                    sink: Arc::new(KafkaSink::new(&config.kafka)?),
+                    decisions_topic: config.kafka.decisions_topic(),
+                    region: config.region.clone(),
+                    tenants: Arc::new(config.tenant_policies()?),
+                    max_body_bytes: config.gateway.max_body_bytes,
+                    metrics: wiring.metrics.clone(),
+                    heartbeat: heartbeat.clone(),
+                    board: wiring.board.clone(),
+                    failpoints: wiring.failpoints.clone(),
+                };
+                let shard_supervision = supervision("shard");
+                let shard = Supervisor::start(move |_| Shard::new(deps, shard_supervision));
+                watched.push(("shard", heartbeat, shard.clone().recipient()));
+                shutdowns.push(("shard", shard.recipient()));
+            }
+        }
+        if roles.contains(&Role::Replicator) {
+            for target in &config.replication.targets {
+                let remote = target.kafka(&config.kafka);
+                let heartbeat = Heartbeat::default();
+                let deps = ReplicatorDeps {
+                    open_source: open_source(
+                        config,
+                        &format!("flk-replicator-{}", target.region),
+                        config.kafka.submissions_topic(),
+                        revoke_timeout,
+                    ),
+                    sink: Arc::new(KafkaSink::new(&remote)?),
+                    local_region: config.region.clone(),
+                    remote_region: target.region.clone(),
+                    remote_topic: remote.mirrored_submissions_topic(&config.region),
+                    tenants: match target.mode {
+                        ReplicationMode::Full => TenantFilter::All,
+                        ReplicationMode::Selective => {
+                            TenantFilter::Only(target.tenants.iter().cloned().collect())
+                        }
+                    },
+                    metrics: wiring.metrics.clone(),
+                    heartbeat: heartbeat.clone(),
+                    board: wiring.board.clone(),
+                };
+                let supervision = supervision("replicator");
+                let replicator = Supervisor::start(move |_| Replicator::new(deps, supervision));
+                watched.push(("replicator", heartbeat, replicator.clone().recipient()));
+                shutdowns.push(("replicator", replicator.recipient()));
+            }
         }
         if roles.contains(&Role::Projector) {
             let heartbeat = Heartbeat::default();

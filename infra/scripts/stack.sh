@@ -28,12 +28,17 @@ source "$FLK_SCRIPTS_DIR/lib/otel.sh"
 source "$FLK_SCRIPTS_DIR/lib/tsa.sh"
 # shellcheck source=lib/prometheus.sh
 source "$FLK_SCRIPTS_DIR/lib/prometheus.sh"
+# shellcheck source=lib/region_b.sh
+source "$FLK_SCRIPTS_DIR/lib/region_b.sh"
 
+# What `up` starts when no service is named.
 ALL_SERVICES=(postgres redis s3 jaeger otel tsa prometheus kafka)
+# Every service, in stack order (region b only when asked for: `up --regions a,b`).
+ORDERED_SERVICES=("${ALL_SERVICES[@]}" region_b)
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") COMMAND [SERVICE...]
+Usage: $(basename "$0") COMMAND [--regions a,b] [SERVICE...]
 
 Commands:
   up [SVC...]       install what is missing, start services (default: all), wait until
@@ -48,10 +53,15 @@ Commands:
   reset [SVC...]    stop, then delete the services' state (Kafka topics, Postgres data, TSA CA)
   help              this text
 
+--regions a,b adds region b (the second region of a geo setup) to the services; with no other
+service named, up starts region a's whole stack and region b.
+
 Services: postgres (pg), redis, redis:PORT (one node), s3 (moto), jaeger (trace backend),
   otel (collector; sends spans to Jaeger when it runs),
   tsa (RFC 3161 time-stamping), prometheus (scrapes flk processes registered in
-  FLK_PROMETHEUS_TARGETS_DIR), kafka.
+  FLK_PROMETHEUS_TARGETS_DIR), kafka, region-b (a second Kafka cluster on
+  FLK_KAFKA_B_PORT=$FLK_KAFKA_B_PORT, database $FLK_POSTGRES_B_DB on the same Postgres, Redis on
+  FLK_REDIS_B_PORTS="$FLK_REDIS_B_PORTS"; its addresses are the FLK_REGION_B_* lines of env.sh).
 Ports (env): FLK_KAFKA_PORT=$FLK_KAFKA_PORT FLK_KAFKA_CONTROLLER_PORT=$FLK_KAFKA_CONTROLLER_PORT
   FLK_POSTGRES_PORT=$FLK_POSTGRES_PORT FLK_REDIS_PORTS="$FLK_REDIS_PORTS" FLK_S3_PORT=$FLK_S3_PORT
   FLK_OTEL_PORT=$FLK_OTEL_PORT (OTLP/HTTP; spans to FLK_OTEL_FILE=$FLK_OTEL_FILE and Jaeger)
@@ -67,11 +77,23 @@ EOF
 parse_services() {
   SVCS=()
   REDIS_PORTS_SEL=()
-  local want=() a s
-  if [[ $# -eq 0 ]]; then
+  local want=() args=() a s regions=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --regions) [[ $# -ge 2 ]] || flk_die "--regions needs a list, e.g. --regions a,b"; regions="$2"; shift 2 ;;
+      --regions=*) regions="${1#--regions=}"; shift ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  case ",$regions," in
+    ,, | ,a,) ;;
+    ,a,b, | ,b,a,) [[ ${#args[@]} -gt 0 ]] || want=("${ALL_SERVICES[@]}"); args+=(region-b) ;;
+    *) flk_die "--regions: the local stack has regions a and b (got '$regions')" ;;
+  esac
+  if [[ ${#args[@]} -eq 0 ]]; then
     want=("${ALL_SERVICES[@]}")
   fi
-  for a in "$@"; do
+  for a in "${args[@]}"; do
     case "$a" in
       all) want+=("${ALL_SERVICES[@]}") ;;
       kafka) want+=(kafka) ;;
@@ -83,13 +105,14 @@ parse_services() {
       jaeger) want+=(jaeger) ;;
       tsa | timestamp | rfc3161) want+=(tsa) ;;
       prometheus | prom) want+=(prometheus) ;;
-      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 jaeger otel tsa prometheus kafka all)" ;;
+      region-b | region_b | b) want+=(region_b) ;;
+      *) flk_die "unknown service '$a' (known: postgres redis redis:PORT s3 jaeger otel tsa prometheus kafka region-b all)" ;;
     esac
   done
   if [[ "${_REDIS_ALL:-0}" == 1 ]]; then
     REDIS_PORTS_SEL=()
   fi
-  for s in "${ALL_SERVICES[@]}"; do
+  for s in "${ORDERED_SERVICES[@]}"; do
     if [[ " ${want[*]} " == *" $s "* ]]; then
       SVCS+=("$s")
     fi
@@ -128,7 +151,9 @@ cmd_up() {
   # 2. Launch Kafka first (slowest to boot), start the others meanwhile, then
   #    wait for Kafka to answer.
   if has_svc kafka; then kafka_start; fi
-  if has_svc postgres; then postgres_start; fi
+  if has_svc region_b; then region_b_start; fi
+  # Region b's database lives on the stack's Postgres server.
+  if has_svc postgres || has_svc region_b; then postgres_start; fi
   if has_svc redis; then redis_start "${REDIS_PORTS_SEL[@]}"; fi
   if has_svc s3; then s3_start; fi
   # Jaeger before the collector: the collector exports to it only if it runs.
@@ -137,6 +162,7 @@ cmd_up() {
   if has_svc tsa; then tsa_start; fi
   if has_svc prometheus; then prometheus_start; fi
   if has_svc kafka; then kafka_wait; fi
+  if has_svc region_b; then region_b_wait; fi
   write_env_file
   flk_log "up: ${SVCS[*]} ready in $(( ($(flk_now_ms) - t0) / 1000 )).$(( ($(flk_now_ms) - t0) % 1000 / 100 ))s; env written to $FLK_STACK_DIR/env.sh"
   [[ "$quiet" == quiet ]] || flk_env_lines
@@ -145,6 +171,7 @@ cmd_up() {
 cmd_down() {
   take_lock
   # Reverse order: Kafka first, Postgres last.
+  if has_svc region_b; then region_b_stop; fi
   if has_svc kafka; then kafka_stop; fi
   if has_svc prometheus; then prometheus_stop; fi
   if has_svc tsa; then tsa_stop; fi
@@ -165,6 +192,7 @@ cmd_status() {
   if has_svc tsa; then tsa_status || rc=1; fi
   if has_svc prometheus; then prometheus_status || rc=1; fi
   if has_svc kafka; then kafka_status || rc=1; fi
+  if has_svc region_b; then region_b_status || rc=1; fi
   return "$rc"
 }
 
@@ -190,7 +218,10 @@ main() {
       [[ $# -gt 0 ]] || flk_die "start: name the services (e.g. 'start postgres'), or use 'up'"
       parse_services "$@"; cmd_up quiet ;;
     down)
-      parse_services "$@"; cmd_down ;;
+      parse_services "$@"
+      # A plain `down` also stops region b when it runs, so nothing is left behind.
+      if [[ $# -eq 0 ]] && region_b_running; then SVCS+=(region_b); fi
+      cmd_down ;;
     stop)
       [[ $# -gt 0 ]] || flk_die "stop: name the services (e.g. 'stop postgres'), or use 'down'"
       parse_services "$@"; cmd_down ;;
@@ -198,7 +229,9 @@ main() {
       [[ $# -gt 0 ]] || flk_die "restart: name the services"
       parse_services "$@"; cmd_down; cmd_up quiet ;;
     status)
-      parse_services "$@"; cmd_status ;;
+      parse_services "$@"
+      if [[ $# -eq 0 ]] && region_b_running; then SVCS+=(region_b); fi
+      cmd_status ;;
     env)
       flk_env_lines ;;
     reset)

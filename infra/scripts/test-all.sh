@@ -5,7 +5,8 @@
 #
 # Gates: cargo fmt --check, clippy -D warnings, cargo test (workspace, including the service tests
 # on a real local stack: Kafka, PostgreSQL, Redis, S3, Prometheus, and an OpenTelemetry Collector
-# feeding Jaeger for the trace test), the `events` dependency check, fuzz targets
+# feeding Jaeger for the trace test; plus region b, a second Kafka cluster with its own database
+# and Redis nodes, for the two-region tests), the `events` dependency check, fuzz targets
 # (build + a short run each), SDK suites (Python, Go, TypeScript), the SDK clients against a running
 # `flk serve`, and the cross-language signing check over 1,000 random records.
 set -euo pipefail
@@ -39,7 +40,7 @@ rustup toolchain list | grep -q nightly || rustup toolchain install nightly --pr
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 step "local stack (background; log in target/test-logs/stack.log)"
-bash infra/scripts/stack.sh up >"$logs/stack.env" 2>"$logs/stack.log" &
+bash infra/scripts/stack.sh up --regions a,b >"$logs/stack.env" 2>"$logs/stack.log" &
 stack_pid=$!
 
 step "SDK suites (background; logs in target/test-logs)"

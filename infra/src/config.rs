@@ -12,9 +12,11 @@ use thiserror::Error;
 
 mod audit;
 mod object_store;
+mod replication;
 mod tiering;
 pub use audit::AuditConfig;
 pub use object_store::{ObjectStoreConfig, ObjectStoreKind};
+pub use replication::{ReplicationConfig, ReplicationMode, ReplicationTarget};
 pub use tiering::{TierPolicy, TieringConfig};
 
 /// Why a configuration cannot be used. Always names the setting.
@@ -74,6 +76,8 @@ pub struct Config {
     pub object_store: ObjectStoreConfig,
     /// The demoter (tier moves).
     pub tiering: TieringConfig,
+    /// Regions this region's submissions are mirrored to.
+    pub replication: ReplicationConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -94,6 +98,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             object_store: ObjectStoreConfig::default(),
             tiering: TieringConfig::default(),
+            replication: ReplicationConfig::default(),
             tenants,
         }
     }
@@ -149,6 +154,11 @@ impl KafkaConfig {
     /// `flk.audit.dlq` with the prefix: tasks that used up their attempts.
     pub fn audit_dlq_topic(&self) -> String {
         format!("{}flk.audit.dlq", self.topic_prefix)
+    }
+
+    /// `<origin>.flk.submissions` with the prefix: what region `origin`'s replicator ships here.
+    pub fn mirrored_submissions_topic(&self, origin: &str) -> String {
+        format!("{}{origin}.flk.submissions", self.topic_prefix)
     }
 
     /// `flk.ring` with the prefix: one event per change of the hot tier's ring (one partition,
@@ -576,6 +586,8 @@ impl Config {
         self.audit.validate()?;
         self.object_store.validate()?;
         self.tiering.validate()?;
+        self.replication
+            .validate(&self.region, |tenant| self.tenants.contains_key(tenant))?;
         if self.postgres.pool_size == 0 {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
         }

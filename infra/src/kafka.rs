@@ -107,23 +107,40 @@ fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
 /// Creates the topics if missing: submissions and decisions with the same partition count
 /// (co-partitioned), the audit task and DLQ topics, and the one-partition ring topic.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaClientError> {
+    let topics = [
+        (config.submissions_topic(), config.partitions),
+        (config.decisions_topic(), config.partitions),
+        (config.audit_tasks_topic(), config.partitions),
+        (config.audit_dlq_topic(), config.partitions),
+        (config.ring_topic(), 1),
+    ];
+    create_topics(config, &topics).await
+}
+
+/// Creates each `(name, partitions)` topic on `config`'s cluster unless it exists.
+pub async fn create_topics(
+    config: &KafkaConfig,
+    topics: &[(String, i32)],
+) -> Result<(), KafkaClientError> {
+    if topics.is_empty() {
+        // The admin API refuses an empty request.
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .create()?;
-    let submissions = config.submissions_topic();
-    let decisions = config.decisions_topic();
-    let replication = || TopicReplication::Fixed(config.replication_factor);
-    let (tasks, dlq) = (config.audit_tasks_topic(), config.audit_dlq_topic());
-    let ring = config.ring_topic();
-    let topics = [
-        NewTopic::new(&submissions, config.partitions, replication()),
-        NewTopic::new(&decisions, config.partitions, replication()),
-        NewTopic::new(&tasks, config.partitions, replication()),
-        NewTopic::new(&dlq, config.partitions, replication()),
-        NewTopic::new(&ring, 1, replication()),
-    ];
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| {
+            NewTopic::new(
+                name,
+                *partitions,
+                TopicReplication::Fixed(config.replication_factor),
+            )
+        })
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&topics, &options).await?;
+    let results = admin.create_topics(&new_topics, &options).await?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -87,6 +87,9 @@ pub struct Metrics {
     /// Lookups whose hot tier read failed (node down or slower than its timeout) and fell back
     /// to Postgres.
     pub hot_cache_read_errors: IntCounterVec,
+    /// Local submissions handled by a replicator, by remote region, outcome (`shipped`,
+    /// `skipped`) and reason (`from_replica`, `tenant_not_replicated`; empty when shipped).
+    pub replicated_records: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -269,6 +272,12 @@ impl Metrics {
                 "flk_hot_cache_read_errors_total",
                 "lookups whose hot tier read failed and fell back to postgres",
                 &[],
+            ),
+            replicated_records: counter(
+                &registry,
+                "flk_replication_records_total",
+                "local submissions handled by a replicator, by remote region, outcome and reason",
+                &["remote_region", "outcome", "reason"],
             ),
             ingest_total: counter(
                 &registry,

@@ -102,6 +102,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             Role::Anchorer,
             Role::AuditWorker,
             Role::Demoter,
+            Role::Replicator,
         ]
         .into_iter()
         .collect()
@@ -122,6 +123,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         }
         tracing::info!("audit anchoring off: no audit signing key configured");
         roles.remove(&Role::Anchorer);
+    }
+    if roles.contains(&Role::Replicator) && config.replication.targets.is_empty() {
+        if explicit {
+            anyhow::bail!(
+                "the replicator role needs at least one [[replication.targets]] (the regions to \
+                 ship submissions to; docs/runbooks/geo-dr.md)"
+            );
+        }
+        roles.remove(&Role::Replicator);
     }
     // Fault injection for tests; never set in production.
     let failpoints =

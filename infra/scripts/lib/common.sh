@@ -276,4 +276,6 @@ EOF
   if declare -F jaeger_env_lines >/dev/null; then jaeger_env_lines; fi
   # Prometheus only while it runs (lib/prometheus.sh).
   if declare -F prometheus_env_lines >/dev/null; then prometheus_env_lines; fi
+  # Region b only while its broker runs (lib/region_b.sh).
+  if declare -F region_b_env_lines >/dev/null; then region_b_env_lines; fi
 }

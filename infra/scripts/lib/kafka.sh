@@ -2,6 +2,8 @@
 # Apache Kafka (KRaft, single combined broker+controller) from Maven Central jars.
 # Sourced by stack.sh and the kafka-*.sh wrappers, after lib/common.sh.
 
+# The broker's name in messages; lib/region_b.sh runs these functions as "kafka-b".
+KAFKA_NAME="kafka"
 KAFKA_CACHE="$FLK_CACHE_DIR/kafka"
 KAFKA_STATE="$FLK_STACK_DIR/kafka"
 KAFKA_DATA="$KAFKA_STATE/data"
@@ -147,16 +149,16 @@ _kafka_format_if_needed() {
     return 0
   fi
   if [[ -d "$KAFKA_DATA" && -n "$(ls -A "$KAFKA_DATA" 2>/dev/null)" ]]; then
-    flk_die "kafka: $KAFKA_DATA holds logs but no meta.properties (partly deleted state?).
+    flk_die "$KAFKA_NAME: $KAFKA_DATA holds logs but no meta.properties (partly deleted state?).
   Start from scratch with: infra/scripts/stack.sh reset kafka  (deletes all topics)"
   fi
   local id; id="$(_kafka_random_cluster_id)"
-  flk_log "kafka: formatting KRaft storage in $KAFKA_DATA (cluster id $id)"
+  flk_log "$KAFKA_NAME: formatting KRaft storage in $KAFKA_DATA (cluster id $id)"
   mkdir -p "$KAFKA_DATA"
   if ! kafka_tool_java kafka.tools.StorageTool format -t "$id" -c "$KAFKA_PROPS" \
       >"$KAFKA_STATE/format.log" 2>&1; then
     flk_tail_log "$KAFKA_STATE/format.log" 30
-    flk_die "kafka: storage format failed"
+    flk_die "$KAFKA_NAME: storage format failed"
   fi
 }
 
@@ -167,13 +169,13 @@ kafka_running() {
 # Launch the broker in the background (does not wait; see kafka_wait).
 kafka_start() {
   if kafka_running; then
-    flk_log "kafka: already running (pid $(flk_pid_of "$KAFKA_PID"), $FLK_BIND_HOST:$FLK_KAFKA_PORT)"
+    flk_log "$KAFKA_NAME: already running (pid $(flk_pid_of "$KAFKA_PID"), $FLK_BIND_HOST:$FLK_KAFKA_PORT)"
     _KAFKA_LAUNCHED=0
     return 0
   fi
   flk_clear_stale_pid "$KAFKA_PID" "$KAFKA_PROPS"
-  flk_require_free_port "$FLK_KAFKA_PORT" "kafka"
-  flk_require_free_port "$FLK_KAFKA_CONTROLLER_PORT" "kafka controller"
+  flk_require_free_port "$FLK_KAFKA_PORT" "$KAFKA_NAME"
+  flk_require_free_port "$FLK_KAFKA_CONTROLLER_PORT" "$KAFKA_NAME controller"
   mkdir -p "$KAFKA_STATE" "$KAFKA_LOGS"
   _kafka_write_props
   _kafka_format_if_needed
@@ -188,13 +190,13 @@ kafka_start() {
     -cp "$FLK_KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS"
   _KAFKA_LAUNCHED=1
   _KAFKA_T0="$(flk_now_ms)"
-  flk_log "kafka: launched (pid $(flk_pid_of "$KAFKA_PID")), waiting for it to answer on $FLK_BIND_HOST:$FLK_KAFKA_PORT"
+  flk_log "$KAFKA_NAME: launched (pid $(flk_pid_of "$KAFKA_PID")), waiting for it to answer on $FLK_BIND_HOST:$FLK_KAFKA_PORT"
 }
 
 _kafka_fail() {
   flk_tail_log "$KAFKA_OUT" 15
   flk_tail_log "$KAFKA_LOGS/server.log" 40
-  flk_die "kafka: $*"
+  flk_die "$KAFKA_NAME: $*"
 }
 
 # Wait until the broker really answers: listening, then an admin request
@@ -223,23 +225,23 @@ kafka_wait() {
     fi
     sleep 1
   done
-  flk_log "kafka: ready on $FLK_BIND_HOST:$FLK_KAFKA_PORT ($(( ($(flk_now_ms) - _KAFKA_T0) / 1000 ))s, quorum leader 1)"
+  flk_log "$KAFKA_NAME: ready on $FLK_BIND_HOST:$FLK_KAFKA_PORT ($(( ($(flk_now_ms) - _KAFKA_T0) / 1000 ))s, quorum leader 1)"
   _KAFKA_LAUNCHED=0
 }
 
 kafka_stop() {
-  flk_stop_pidfile "$KAFKA_PID" "$KAFKA_PROPS" "kafka" "${FLK_KAFKA_STOP_TIMEOUT:-60}"
+  flk_stop_pidfile "$KAFKA_PID" "$KAFKA_PROPS" "$KAFKA_NAME" "${FLK_KAFKA_STOP_TIMEOUT:-60}"
 }
 
 kafka_status() {
   if kafka_running && flk_port_listening "$FLK_KAFKA_PORT"; then
-    printf '%-10s running  %s:%s (pid %s, controller :%s)\n' kafka "$FLK_BIND_HOST" "$FLK_KAFKA_PORT" \
+    printf '%-10s running  %s:%s (pid %s, controller :%s)\n' "$KAFKA_NAME" "$FLK_BIND_HOST" "$FLK_KAFKA_PORT" \
       "$(flk_pid_of "$KAFKA_PID")" "$FLK_KAFKA_CONTROLLER_PORT"
   elif kafka_running; then
-    printf '%-10s starting %s:%s (pid %s, not listening yet)\n' kafka "$FLK_BIND_HOST" "$FLK_KAFKA_PORT" "$(flk_pid_of "$KAFKA_PID")"
+    printf '%-10s starting %s:%s (pid %s, not listening yet)\n' "$KAFKA_NAME" "$FLK_BIND_HOST" "$FLK_KAFKA_PORT" "$(flk_pid_of "$KAFKA_PID")"
     return 1
   else
-    printf '%-10s stopped  %s:%s\n' kafka "$FLK_BIND_HOST" "$FLK_KAFKA_PORT"
+    printf '%-10s stopped  %s:%s\n' "$KAFKA_NAME" "$FLK_BIND_HOST" "$FLK_KAFKA_PORT"
     return 1
   fi
 }

@@ -1,0 +1,150 @@
+//! Two regions on the local two-region stack (`stack.sh up --regions a,b`): each region's
+//! replicator ships its submissions to the other's Kafka cluster, and each region decides what it
+//! receives itself. Records submitted in either region end up decided in both, with the same
+//! signed digest and outcome, and nothing comes back around (a replica is never shipped again).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use chaos::deployment::{Deployment, StackEnv, TestTenant};
+use chaos::process::FlkProcess;
+use chaos::wait_until;
+
+const SECRET: &str = "geosecret";
+
+/// Records submitted to each region.
+const PER_REGION: u64 = 100;
+
+/// Region `name`'s deployment, shipping to `other` and deciding what `other` ships.
+fn region(name: &str, stack: StackEnv, other: &Deployment) -> Deployment {
+    let mut deployment =
+        Deployment::on(stack, vec![TestTenant::signed("default", SECRET)]).unwrap();
+    deployment.region = name.to_owned();
+    deployment.extra_toml = replication_toml(&other.region, other);
+    deployment
+}
+
+fn replication_toml(other_region: &str, other: &Deployment) -> String {
+    format!(
+        "[replication]\norigins = [\"{other_region}\"]\n\
+         [[replication.targets]]\nregion = \"{other_region}\"\nbrokers = \"{}\"\n\
+         topic_prefix_opt = \"{}\"\n",
+        other.stack.brokers, other.topic_prefix
+    )
+}
+
+/// `(pcs_id, signed digest hex, outcome class)` of every dedup row, sorted.
+async fn dedup_rows(deployment: &Deployment) -> Vec<(String, String, String)> {
+    let client = deployment.postgres().await.unwrap();
+    let mut rows: Vec<(String, String, String)> = client
+        .query(
+            "SELECT pcs_id, encode(signed_digest, 'hex'), outcome_code FROM dedup \
+             WHERE tenant = 'default'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Audit entries by source topic.
+async fn audit_by_topic(deployment: &Deployment) -> Vec<(String, i64)> {
+    let client = deployment.postgres().await.unwrap();
+    client
+        .query(
+            "SELECT source_topic, count(*) FROM audit_log GROUP BY source_topic ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+async fn submit_all(gateway: &str, seeds: std::ops::Range<u64>) {
+    let client = reqwest::Client::new();
+    for seed in seeds {
+        let record = chaos::records::signed_record(seed, SECRET);
+        let answer = chaos::http::submit_json(&client, gateway, None, &record)
+            .await
+            .unwrap();
+        assert!(
+            answer.status == 200 || answer.status == 202,
+            "seed {seed}: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_submitted_in_either_region_are_decided_in_both_and_never_come_back() {
+    let stack_b = StackEnv::region_b().unwrap();
+    // Names first (each region's config names the other's topic prefix).
+    let mut a = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
+    a.region = "a".into();
+    let b = region("b", stack_b, &a);
+    a.extra_toml = replication_toml("b", &b);
+    let roles = "gateway,shard,projector,replicator";
+    let flk_a = FlkProcess::start(&a, roles, "region-a").unwrap();
+    let flk_b = FlkProcess::start(&b, roles, "region-b").unwrap();
+
+    submit_all(flk_a.url(), 0..PER_REGION).await;
+    submit_all(flk_b.url(), 10_000..10_000 + PER_REGION).await;
+
+    let everything = (2 * PER_REGION) as usize;
+    for (name, deployment, flk) in [("a", &a, &flk_a), ("b", &b, &flk_b)] {
+        wait_until(
+            &format!("region {name} decides every record of both regions"),
+            Duration::from_secs(60),
+            || async move { (dedup_rows(deployment).await.len() == everything).then_some(()) },
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}\nlog of region {name}:\n{}", flk.log()));
+    }
+    // Both regions hold the same first outcomes: same keys, digests and statuses.
+    assert_eq!(dedup_rows(&a).await, dedup_rows(&b).await);
+
+    // Each region decided its own records once and the other region's once: nothing was
+    // shipped back around.
+    let expected = |own: &Deployment, other_region: &str| {
+        let mut topics = vec![
+            (own.submissions_topic(), PER_REGION as i64),
+            (
+                format!("{}{other_region}.flk.submissions", own.topic_prefix),
+                PER_REGION as i64,
+            ),
+        ];
+        topics.sort();
+        topics
+    };
+    assert_eq!(audit_by_topic(&a).await, expected(&a, "b"));
+    assert_eq!(audit_by_topic(&b).await, expected(&b, "a"));
+
+    // The replicators saw the mirrored records in their own region's log and left them.
+    for (deployment, flk, other) in [(&a, &flk_a, "b"), (&b, &flk_b, "a")] {
+        let text = chaos::http::metrics(&reqwest::Client::new(), flk.url())
+            .await
+            .unwrap();
+        let shipped = chaos::http::metric_sum(
+            &text,
+            "flk_replication_records_total",
+            &[("remote_region", other), ("outcome", "shipped")],
+        );
+        assert_eq!(
+            shipped, PER_REGION as f64,
+            "region {}: {text}",
+            deployment.region
+        );
+    }
+
+    drop(flk_a);
+    drop(flk_b);
+    a.cleanup().await;
+    b.cleanup().await;
+}
