@@ -1,5 +1,5 @@
-//! The actor contract every role follows (shard, projector, anchorer and audit worker today;
-//! replicator, demoter and divergence checker to come). See `docs/actors.md` for a walk-through.
+//! The actor contract every role follows (shard, projector, anchorer, audit worker, demoter and
+//! replicator today; the divergence checker to come). See `docs/actors.md` for a walk-through.
 //!
 //! 1. **Typed messages.** A role is an actix actor with a `Handler` for each thing it reacts to:
 //!    the log's [`Assigned`], [`Revoked`], [`Consumed`] and [`SourceFailed`] (delivered by its
