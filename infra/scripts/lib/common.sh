@@ -250,9 +250,10 @@ flk_spawn() {
 # ---------------------------------------------------------------------------
 # Environment for clients
 # ---------------------------------------------------------------------------
+# Comma-separated URLs of the Redis nodes on the given ports (default: $FLK_REDIS_PORTS).
 flk_redis_urls() {
   local p out=""
-  for p in $FLK_REDIS_PORTS; do out+="${out:+,}redis://$FLK_BIND_HOST:$p"; done
+  for p in ${1:-$FLK_REDIS_PORTS}; do out+="${out:+,}redis://$FLK_BIND_HOST:$p"; done
   printf '%s' "$out"
 }
 

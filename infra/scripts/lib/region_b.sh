@@ -33,12 +33,6 @@ _kafka_b() {
   return "$rc"
 }
 
-_region_b_redis_urls() {
-  local p out=""
-  for p in $FLK_REDIS_B_PORTS; do out+="${out:+,}redis://$FLK_BIND_HOST:$p"; done
-  printf '%s' "$out"
-}
-
 region_b_install() {
   kafka_install
   redis_install
@@ -88,6 +82,6 @@ region_b_env_lines() {
   cat <<EOF
 export FLK_REGION_B_KAFKA_BROKERS=$FLK_BIND_HOST:$FLK_KAFKA_B_PORT
 export FLK_REGION_B_POSTGRES_URL=postgres://postgres@$FLK_BIND_HOST:$FLK_POSTGRES_PORT/$FLK_POSTGRES_B_DB
-export FLK_REGION_B_REDIS_URLS=$(_region_b_redis_urls)
+export FLK_REGION_B_REDIS_URLS=$(flk_redis_urls "$FLK_REDIS_B_PORTS")
 EOF
 }
