@@ -74,13 +74,18 @@ impl TenantFilter {
     }
 }
 
+/// Opens a producer (a new one per call).
+pub type OpenSink = Arc<dyn Fn() -> Result<Arc<dyn LogSink>, LogError> + Send + Sync>;
+
 /// What a replicator needs; kept across restarts.
 #[derive(Clone)]
 pub struct ReplicatorDeps {
     /// Subscribes to the local submissions topic.
     pub open_source: OpenSource,
-    /// The remote cluster.
-    pub sink: Arc<dyn LogSink>,
+    /// Opens a producer to the remote cluster. Each start opens a new one: an idempotent producer
+    /// that hit a fatal error (or never got its producer id) stays broken, so a restart must not
+    /// reuse it.
+    pub open_sink: OpenSink,
     /// This region's id (the origin written on every mirrored record).
     pub local_region: String,
     /// The remote region's id (for logs and metrics).
@@ -120,6 +125,8 @@ pub struct Replicator {
     inlet: Inlet,
     /// Position store of the current source.
     positions_opt: Option<Arc<dyn Positions>>,
+    /// Producer to the remote cluster, opened with the source.
+    sink_opt: Option<Arc<dyn LogSink>>,
     /// Assigned partitions: unacked records, stored positions, revocations.
     lanes: Lanes,
     /// Records awaiting the remote ack, all lanes.
@@ -192,6 +199,7 @@ impl Replicator {
             supervision,
             inlet: Inlet::default(),
             positions_opt: None,
+            sink_opt: None,
             lanes: Lanes::default(),
             in_flight: 0,
             state: "starting",
@@ -202,8 +210,11 @@ impl Replicator {
 
     /// Opens the source and starts reading.
     fn open(&mut self, ctx: &mut Context<Self>) {
-        match (self.deps.open_source)() {
-            Ok(source) => {
+        let opened =
+            (self.deps.open_sink)().and_then(|sink| Ok((sink, (self.deps.open_source)()?)));
+        match opened {
+            Ok((sink, source)) => {
+                self.sink_opt = Some(sink);
                 let (inlet, positions) = Inlet::open(source);
                 self.inlet = inlet;
                 self.positions_opt = Some(positions);
@@ -252,11 +263,10 @@ impl Replicator {
                 return Ok(());
             }
         };
-        let ack = self
-            .deps
-            .sink
-            .produce(outgoing)
-            .map_err(|error| error.to_string())?;
+        let Some(sink) = self.sink_opt.as_ref() else {
+            return Err("no producer open".to_owned());
+        };
+        let ack = sink.produce(outgoing).map_err(|error| error.to_string())?;
         ctx.spawn(ack.into_actor(self).map(move |result, actor, ctx| {
             actor.handle(
                 MirrorAcked {
@@ -335,6 +345,7 @@ impl Supervised for Replicator {
         // absorbs the repeats).
         self.inlet = Inlet::default();
         self.positions_opt = None;
+        self.sink_opt = None;
         self.lanes.clear();
         self.in_flight = 0;
         self.drain = Drain::default();

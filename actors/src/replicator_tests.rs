@@ -18,7 +18,7 @@ use crate::test_support::{Sources, eventually, quick_policy, supervision};
 fn deps(sources: &Sources, sink: Arc<MemorySink>, tenants: TenantFilter) -> ReplicatorDeps {
     ReplicatorDeps {
         open_source: sources.opener("flk.submissions"),
-        sink,
+        open_sink: Arc::new(move || Ok(sink.clone() as Arc<dyn LogSink>)),
         local_region: "a".into(),
         remote_region: "b".into(),
         remote_topic: "a.flk.submissions".into(),

@@ -66,6 +66,32 @@ async fn audit_by_topic(deployment: &Deployment) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// What a region holds and did, for a failure message: rows, audit entries per topic, the
+/// replication and shard counters, and its log.
+async fn explain(deployment: &Deployment, flk: &FlkProcess) -> String {
+    let metrics = chaos::http::metrics(&reqwest::Client::new(), flk.url())
+        .await
+        .unwrap_or_else(|error| format!("(no metrics: {error})"));
+    let counters: Vec<&str> = metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("flk_replication_records_total")
+                || line.starts_with("flk_actor_restarts_total")
+                || line.starts_with("flk_decisions_produced_total")
+                || line.starts_with("flk_actor_in_flight_records")
+                || line.starts_with("flk_actor_lag_records")
+        })
+        .collect();
+    format!(
+        "region {}: {} dedup rows, audit entries by topic {:?}\n{}\nlog:\n{}",
+        deployment.region,
+        dedup_rows(deployment).await.len(),
+        audit_by_topic(deployment).await,
+        counters.join("\n"),
+        flk.log()
+    )
+}
+
 async fn submit_all(gateway: &str, seeds: std::ops::Range<u64>) {
     let client = reqwest::Client::new();
     for seed in seeds {
@@ -98,14 +124,20 @@ async fn records_submitted_in_either_region_are_decided_in_both_and_never_come_b
     submit_all(flk_b.url(), 10_000..10_000 + PER_REGION).await;
 
     let everything = (2 * PER_REGION) as usize;
-    for (name, deployment, flk) in [("a", &a, &flk_a), ("b", &b, &flk_b)] {
-        wait_until(
+    for (name, deployment) in [("a", &a), ("b", &b)] {
+        let waited = wait_until(
             &format!("region {name} decides every record of both regions"),
             Duration::from_secs(60),
             || async move { (dedup_rows(deployment).await.len() == everything).then_some(()) },
         )
-        .await
-        .unwrap_or_else(|error| panic!("{error}\nlog of region {name}:\n{}", flk.log()));
+        .await;
+        if let Err(error) = waited {
+            panic!(
+                "{error}\n{}\n{}",
+                explain(&a, &flk_a).await,
+                explain(&b, &flk_b).await
+            );
+        }
     }
     // Both regions hold the same first outcomes: same keys, digests and statuses.
     assert_eq!(dedup_rows(&a).await, dedup_rows(&b).await);

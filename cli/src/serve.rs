@@ -23,7 +23,7 @@ use events::checkpoint::NoteSigner;
 use infra::config::{Config, ReplicationMode};
 use infra::failpoints::Failpoints;
 use infra::kafka::sink::KafkaSink;
-use infra::log::LogError;
+use infra::log::{LogError, LogSink};
 use infra::metrics::Metrics;
 use projections::{HotCache, ProjectionStore};
 
@@ -285,6 +285,7 @@ impl StartedActors {
         if roles.contains(&Role::Replicator) {
             for target in &config.replication.targets {
                 let remote = target.kafka(&config.kafka);
+                let remote_topic = remote.mirrored_submissions_topic(&config.region);
                 let heartbeat = Heartbeat::default();
                 let deps = ReplicatorDeps {
                     open_source: open_source(
@@ -293,10 +294,19 @@ impl StartedActors {
                         config.kafka.submissions_topic(),
                         revoke_timeout,
                     ),
-                    sink: Arc::new(KafkaSink::new(&remote)?),
+                    open_sink: {
+                        // Fail at start on a bad setting, not at the first record.
+                        drop(KafkaSink::new(&remote)?);
+                        Arc::new(move || {
+                            Ok(Arc::new(
+                                KafkaSink::new(&remote)
+                                    .map_err(|error| LogError::Fatal(error.to_string()))?,
+                            ) as Arc<dyn LogSink>)
+                        })
+                    },
                     local_region: config.region.clone(),
                     remote_region: target.region.clone(),
-                    remote_topic: remote.mirrored_submissions_topic(&config.region),
+                    remote_topic,
                     tenants: match target.mode {
                         ReplicationMode::Full => TenantFilter::All,
                         ReplicationMode::Selective => {
