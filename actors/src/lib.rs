@@ -10,6 +10,8 @@
 //!   in [`audit_task_kinds`];
 //! - [`replicator`]: local submissions -> another region's cluster (MirrorMaker 2 style, with
 //!   provenance headers; never re-ships a replica);
+//! - [`heartbeat_emitter`], [`heartbeat_observer`]: one heartbeat a second per region, mirrored by
+//!   a replicator, read in the other region as replication lag and liveness;
 //! - [`demoter`]: warm rows past their tenant's TTL -> verified cold segments (a lease makes it a
 //!   singleton); one cycle is [`demotion`], shared with `flk tier demote --now`;
 //! - [`lanes`]: per-partition positions stored in order for actors that finish out of order;
@@ -27,6 +29,8 @@ pub mod contract;
 pub mod decision_bus;
 pub mod demoter;
 pub mod demotion;
+pub mod heartbeat_emitter;
+pub mod heartbeat_observer;
 pub mod hot_cache_fill;
 pub mod lanes;
 pub mod projector;

@@ -5,6 +5,10 @@
 //! provenance headers: `flk-source: replica`, origin region, origin partition and offset, and a
 //! hop count. The remote region's shards decide it like any other submission (verifying it again).
 //!
+//! A second replicator per remote region ships `flk.heartbeats` the same way (every tenant, no
+//! tenant header), so the remote region measures the link's lag from records that took the
+//! same path as the data.
+//!
 //! Never re-ships what came from a replica (`flk-source: replica`), so two regions shipping to each
 //! other make no cycle. Tenants outside a selective replication's list are not shipped. Skipped
 //! records still move the position, in order with the shipped ones.
@@ -90,7 +94,9 @@ pub struct ReplicatorDeps {
     pub local_region: String,
     /// The remote region's id (for logs and metrics).
     pub remote_region: String,
-    /// The remote topic: `<remote prefix><local region>.flk.submissions`.
+    /// What it ships: `submissions` or `heartbeats` (one replicator per stream and remote region).
+    pub stream: &'static str,
+    /// The remote topic: `<remote prefix><local region>.flk.<stream>`.
     pub remote_topic: String,
     /// Which tenants are shipped.
     pub tenants: TenantFilter,
@@ -285,7 +291,12 @@ impl Replicator {
         self.deps
             .metrics
             .replicated_records
-            .with_label_values(&[self.deps.remote_region.as_str(), outcome, reason])
+            .with_label_values(&[
+                self.deps.remote_region.as_str(),
+                self.deps.stream,
+                outcome,
+                reason,
+            ])
             .inc();
     }
 
@@ -306,9 +317,12 @@ impl Replicator {
         status
     }
 
-    /// The role on the status board: one per remote region.
+    /// The role on the status board: one per remote region and stream.
     fn role(&self) -> String {
-        format!("replicator-{}", self.deps.remote_region)
+        match self.deps.stream {
+            "submissions" => format!("replicator-{}", self.deps.remote_region),
+            stream => format!("replicator-{}-{stream}", self.deps.remote_region),
+        }
     }
 
     fn progressed(&mut self) {

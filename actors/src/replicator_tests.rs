@@ -21,6 +21,7 @@ fn deps(sources: &Sources, sink: Arc<MemorySink>, tenants: TenantFilter) -> Repl
         open_sink: Arc::new(move || Ok(sink.clone() as Arc<dyn LogSink>)),
         local_region: "a".into(),
         remote_region: "b".into(),
+        stream: "submissions",
         remote_topic: "a.flk.submissions".into(),
         tenants,
         metrics: Metrics::new(),

@@ -339,9 +339,37 @@ impl Handler<Consumed> for Shard {
             // Being handed over: its next owner decides this record.
             return;
         }
+        self.observe_replication_lag(&record);
         if let Err(error) = self.decide_and_produce(&record, ctx) {
             self.fail(ctx, &format!("producing decision: {error}"));
         }
+    }
+}
+
+impl Shard {
+    /// For a record mirrored from another region: how long it took from its origin's gateway (its
+    /// received-at) to this region's shard.
+    fn observe_replication_lag(&self, record: &LogRecord) {
+        // Only the shard of a mirrored topic (role `shard-<origin>`), and the label from the
+        // configured origin, never from a header anyone producing to Kafka could set.
+        let Some(origin) = self.deps.role.strip_prefix("shard-") else {
+            return;
+        };
+        if record.header_str(headers::ORIGIN_REGION).is_none() {
+            return;
+        }
+        let Some(received_at_ms) = record
+            .header_str(headers::RECEIVED_AT)
+            .and_then(|value| value.parse::<i64>().ok())
+        else {
+            return;
+        };
+        let lag_seconds = (now_ms() - received_at_ms).max(0) as f64 / 1_000.0;
+        self.deps
+            .metrics
+            .crr_lag
+            .with_label_values(&[origin, "record"])
+            .observe(lag_seconds);
     }
 }
 

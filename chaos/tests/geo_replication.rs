@@ -166,13 +166,53 @@ async fn records_submitted_in_either_region_are_decided_in_both_and_never_come_b
         let shipped = chaos::http::metric_sum(
             &text,
             "flk_replication_records_total",
-            &[("remote_region", other), ("outcome", "shipped")],
+            &[
+                ("remote_region", other),
+                ("stream", "submissions"),
+                ("outcome", "shipped"),
+            ],
         );
         assert_eq!(
             shipped, PER_REGION as f64,
             "region {}: {text}",
             deployment.region
         );
+    }
+
+    // Heartbeats cross both ways: each region measures the lag of the link from the other (from
+    // heartbeats and from the mirrored records' received-at), and the newest heartbeat is fresh.
+    for (name, flk, origin) in [("a", &flk_a, "b"), ("b", &flk_b, "a")] {
+        let client = reqwest::Client::new();
+        let text = wait_until(
+            &format!("region {name} observes heartbeats from {origin}"),
+            Duration::from_secs(30),
+            || {
+                let client = client.clone();
+                async move {
+                    let text = chaos::http::metrics(&client, flk.url()).await.ok()?;
+                    let observed = chaos::http::metric_sum(
+                        &text,
+                        "flk_crr_lag_seconds_count",
+                        &[("origin_region", origin), ("source", "heartbeat")],
+                    );
+                    (observed >= 2.0).then_some(text)
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}\nlog of region {name}:\n{}", flk.log()));
+        let records = chaos::http::metric_sum(
+            &text,
+            "flk_crr_lag_seconds_count",
+            &[("origin_region", origin), ("source", "record")],
+        );
+        assert_eq!(records, PER_REGION as f64, "region {name}: {text}");
+        let age = chaos::http::metric_sum(
+            &text,
+            "flk_crr_heartbeat_age_seconds",
+            &[("origin_region", origin)],
+        );
+        assert!(age < 5.0, "region {name}: newest heartbeat {age} s old");
     }
 
     drop(flk_a);

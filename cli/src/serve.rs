@@ -1,12 +1,16 @@
 //! `flk serve`: the composition root. Starts the roles this process runs (gateway, shard,
-//! projector, anchorer, audit worker, demoter), each actor under an actix supervisor and a heartbeat watchdog, and shuts them down
-//! gracefully on SIGINT or SIGTERM.
+//! projector, replicator, anchorer, audit worker, demoter), each actor under an actix supervisor
+//! and a heartbeat watchdog, and shuts them down gracefully on SIGINT or SIGTERM. The
+//! cross-region actors (replicators, heartbeat emitter and observers) are wired in [`regions`].
+
+mod regions;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Addr, Recipient, Supervisor};
+
 use actix_web::{App, HttpServer, web};
 use actors::anchorer::{Anchorer, AnchorerDeps};
 use actors::audit_task_kinds::TaskContext;
@@ -20,15 +24,14 @@ use actors::shard::{OpenSource, Shard, ShardDeps};
 use actors::supervision::{Heartbeat, OnExhausted, Supervision, SupervisorPolicy, Watchdog};
 use anyhow::Context as _;
 use events::checkpoint::NoteSigner;
-use infra::config::{Config, ReplicationMode};
+use infra::config::Config;
 use infra::failpoints::Failpoints;
 use infra::kafka::sink::KafkaSink;
-use infra::log::{LogError, LogSink};
+use infra::log::LogError;
 use infra::metrics::Metrics;
 use projections::{HotCache, ProjectionStore};
 
 use actors::hot_cache_fill::HotCacheFiller;
-use actors::replicator::{Replicator, ReplicatorDeps, TenantFilter};
 use gateway::http::{self, AppState};
 use gateway::metrics_server::MetricsState;
 use gateway::rate_limit::RateLimiter;
@@ -75,17 +78,7 @@ pub async fn serve(
         .context("creating topics")?;
     // Each region creates the topics it reads, the mirrored ones included; a replicator of
     // another region produces into them (and retries until they exist).
-    let mirrored: Vec<(String, i32)> = config
-        .replication
-        .origins
-        .iter()
-        .map(|origin| {
-            (
-                config.kafka.mirrored_submissions_topic(origin),
-                config.kafka.partitions,
-            )
-        })
-        .collect();
+    let mirrored = regions::mirrored_topics(&config);
     infra::kafka::create_topics(&config.kafka, &mirrored)
         .await
         .context("creating the mirrored submissions topics")?;
@@ -250,7 +243,9 @@ impl StartedActors {
         };
         let mut watched = Vec::new();
         let mut shutdowns = Vec::new();
+        let mut region_actors = regions::RegionActors::default();
         if roles.contains(&Role::Shard) {
+            regions::start_heartbeat_observers(config, &wiring.metrics, &mut region_actors);
             // Local submissions, and the mirrored submissions of each origin region, which are
             // decided like local ones by a consumer group of their own.
             let mut sources = vec![("shard".to_owned(), config.kafka.submissions_topic())];
@@ -283,46 +278,17 @@ impl StartedActors {
             }
         }
         if roles.contains(&Role::Replicator) {
-            for target in &config.replication.targets {
-                let remote = target.kafka(&config.kafka);
-                let remote_topic = remote.mirrored_submissions_topic(&config.region);
-                let heartbeat = Heartbeat::default();
-                let deps = ReplicatorDeps {
-                    open_source: open_source(
-                        config,
-                        &format!("flk-replicator-{}", target.region),
-                        config.kafka.submissions_topic(),
-                        revoke_timeout,
-                    ),
-                    open_sink: {
-                        // Fail at start on a bad setting, not at the first record.
-                        drop(KafkaSink::new(&remote)?);
-                        Arc::new(move || {
-                            Ok(Arc::new(
-                                KafkaSink::new(&remote)
-                                    .map_err(|error| LogError::Fatal(error.to_string()))?,
-                            ) as Arc<dyn LogSink>)
-                        })
-                    },
-                    local_region: config.region.clone(),
-                    remote_region: target.region.clone(),
-                    remote_topic,
-                    tenants: match target.mode {
-                        ReplicationMode::Full => TenantFilter::All,
-                        ReplicationMode::Selective => {
-                            TenantFilter::Only(target.tenants.iter().cloned().collect())
-                        }
-                    },
-                    metrics: wiring.metrics.clone(),
-                    heartbeat: heartbeat.clone(),
-                    board: wiring.board.clone(),
-                };
-                let supervision = supervision("replicator");
-                let replicator = Supervisor::start(move |_| Replicator::new(deps, supervision));
-                watched.push(("replicator", heartbeat, replicator.clone().recipient()));
-                shutdowns.push(("replicator", replicator.recipient()));
-            }
+            regions::start_replication(
+                config,
+                &wiring.metrics,
+                &wiring.board,
+                &supervision,
+                revoke_timeout,
+                &mut region_actors,
+            )?;
         }
+        watched.append(&mut region_actors.watched);
+        shutdowns.append(&mut region_actors.shutdowns);
         if roles.contains(&Role::Projector) {
             let heartbeat = Heartbeat::default();
             let deps = ProjectorDeps {

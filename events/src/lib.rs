@@ -13,6 +13,7 @@
 //! - [`outcome`]: [`OutcomeClass`], the closed set of decision classes with stable codes (the core
 //!   never chooses HTTP statuses; the gateway maps classes to them);
 //! - [`envelope`]: the versioned binary envelope of decision events;
+//! - [`heartbeat`]: the replication heartbeat record (lag between regions);
 //! - [`merkle`]: RFC 6962 hashing, the append frontier, proof planning and proof verification;
 //! - [`checkpoint`]: C2SP signed checkpoints (signed notes with Ed25519);
 //! - [`audit_leaf`]: the bytes of one audit Merkle leaf;
@@ -32,6 +33,7 @@ pub mod cold_segment;
 pub mod decide;
 pub mod decimal;
 pub mod envelope;
+pub mod heartbeat;
 pub mod json_object;
 pub mod merkle;
 pub mod outcome;

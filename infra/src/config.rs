@@ -161,6 +161,17 @@ impl KafkaConfig {
         format!("{}{origin}.flk.submissions", self.topic_prefix)
     }
 
+    /// `flk.heartbeats` with the prefix: one record a second from this region, mirrored to the
+    /// others to measure replication lag (one partition).
+    pub fn heartbeats_topic(&self) -> String {
+        format!("{}flk.heartbeats", self.topic_prefix)
+    }
+
+    /// `<origin>.flk.heartbeats` with the prefix: `origin`'s heartbeats, mirrored here.
+    pub fn mirrored_heartbeats_topic(&self, origin: &str) -> String {
+        format!("{}{origin}.flk.heartbeats", self.topic_prefix)
+    }
+
     /// `flk.ring` with the prefix: one event per change of the hot tier's ring (one partition,
     /// so the changes read back in order).
     pub fn ring_topic(&self) -> String {

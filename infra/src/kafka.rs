@@ -5,6 +5,7 @@
 pub mod reader;
 pub mod sink;
 pub mod source;
+pub mod tail;
 
 use std::time::Duration;
 
@@ -113,6 +114,7 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaClientError>
         (config.audit_tasks_topic(), config.partitions),
         (config.audit_dlq_topic(), config.partitions),
         (config.ring_topic(), 1),
+        (config.heartbeats_topic(), 1),
     ];
     create_topics(config, &topics).await
 }

@@ -87,9 +87,19 @@ pub struct Metrics {
     /// Lookups whose hot tier read failed (node down or slower than its timeout) and fell back
     /// to Postgres.
     pub hot_cache_read_errors: IntCounterVec,
-    /// Local submissions handled by a replicator, by remote region, outcome (`shipped`,
-    /// `skipped`) and reason (`from_replica`, `tenant_not_replicated`; empty when shipped).
+    /// Local records handled by a replicator, by remote region, stream (`submissions`,
+    /// `heartbeats`), outcome (`shipped`, `skipped`) and reason (`from_replica`,
+    /// `tenant_not_replicated`; empty when shipped).
     pub replicated_records: IntCounterVec,
+    /// Replication lag (seconds) by origin region and source: `heartbeat` (a mirrored
+    /// heartbeat's age when it arrives) or `record` (a mirrored submission's age, from its
+    /// received-at, when this region's shard decides it).
+    pub crr_lag: HistogramVec,
+    /// Age (seconds) of the newest heartbeat received from each origin region, set every second:
+    /// it keeps growing while the link is cut, when no new lag is observed at all.
+    pub crr_heartbeat_age: prometheus::GaugeVec,
+    /// Heartbeats this region emitted, by outcome (`written`, `failed`).
+    pub crr_heartbeats: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -196,7 +206,36 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_metric("flk_actor_progress_age_seconds"));
         let _ = registry.register(Box::new(progress_age.clone()));
+        let crr_lag = HistogramVec::new(
+            HistogramOpts::new(
+                "flk_crr_lag_seconds",
+                "replication lag from another region, by origin region and source",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["origin_region", "source"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_crr_lag_seconds"));
+        let _ = registry.register(Box::new(crr_lag.clone()));
+        let crr_heartbeat_age = prometheus::GaugeVec::new(
+            Opts::new(
+                "flk_crr_heartbeat_age_seconds",
+                "age of the newest heartbeat received from an origin region",
+            ),
+            &["origin_region"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_crr_heartbeat_age_seconds"));
+        let _ = registry.register(Box::new(crr_heartbeat_age.clone()));
         Metrics {
+            crr_lag,
+            crr_heartbeat_age,
+            crr_heartbeats: counter(
+                &registry,
+                "flk_crr_heartbeats_total",
+                "heartbeats this region emitted, by outcome",
+                &["outcome"],
+            ),
             actor_partition_lag: gauge(
                 &registry,
                 "flk_actor_partition_lag_records",
@@ -276,8 +315,8 @@ impl Metrics {
             replicated_records: counter(
                 &registry,
                 "flk_replication_records_total",
-                "local submissions handled by a replicator, by remote region, outcome and reason",
-                &["remote_region", "outcome", "reason"],
+                "local records handled by a replicator, by remote region, stream, outcome and reason",
+                &["remote_region", "stream", "outcome", "reason"],
             ),
             ingest_total: counter(
                 &registry,

@@ -81,6 +81,15 @@ fn exported_names() -> HashSet<String> {
         .with_label_values(&[] as &[&str])
         .inc();
     metrics
+        .crr_lag
+        .with_label_values(&["a", "record"])
+        .observe(0.1);
+    metrics.crr_heartbeat_age.with_label_values(&["a"]).set(0.5);
+    metrics
+        .replicated_records
+        .with_label_values(&["b", "submissions", "shipped", ""])
+        .inc();
+    metrics
         .tier_cold_reads
         .with_label_values(&["x", "object"])
         .inc();
@@ -152,6 +161,9 @@ fn dashboard_queries_only_exported_metrics() {
         "flk_tier_demoted_entries_total",
         "flk_tier_cold_misses_total",
         "flk_tier_cold_read_seconds_bucket",
+        "flk_crr_lag_seconds_bucket",
+        "flk_crr_heartbeat_age_seconds",
+        "flk_replication_records_total",
     ] {
         assert!(queried.contains(name), "no panel shows {name}");
     }

@@ -1,0 +1,161 @@
+//! The cross-region part of `flk serve`: for each `[[replication.targets]]` region, a replicator
+//! of the submissions and one of the heartbeats, plus this region's heartbeat emitter (role
+//! `replicator`); for each `[replication] origins` region, a heartbeat observer (role `shard`,
+//! beside the shard group that decides that origin's mirrored submissions).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor as _, Recipient, Supervisor};
+use actors::contract::Shutdown;
+use actors::heartbeat_emitter::{HEARTBEAT_INTERVAL, HeartbeatEmitter, HeartbeatEmitterDeps};
+use actors::heartbeat_observer::{HeartbeatObserver, HeartbeatObserverDeps};
+use actors::replicator::{OpenSink, Replicator, ReplicatorDeps, TenantFilter};
+use actors::supervision::{Heartbeat, Restart, Supervision};
+use infra::config::{Config, KafkaConfig, ReplicationMode, ReplicationTarget};
+use infra::kafka::sink::KafkaSink;
+use infra::log::{LogError, LogSink};
+use infra::metrics::Metrics;
+
+use super::open_source;
+
+/// Actors started here, for the watchdog and the shutdown.
+#[derive(Default)]
+pub(super) struct RegionActors {
+    /// Supervised actors with a progress heartbeat.
+    pub watched: Vec<(&'static str, Heartbeat, Recipient<Restart>)>,
+    /// Every actor's shutdown handle.
+    pub shutdowns: Vec<(&'static str, Recipient<Shutdown>)>,
+}
+
+/// Starts the replicators to every target and the heartbeat emitter.
+pub(super) fn start_replication(
+    config: &Config,
+    metrics: &Metrics,
+    board: &actors::contract::StatusBoard,
+    supervision: &dyn Fn(&'static str) -> Supervision,
+    revoke_timeout: Duration,
+    started: &mut RegionActors,
+) -> anyhow::Result<()> {
+    if config.replication.targets.is_empty() {
+        return Ok(());
+    }
+    let emitter = HeartbeatEmitter::new(HeartbeatEmitterDeps {
+        sink: Arc::new(KafkaSink::new(&config.kafka)?),
+        topic: config.kafka.heartbeats_topic(),
+        region: config.region.clone(),
+        interval: HEARTBEAT_INTERVAL,
+        metrics: metrics.clone(),
+    })
+    .start();
+    started
+        .shutdowns
+        .push(("heartbeat-emitter", emitter.recipient()));
+    for target in &config.replication.targets {
+        let remote = target.kafka(&config.kafka);
+        let streams = [
+            (
+                "submissions",
+                config.kafka.submissions_topic(),
+                remote.mirrored_submissions_topic(&config.region),
+                tenant_filter(target),
+            ),
+            (
+                // Heartbeats carry no tenant: every one is shipped.
+                "heartbeats",
+                config.kafka.heartbeats_topic(),
+                remote.mirrored_heartbeats_topic(&config.region),
+                TenantFilter::All,
+            ),
+        ];
+        for (stream, local_topic, remote_topic, tenants) in streams {
+            let heartbeat = Heartbeat::default();
+            let group = match stream {
+                "submissions" => format!("flk-replicator-{}", target.region),
+                _ => format!("flk-replicator-{}-{stream}", target.region),
+            };
+            let deps = ReplicatorDeps {
+                open_source: open_source(config, &group, local_topic, revoke_timeout),
+                open_sink: open_sink(&remote)?,
+                local_region: config.region.clone(),
+                remote_region: target.region.clone(),
+                stream,
+                remote_topic,
+                tenants,
+                metrics: metrics.clone(),
+                heartbeat: heartbeat.clone(),
+                board: board.clone(),
+            };
+            let supervision = supervision("replicator");
+            let replicator = Supervisor::start(move |_| Replicator::new(deps, supervision));
+            started
+                .watched
+                .push(("replicator", heartbeat, replicator.clone().recipient()));
+            started
+                .shutdowns
+                .push(("replicator", replicator.recipient()));
+        }
+    }
+    Ok(())
+}
+
+/// Starts a heartbeat observer per origin region.
+pub(super) fn start_heartbeat_observers(
+    config: &Config,
+    metrics: &Metrics,
+    started: &mut RegionActors,
+) {
+    for origin in &config.replication.origins {
+        let kafka = config.kafka.clone();
+        let topic = config.kafka.mirrored_heartbeats_topic(origin);
+        let client_id = format!("flk-heartbeats-{origin}");
+        let observer = HeartbeatObserver::new(HeartbeatObserverDeps {
+            open_tail: Arc::new(move || infra::kafka::tail::follow(&kafka, &topic, &client_id)),
+            origin: origin.clone(),
+            metrics: metrics.clone(),
+        })
+        .start();
+        started
+            .shutdowns
+            .push(("heartbeat-observer", observer.recipient()));
+    }
+}
+
+/// The topics this region reads that other regions write: each origin's mirrored submissions
+/// and heartbeats.
+pub(super) fn mirrored_topics(config: &Config) -> Vec<(String, i32)> {
+    config
+        .replication
+        .origins
+        .iter()
+        .flat_map(|origin| {
+            [
+                (
+                    config.kafka.mirrored_submissions_topic(origin),
+                    config.kafka.partitions,
+                ),
+                (config.kafka.mirrored_heartbeats_topic(origin), 1),
+            ]
+        })
+        .collect()
+}
+
+fn tenant_filter(target: &ReplicationTarget) -> TenantFilter {
+    match target.mode {
+        ReplicationMode::Full => TenantFilter::All,
+        ReplicationMode::Selective => TenantFilter::Only(target.tenants.iter().cloned().collect()),
+    }
+}
+
+/// A new producer to `remote` per replicator start (checked once now, so a bad setting fails
+/// the start rather than the first record).
+fn open_sink(remote: &KafkaConfig) -> anyhow::Result<OpenSink> {
+    drop(KafkaSink::new(remote)?);
+    let remote = remote.clone();
+    Ok(Arc::new(move || {
+        Ok(
+            Arc::new(KafkaSink::new(&remote).map_err(|error| LogError::Fatal(error.to_string()))?)
+                as Arc<dyn LogSink>,
+        )
+    }))
+}
