@@ -6,6 +6,7 @@ mod migrate_log;
 pub mod migrate_steps;
 mod migrate_view;
 pub mod pcs;
+pub mod regions;
 pub mod service;
 pub mod shards;
 pub mod tier;

@@ -11,7 +11,7 @@ pub mod commands;
 pub mod serve;
 pub mod top_view;
 
-use commands::{audit, migrate, pcs, service, shards, tier, top};
+use commands::{audit, migrate, pcs, regions, service, shards, tier, top};
 
 use clap::{Parser, Subcommand};
 
@@ -60,6 +60,9 @@ pub enum Command {
     /// A terminal view of running processes from their /metrics: per role records/s, lag,
     /// in-flight work, restarts, progress age; per gateway submits/s, 5xx/s, p99.
     Top(top::TopArgs),
+    /// Two regions: compare their dedup state and list the keys that differ.
+    #[command(subcommand)]
+    Regions(regions::RegionsCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Pcs(command) => pcs::run(command),
         Command::Audit(command) => audit::run(command),
         Command::Tier(command) => tier::run(command),
+        Command::Regions(command) => regions::run(command),
         Command::Serve(args) => service::serve(args),
         Command::Replay(args) => service::replay(args),
         Command::StateHash(args) => service::state_hash(args),

@@ -13,6 +13,8 @@
 //! - [`offsets`]: claims and owner epochs (fencing);
 //! - [`apply`]: `apply_batch`, the one-transaction fold of a batch;
 //! - [`dedup`]: first write wins per (tenant, `pcs_id`);
+//! - [`divergence`]: where two regions' dedup state differs (range digests, then keys), and the
+//!   cross-region rule that says which first record wins;
 //! - [`audit`]: the hash-chained audit log, its canonical bytes and verification;
 //! - [`audit_tasks`]: finished audit task ids, the DLQ and time attestations;
 //! - [`merkle_check`]: recomputing the Merkle log from the audit rows (`flk audit check`, the
@@ -61,6 +63,7 @@ pub mod canonical_json;
 pub mod cold_objects;
 pub mod cold_tier;
 pub mod dedup;
+pub mod divergence;
 pub mod error;
 pub mod frozen_status;
 pub mod hot_cache;

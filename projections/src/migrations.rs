@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_ring_versions.sql",
         sql: include_str!("../migrations/0008_ring_versions.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_geo_divergence.sql",
+        sql: include_str!("../migrations/0009_geo_divergence.sql"),
+    },
 ];
 
 /// Longest schema name accepted: leaves room for `_rebuild`, `_old_<ms>` and `_decided` within
