@@ -156,6 +156,31 @@ pub enum Mirror {
     TenantNotReplicated,
 }
 
+/// The headers of `record` mirrored from `origin_region`: its own headers (tenant, received-at,
+/// trace context) as they are, except a source header, plus the provenance: `flk-source:
+/// replica`, origin region, origin partition and offset, one hop.
+pub fn mirrored_headers(record: &LogRecord, origin_region: &str) -> Vec<(String, Vec<u8>)> {
+    let provenance = [
+        (headers::SOURCE, "replica".to_owned()),
+        (headers::ORIGIN_REGION, origin_region.to_owned()),
+        (headers::ORIGIN_PARTITION, record.partition.to_string()),
+        (headers::ORIGIN_OFFSET, record.offset.to_string()),
+        (headers::HOPS, "1".to_owned()),
+    ];
+    let mut mirrored: Vec<(String, Vec<u8>)> = record
+        .headers
+        .iter()
+        .filter(|(name, _)| name != headers::SOURCE)
+        .cloned()
+        .collect();
+    mirrored.extend(
+        provenance
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.into_bytes())),
+    );
+    mirrored
+}
+
 /// Decides what becomes of `record` (pure): the mirrored record with its provenance headers, or
 /// why it stays.
 pub fn mirror(record: &LogRecord, deps: &ReplicatorDeps) -> Mirror {
@@ -168,32 +193,12 @@ pub fn mirror(record: &LogRecord, deps: &ReplicatorDeps) -> Mirror {
     if !deps.tenants.ships(tenant) {
         return Mirror::TenantNotReplicated;
     }
-    let provenance = [
-        (headers::SOURCE, "replica".to_owned()),
-        (headers::ORIGIN_REGION, deps.local_region.clone()),
-        (headers::ORIGIN_PARTITION, record.partition.to_string()),
-        (headers::ORIGIN_OFFSET, record.offset.to_string()),
-        (headers::HOPS, "1".to_owned()),
-    ];
-    // The record's own headers (tenant, received-at, trace context) travel as they are, except a
-    // source header, which the provenance replaces.
-    let mut mirrored_headers: Vec<(String, Vec<u8>)> = record
-        .headers
-        .iter()
-        .filter(|(name, _)| name != headers::SOURCE)
-        .cloned()
-        .collect();
-    mirrored_headers.extend(
-        provenance
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value.into_bytes())),
-    );
     Mirror::Ship(OutgoingRecord {
         topic: deps.remote_topic.clone(),
         partition_opt: Some(record.partition),
         key: record.key_opt.clone().unwrap_or_default(),
         payload: record.payload.clone(),
-        headers: mirrored_headers,
+        headers: mirrored_headers(record, &deps.local_region),
     })
 }
 

@@ -215,6 +215,25 @@ pub fn run_flk_status(deployment: &Deployment, args: &[&str]) -> anyhow::Result<
     ))
 }
 
+/// [`run_flk_status`] with stdout and stderr joined (for failure messages).
+pub fn run_flk_output(deployment: &Deployment, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let config = deployment.write_config()?;
+    let output = flk_command(deployment)?
+        .args(args)
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .context("running flk")?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
+}
+
 /// Runs `flk <args>` with the deployment's config to completion; returns stdout.
 pub fn run_flk(deployment: &Deployment, args: &[&str]) -> anyhow::Result<String> {
     let config = deployment.write_config()?;

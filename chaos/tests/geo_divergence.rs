@@ -3,12 +3,13 @@
 //! key, and each takes a record the other never sees. `flk regions diff` names exactly those
 //! keys, says which record the cross-region rule keeps (earliest received-at, then region id),
 //! records the run in region a's database, and exits 1; equal regions exit 0.
+//! `flk regions reconcile` then makes them agree by the rule, and a second run changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use chaos::deployment::{Deployment, StackEnv, TestTenant};
-use chaos::process::{FlkProcess, run_flk_status};
+use chaos::process::{FlkProcess, run_flk_output, run_flk_status};
 use chaos::wait_until;
 use serde_json::{Value, json};
 
@@ -33,6 +34,21 @@ async fn dedup_count(deployment: &Deployment) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+/// The signed digest (hex) and origin region of a key's dedup row.
+async fn digest_of(deployment: &Deployment, pcs_id: &str) -> (String, String) {
+    let row = deployment
+        .postgres()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT encode(signed_digest, 'hex'), origin_region FROM dedup WHERE pcs_id = $1",
+            &[&pcs_id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
 }
 
 fn diff(a: &Deployment, b: &Deployment) -> (i32, Value, String) {
@@ -71,6 +87,9 @@ async fn diff_names_exactly_the_keys_a_split_brain_made_different() {
     )
     .unwrap();
     b.region = "b".into();
+    // Each region decides what the other ships, but nothing ships: the link is down.
+    a.extra_toml = "[replication]\norigins = [\"b\"]\n".into();
+    b.extra_toml = "[replication]\norigins = [\"a\"]\n".into();
     let roles = "gateway,shard,projector";
     let flk_a = FlkProcess::start(&a, roles, "region-a").unwrap();
     let flk_b = FlkProcess::start(&b, roles, "region-b").unwrap();
@@ -162,6 +181,69 @@ async fn diff_names_exactly_the_keys_a_split_brain_made_different() {
         .collect();
     expected_stored.sort();
     assert_eq!(stored, expected_stored);
+
+    // Reconcile: b's winner goes to a, each region's own key to the other; then they agree.
+    let reconcile = |dry_run: bool| {
+        let mut args = vec![
+            "regions",
+            "reconcile",
+            "--remote-region",
+            "b",
+            "--remote-postgres-url",
+            &b.stack.postgres_url,
+            "--remote-schema",
+            &b.schema,
+            "--remote-topic-prefix",
+            &b.topic_prefix,
+            "--remote-brokers",
+            &b.stack.brokers,
+            "--settle-ms",
+            "0",
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        run_flk_output(&a, &args).unwrap()
+    };
+    let (code, stdout) = reconcile(true);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(stdout.matches("would ship").count(), 3, "{stdout}");
+    assert_eq!(dedup_count(&a).await, 42, "a dry run ships nothing");
+    let (code, stdout) = reconcile(false);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("0 keys still differ"), "{stdout}");
+    let (code, _, stdout) = diff(&a, &b);
+    assert_eq!(code, 0, "{stdout}");
+    for deployment in [&a, &b] {
+        assert_eq!(dedup_count(deployment).await, 43);
+    }
+    let kept = digest_of(&b, &contested).await;
+    assert_eq!(kept.1, "b");
+    assert_eq!(
+        digest_of(&a, &contested).await,
+        kept,
+        "a keeps b's earlier record"
+    );
+    // What it did is in a's audit log: b's record superseded a's.
+    let superseded: i64 = a
+        .postgres()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE pcs_id = $1 AND dedup_result = 'superseded'",
+            &[&contested],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(superseded, 1);
+    // Again: nothing to do, nothing changes.
+    let (code, stdout) = reconcile(false);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("nothing to reconcile"), "{stdout}");
+    for deployment in [&a, &b] {
+        assert_eq!(dedup_count(deployment).await, 43);
+    }
 
     drop(flk_a);
     drop(flk_b);

@@ -215,6 +215,66 @@ async fn records_submitted_in_either_region_are_decided_in_both_and_never_come_b
         assert!(age < 5.0, "region {name}: newest heartbeat {age} s old");
     }
 
+    // A split second of split brain: different records for one key, region b's received first.
+    // Whatever order each region sees them in, both keep region b's (earliest received-at).
+    let original = chaos::records::signed_record(50_000, SECRET);
+    let contested = chaos::records::pcs_id(&original);
+    let earlier = chaos::records::edited(&original, serde_json::json!({"budget": 0.5}), SECRET);
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for (gateway, record) in [(flk_b.url(), &earlier), (flk_a.url(), &original)] {
+        let answer = chaos::http::submit_json(&client, gateway, None, record)
+            .await
+            .unwrap();
+        assert!(
+            [200, 202, 409].contains(&answer.status),
+            "{} {}",
+            answer.status,
+            answer.body
+        );
+        statuses.push(answer.status);
+    }
+    let row_of = |rows: Vec<(String, String, String)>| {
+        rows.into_iter().find(|(pcs_id, _, _)| *pcs_id == contested)
+    };
+    let kept_by_b = row_of(dedup_rows(&b).await).unwrap();
+    let converged = wait_until(
+        "both regions keep region b's earlier record",
+        Duration::from_secs(30),
+        || async {
+            let in_a = row_of(dedup_rows(&a).await)?;
+            let in_b = row_of(dedup_rows(&b).await)?;
+            (in_a == in_b).then_some(in_a)
+        },
+    )
+    .await;
+    if let Err(error) = converged {
+        panic!(
+            "{error}\n{}\n{}",
+            explain(&a, &flk_a).await,
+            explain(&b, &flk_b).await
+        );
+    }
+    assert_eq!(row_of(dedup_rows(&a).await).unwrap(), kept_by_b);
+    // Region a took its own record first unless b's arrived before it (then a answered 409):
+    // in the first case its audit log says b's record superseded it.
+    let superseded: i64 = a
+        .postgres()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE pcs_id = $1 AND dedup_result = 'superseded'",
+            &[&contested],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        superseded,
+        i64::from(statuses[1] != 409),
+        "answers {statuses:?}"
+    );
+
     drop(flk_a);
     drop(flk_b);
     a.cleanup().await;

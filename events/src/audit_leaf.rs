@@ -6,8 +6,8 @@
 //! every field comes from the decision event and the dedup state the log builds. Keys are written
 //! in this fixed order (the top level alphabetical), without spaces:
 //!
-//! `decided_at_ms`, `dedup` (`first`, `duplicate`, `conflict` or `not_deduplicated` for records
-//! that never reached the dedup table), `entry_hash` (hex of the audit chain entry, which commits
+//! `decided_at_ms`, `dedup` (`first`, `duplicate`, `conflict`, `superseded` or
+//! `not_deduplicated` for records that never reached the dedup table), `entry_hash` (hex of the audit chain entry, which commits
 //! to every stored field), `outcome` (the verdict code), `partition`, `pcs_id` (or null),
 //! `region`, `seq` (position in the partition's chain), `signed_digest` (hex of SHA-256 of the
 //! canonical signing payload whenever the body decoded, whether or not its signature verified;

@@ -2,6 +2,7 @@
 //! creation, and the header names of ARCHITECTURE section 2. [`source`] and [`sink`] implement
 //! the actors' log seam ([`crate::log`]) over them.
 
+pub mod fetch;
 pub mod reader;
 pub mod sink;
 pub mod source;

@@ -27,5 +27,7 @@ CREATE TABLE geo_divergence_findings (
     -- Which side the cross-region rule keeps (earliest received-at, then region id): 'here',
     -- 'there', or NULL when only one side has the key.
     winner                text CHECK (winner IN ('here', 'there')),
+    -- What `flk regions reconcile` did about it (NULL: a diff only, or not yet reconciled).
+    action                text,
     PRIMARY KEY (run_id, tenant, pcs_id)
 );

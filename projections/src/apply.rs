@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use events::{DecisionEvent, OutcomeClass, SourceCoordinates, Verdict};
+use events::{DecisionEvent, OutcomeClass, SourceCoordinates, SubmissionSource, Verdict};
 use serde_json::{Value, json};
 
 use crate::audit::{self, AuditEntry, GENESIS_HASH};
@@ -232,6 +232,9 @@ struct Normalized {
     key_id_opt: Option<String>,
     params_version: i64,
     region: String,
+    /// The region that first received the record: its origin for a replica, else the deciding
+    /// region.
+    origin_region: String,
     received_at_ms: i64,
     decided_at_ms: i64,
 }
@@ -261,6 +264,11 @@ impl Normalized {
             key_id_opt: event.key_id_opt.as_deref().map(|k| pg_text(k).into_owned()),
             params_version: i64::from(event.params_version),
             region: pg_text(&event.region).into_owned(),
+            origin_region: match &event.submission_source {
+                SubmissionSource::Replica { origin_region, .. } => pg_text(origin_region),
+                SubmissionSource::Gateway | SubmissionSource::Kafka => pg_text(&event.region),
+            }
+            .into_owned(),
             received_at_ms: event.received_at_ms,
             decided_at_ms: event.decided_at_ms,
         }
@@ -341,6 +349,7 @@ fn fold_one(
         expires_at_ms: event
             .received_at_ms
             .saturating_add(ttl.ttl_ms(&event.tenant)),
+        origin_region: event.origin_region.clone(),
     };
     let answer = dedup.decide(key, candidate);
     applied.outcome_class = answer.outcome_class;

@@ -35,6 +35,9 @@ pub(crate) struct DedupRow {
     pub decided_at_ms: i64,
     /// `received_at_ms` + TTL.
     pub expires_at_ms: i64,
+    /// Region that first received the record ("" when unknown: rows from before migration 0010
+    /// and cold keys, which are never superseded).
+    pub origin_region: String,
 }
 
 /// How a verified record relates to the row stored for its key (pure; no I/O).
@@ -46,6 +49,27 @@ pub(crate) enum Resolution {
     Duplicate,
     /// Different digest from the live row.
     Conflict,
+}
+
+/// The cross-region rule (docs/contract.md): does `candidate`, a different record for the key of
+/// `stored`, take its place? Only between records of two different, known regions, and only when
+/// the candidate ranks first by (received-at, origin region, signed digest). Every region ranks
+/// the same two records the same way, so they all keep the same one.
+pub(crate) fn supersedes(stored: &DedupRow, candidate: &DedupRow) -> bool {
+    if stored.origin_region.is_empty()
+        || candidate.origin_region.is_empty()
+        || stored.origin_region == candidate.origin_region
+    {
+        return false;
+    }
+    let rank = |row: &DedupRow| {
+        (
+            row.received_at_ms,
+            row.origin_region.clone(),
+            row.signed_digest,
+        )
+    };
+    rank(candidate) < rank(stored)
 }
 
 /// First write wins; a row expired before `received_at_ms` no longer counts.
@@ -101,7 +125,8 @@ pub(crate) struct DedupBatch {
 }
 
 const ROW_COLUMNS: &str = "tenant, pcs_id, signed_digest, outcome_code, outcome::text, first_topic, \
-     first_partition, first_offset, received_at_ms, decided_at_ms, expires_at_ms, tier";
+     first_partition, first_offset, received_at_ms, decided_at_ms, expires_at_ms, tier, \
+     COALESCE(origin_region, '')";
 
 fn row_from_sql(row: &Row) -> Result<(DedupKey, DedupRow, String), StoreError> {
     let digest: Vec<u8> = row.try_get(2)?;
@@ -128,6 +153,7 @@ fn row_from_sql(row: &Row) -> Result<(DedupKey, DedupRow, String), StoreError> {
             received_at_ms: row.try_get(8)?,
             decided_at_ms: row.try_get(9)?,
             expires_at_ms: row.try_get(10)?,
+            origin_region: row.try_get(12)?,
         },
         row.try_get(11)?,
     ))
@@ -188,7 +214,7 @@ impl DedupBatch {
         let pcs_ids: Vec<&str> = missing.iter().map(|(_, pcs_id)| pcs_id.as_str()).collect();
         let statement = transaction
             .prepare_cached(
-                "SELECT c.tenant, c.pcs_id, c.signed_digest, c.outcome_code, a.outcome::text,                      c.first_topic, c.first_partition, c.first_offset, c.received_at_ms,                      c.decided_at_ms, c.expires_at_ms, 'cold'                  FROM unnest($1::text[], $2::text[]) AS k(tenant, pcs_id)                  JOIN cold_keys c ON c.tenant = k.tenant AND c.pcs_id = k.pcs_id                  JOIN audit_log a ON a.source_topic = c.first_topic                      AND a.source_partition = c.first_partition AND a.source_offset = c.first_offset",
+                "SELECT c.tenant, c.pcs_id, c.signed_digest, c.outcome_code, a.outcome::text,                      c.first_topic, c.first_partition, c.first_offset, c.received_at_ms,                       c.decided_at_ms, c.expires_at_ms, 'cold', ''::text                  FROM unnest($1::text[], $2::text[]) AS k(tenant, pcs_id)                  JOIN cold_keys c ON c.tenant = k.tenant AND c.pcs_id = k.pcs_id                  JOIN audit_log a ON a.source_topic = c.first_topic                      AND a.source_partition = c.first_partition AND a.source_offset = c.first_offset",
             )
             .await?;
         for row in transaction.query(&statement, &[&tenants, &pcs_ids]).await? {
@@ -241,6 +267,28 @@ impl DedupBatch {
                     expires_at_ms_opt: Some(stored.expires_at_ms),
                 }
             }
+            Resolution::Conflict
+                if existing_opt.is_some_and(|stored| supersedes(stored, &candidate)) =>
+            {
+                let answer = DedupAnswer {
+                    result: DedupResult::Superseded,
+                    outcome_class: candidate.outcome_class,
+                    body: candidate.outcome.clone(),
+                    expires_at_ms_opt: Some(candidate.expires_at_ms),
+                };
+                let state = match self.slots.get(&key).map(|slot| slot.state) {
+                    None | Some(SlotState::Inserted | SlotState::Cold) => SlotState::Inserted,
+                    Some(SlotState::Stored | SlotState::Replaced) => SlotState::Replaced,
+                };
+                self.slots.insert(
+                    key,
+                    Slot {
+                        row: candidate,
+                        state,
+                    },
+                );
+                answer
+            }
             Resolution::Conflict => {
                 // `resolve` answers Conflict only when a row exists; the candidate is a fallback
                 // that cannot be reached, not a second source of truth.
@@ -271,16 +319,18 @@ impl DedupBatch {
             }
         }
         const ARRAYS: &str = "unnest($1::text[], $2::text[], $3::bytea[], $4::text[], \
-             $5::text[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int8[], $11::int8[]) \
-             AS u(tenant, pcs_id, digest, outcome_code, outcome, topic, part, off, received, decided, expires)";
+             $5::text[], $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], \
+             $12::text[]) \
+             AS u(tenant, pcs_id, digest, outcome_code, outcome, topic, part, off, received, decided, \
+             expires, origin)";
         if !inserted.tenants.is_empty() {
             let statement = transaction
                 .prepare_cached(&format!(
                     "INSERT INTO dedup (tenant, pcs_id, signed_digest, outcome_code, outcome, \
                          first_topic, first_partition, first_offset, received_at_ms, \
-                         decided_at_ms, expires_at_ms) \
+                         decided_at_ms, expires_at_ms, origin_region) \
                      SELECT u.tenant, u.pcs_id, u.digest, u.outcome_code, u.outcome::jsonb, u.topic, \
-                         u.part, u.off, u.received, u.decided, u.expires FROM {ARRAYS}"
+                         u.part, u.off, u.received, u.decided, u.expires, u.origin FROM {ARRAYS}"
                 ))
                 .await?;
             transaction.execute(&statement, &inserted.params()).await?;
@@ -292,7 +342,8 @@ impl DedupBatch {
                          outcome = u.outcome::jsonb, first_topic = u.topic, \
                          first_partition = u.part, first_offset = u.off, \
                          received_at_ms = u.received, decided_at_ms = u.decided, \
-                         expires_at_ms = u.expires, tier = 'hot', promoted_at_ms = NULL \
+                         expires_at_ms = u.expires, origin_region = u.origin, tier = 'hot', \
+                         promoted_at_ms = NULL \
                      FROM {ARRAYS} \
                      WHERE dedup.tenant = u.tenant AND dedup.pcs_id = u.pcs_id"
                 ))
@@ -317,6 +368,8 @@ struct RowArrays {
     received: Vec<i64>,
     decided: Vec<i64>,
     expires: Vec<i64>,
+    /// NULL for an unknown origin.
+    origins: Vec<Option<String>>,
 }
 
 impl RowArrays {
@@ -332,9 +385,11 @@ impl RowArrays {
         self.received.push(row.received_at_ms);
         self.decided.push(row.decided_at_ms);
         self.expires.push(row.expires_at_ms);
+        self.origins
+            .push(Some(row.origin_region.clone()).filter(|origin| !origin.is_empty()));
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
         [
             &self.tenants,
             &self.pcs_ids,
@@ -347,6 +402,7 @@ impl RowArrays {
             &self.received,
             &self.decided,
             &self.expires,
+            &self.origins,
         ]
     }
 }
@@ -399,7 +455,53 @@ mod tests {
             received_at_ms: 0,
             decided_at_ms: 1,
             expires_at_ms,
+            origin_region: "a".into(),
         }
+    }
+
+    fn from(origin: &str, digest: u8, received_at_ms: i64) -> DedupRow {
+        DedupRow {
+            origin_region: origin.into(),
+            received_at_ms,
+            ..row(digest, received_at_ms + 1_000)
+        }
+    }
+
+    #[test]
+    fn an_earlier_record_of_another_region_supersedes_and_both_regions_agree() {
+        // Region a holds its own record (t=10) and receives b's (t=5): b's takes its place.
+        assert!(supersedes(&from("a", 1, 10), &from("b", 2, 5)));
+        // Region b holds its own (t=5) and receives a's (t=10): it stays.
+        assert!(!supersedes(&from("b", 2, 5), &from("a", 1, 10)));
+        // Same received-at: the smaller region id wins, in both directions.
+        assert!(supersedes(&from("b", 2, 7), &from("a", 1, 7)));
+        assert!(!supersedes(&from("a", 1, 7), &from("b", 2, 7)));
+        // Within one region, or with an unknown origin, first write wins as always.
+        assert!(!supersedes(&from("a", 1, 10), &from("a", 2, 5)));
+        assert!(!supersedes(&from("", 1, 10), &from("b", 2, 5)));
+        assert!(!supersedes(&from("a", 1, 10), &from("", 2, 5)));
+    }
+
+    #[test]
+    fn a_superseding_record_replaces_the_row_and_later_copies_are_duplicates() {
+        let mut batch = DedupBatch::default();
+        let key: DedupKey = ("t".into(), "p".into());
+        assert_eq!(
+            batch.decide(key.clone(), from("a", 1, 10)).result,
+            DedupResult::First
+        );
+        let replaced = batch.decide(key.clone(), from("b", 2, 5));
+        assert_eq!(replaced.result, DedupResult::Superseded);
+        assert_eq!(replaced.expires_at_ms_opt, Some(1_005));
+        // Replaying either record again changes nothing.
+        assert_eq!(
+            batch.decide(key.clone(), from("b", 2, 5)).result,
+            DedupResult::Duplicate
+        );
+        assert_eq!(
+            batch.decide(key.clone(), from("a", 1, 10)).result,
+            DedupResult::Conflict
+        );
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct KeyState {
     pub received_at_ms: i64,
     /// The region whose gateway or Kafka received the first record.
     pub origin: String,
+    /// Where the first record is in this region's log (topic, partition, offset).
+    pub first_source: events::SourceCoordinates,
 }
 
 /// Which side of a comparison.
@@ -247,7 +249,8 @@ async fn keys(
     let client = view.store.client().await?;
     let rows = client
         .query(
-            "SELECT pcs_id, signed_digest, outcome_code, received_at_ms, first_topic FROM dedup \
+            "SELECT pcs_id, signed_digest, outcome_code, received_at_ms, first_topic, \
+             first_partition, first_offset FROM dedup \
              WHERE tenant = $1 AND pcs_id LIKE $2 AND received_at_ms < $3 ORDER BY pcs_id",
             &[&tenant, &like_prefix(prefix), &settled_before_ms],
         )
@@ -260,6 +263,11 @@ async fn keys(
             outcome_code: row.get(2),
             received_at_ms: row.get(3),
             origin: origin_of(row.get(4), view),
+            first_source: events::SourceCoordinates {
+                topic: row.get(4),
+                partition: row.get(5),
+                offset: row.get(6),
+            },
         })
         .collect())
 }
@@ -418,6 +426,24 @@ pub async fn record_run(
     Ok(run_id)
 }
 
+/// Notes what `flk regions reconcile` did about one finding of a run.
+pub async fn record_action(
+    store: &ProjectionStore,
+    run_id: i64,
+    finding: &Finding,
+    action: &str,
+) -> Result<(), StoreError> {
+    let client = store.client().await?;
+    client
+        .execute(
+            "UPDATE geo_divergence_findings SET action = $4 \
+             WHERE run_id = $1 AND tenant = $2 AND pcs_id = $3",
+            &[&run_id, &finding.tenant, &finding.pcs_id, &action],
+        )
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +455,11 @@ mod tests {
             outcome_code: "accepted".into(),
             received_at_ms,
             origin: origin.into(),
+            first_source: events::SourceCoordinates {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+            },
         }
     }
 

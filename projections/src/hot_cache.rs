@@ -178,12 +178,13 @@ pub struct CacheEntry {
 }
 
 impl CacheEntry {
-    /// The entry for an applied first or duplicate record; `None` for anything else (conflicts
-    /// and rejections are never cached: I2, and a conflict's own digest is not the first one).
+    /// The entry for an applied first, duplicate or superseding record (which overwrites the
+    /// record it replaced); `None` for anything else (conflicts and rejections are never cached:
+    /// I2, and a conflict's own digest is not the first one).
     pub fn from_applied(applied: &Applied) -> Option<Self> {
         if !matches!(
             applied.dedup_result,
-            DedupResult::First | DedupResult::Duplicate
+            DedupResult::First | DedupResult::Duplicate | DedupResult::Superseded
         ) {
             return None;
         }

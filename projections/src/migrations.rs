@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_geo_divergence.sql",
         sql: include_str!("../migrations/0009_geo_divergence.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_dedup_origin_region.sql",
+        sql: include_str!("../migrations/0010_dedup_origin_region.sql"),
+    },
 ];
 
 /// Longest schema name accepted: leaves room for `_rebuild`, `_old_<ms>` and `_decided` within

@@ -30,6 +30,10 @@ pub enum DedupResult {
     /// Not a verified record (malformed, tenant refused, signature rejected) or no key: the dedup
     /// table is not touched (I2).
     NotDeduplicated,
+    /// Different signed digest from a first record of another region, and earlier by the
+    /// cross-region rule (earliest received-at, then region id): it replaced that row, so every
+    /// region keeps the same first record (docs/contract.md).
+    Superseded,
 }
 
 impl DedupResult {
@@ -40,6 +44,7 @@ impl DedupResult {
             DedupResult::Duplicate => "duplicate",
             DedupResult::Conflict => "conflict",
             DedupResult::NotDeduplicated => "not_deduplicated",
+            DedupResult::Superseded => "superseded",
         }
     }
 
@@ -50,6 +55,7 @@ impl DedupResult {
             "duplicate" => Some(DedupResult::Duplicate),
             "conflict" => Some(DedupResult::Conflict),
             "not_deduplicated" => Some(DedupResult::NotDeduplicated),
+            "superseded" => Some(DedupResult::Superseded),
             _ => None,
         }
     }

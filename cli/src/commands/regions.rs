@@ -2,6 +2,9 @@
 //! then the differing keys; `projections::divergence`), prints every differing key with the side
 //! the cross-region rule keeps, and records the run and its findings in this region's database.
 //! Exit 0 when the regions agree, 1 when they differ, 2 on a usage error.
+//!
+//! `flk regions reconcile` (in [`reconcile`]) runs the same comparison, then ships each differing
+//! key's winning record to the region that lacks it, where it is decided like any mirrored record.
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -14,11 +17,16 @@ use projections::store::{ProjectionStore, StoreOptions};
 
 use super::service::{ConfigArgs, load};
 
+mod reconcile;
+
 /// `flk regions` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RegionsCommand {
     /// Compare this region's dedup state with another region's and list the differing keys.
     Diff(DiffArgs),
+    /// Make two regions agree: ship each differing key's winning record (by the cross-region
+    /// rule) to the region that lacks it, then wait until they agree. Safe to run again.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 /// `flk regions diff` arguments.
@@ -66,7 +74,103 @@ pub fn run(command: RegionsCommand) -> anyhow::Result<u8> {
             let (config, _telemetry) = load(&args.common, "warn", "regions")?;
             runtime.block_on(run_diff(&config, &args))
         }
+        RegionsCommand::Reconcile(args) => {
+            if args.diff.settle_ms < 0 || args.diff.leaf_keys < 1 {
+                eprintln!("flk regions reconcile: --settle-ms must be >= 0 and --leaf-keys >= 1");
+                return Ok(2);
+            }
+            let (config, _telemetry) = load(&args.diff.common, "warn", "regions")?;
+            runtime.block_on(reconcile::run(&config, &args))
+        }
     }
+}
+
+/// Both regions' stores, opened for a comparison.
+pub(crate) struct Stores {
+    /// This region's.
+    pub local: ProjectionStore,
+    /// The other region's (read only).
+    pub remote: ProjectionStore,
+    /// The other region's topic prefix.
+    pub remote_prefix: String,
+}
+
+impl Stores {
+    /// Opens both, checking the other region's schema holds a dedup table.
+    pub async fn open(config: &infra::config::Config, args: &DiffArgs) -> anyhow::Result<Self> {
+        let local = crate::serve::open_store(config, &config.postgres.schema).await?;
+        let remote = ProjectionStore::connect_lazy(
+            &args.remote_postgres_url,
+            &args.remote_schema,
+            StoreOptions::default(),
+        )
+        .with_context(|| format!("opening region {}'s store", args.remote_region))?;
+        let remote_prefix = args.remote_topic_prefix.clone().unwrap_or_else(|| {
+            config
+                .replication
+                .targets
+                .iter()
+                .find(|target| target.region == args.remote_region)
+                .map(|target| target.kafka(&config.kafka).topic_prefix)
+                .unwrap_or_else(|| config.kafka.topic_prefix.clone())
+        });
+        let stores = Stores {
+            local,
+            remote,
+            remote_prefix,
+        };
+        check_dedup_table(&stores.there(args))
+            .await
+            .with_context(|| format!("reading region {}", args.remote_region))?;
+        Ok(stores)
+    }
+
+    /// This region's view.
+    pub fn here<'a>(&'a self, config: &'a infra::config::Config) -> RegionView<'a> {
+        RegionView {
+            store: &self.local,
+            region: &config.region,
+            topic_prefix: &config.kafka.topic_prefix,
+        }
+    }
+
+    /// The other region's view.
+    pub fn there<'a>(&'a self, args: &'a DiffArgs) -> RegionView<'a> {
+        RegionView {
+            store: &self.remote,
+            region: &args.remote_region,
+            topic_prefix: &self.remote_prefix,
+        }
+    }
+}
+
+/// Compares the regions now and records the run; returns the report and the run id.
+pub(crate) async fn compare(
+    config: &infra::config::Config,
+    args: &DiffArgs,
+    stores: &Stores,
+) -> anyhow::Result<(DiffReport, i64, i64)> {
+    let started_at_ms = now_ms();
+    let report = diff(
+        &stores.here(config),
+        &stores.there(args),
+        args.tenant.as_deref(),
+        started_at_ms - args.settle_ms,
+        args.leaf_keys,
+    )
+    .await
+    .context("comparing the regions")?;
+    let finished_at_ms = now_ms();
+    let run_id = record_run(
+        &stores.local,
+        &args.remote_region,
+        &report,
+        started_at_ms,
+        finished_at_ms,
+    )
+    .await
+    .context("recording the findings")?;
+    Ok((report, run_id, finished_at_ms - started_at_ms))
 }
 
 async fn run_diff(config: &infra::config::Config, args: &DiffArgs) -> anyhow::Result<u8> {
@@ -77,70 +181,17 @@ async fn run_diff(config: &infra::config::Config, args: &DiffArgs) -> anyhow::Re
         );
         return Ok(2);
     }
-    let local = crate::serve::open_store(config, &config.postgres.schema).await?;
-    let remote = ProjectionStore::connect_lazy(
-        &args.remote_postgres_url,
-        &args.remote_schema,
-        StoreOptions::default(),
-    )
-    .with_context(|| format!("opening region {}'s store", args.remote_region))?;
-    let remote_prefix = args.remote_topic_prefix.clone().unwrap_or_else(|| {
-        config
-            .replication
-            .targets
-            .iter()
-            .find(|target| target.region == args.remote_region)
-            .map(|target| target.kafka(&config.kafka).topic_prefix)
-            .unwrap_or_else(|| config.kafka.topic_prefix.clone())
-    });
-    let here = RegionView {
-        store: &local,
-        region: &config.region,
-        topic_prefix: &config.kafka.topic_prefix,
-    };
-    let there = RegionView {
-        store: &remote,
-        region: &args.remote_region,
-        topic_prefix: &remote_prefix,
-    };
-    check_dedup_table(&there)
-        .await
-        .with_context(|| format!("reading region {}", args.remote_region))?;
-    let started_at_ms = now_ms();
-    let report = diff(
-        &here,
-        &there,
-        args.tenant.as_deref(),
-        started_at_ms - args.settle_ms,
-        args.leaf_keys,
-    )
-    .await
-    .context("comparing the regions")?;
-    let finished_at_ms = now_ms();
-    let run_id = record_run(
-        &local,
-        &args.remote_region,
-        &report,
-        started_at_ms,
-        finished_at_ms,
-    )
-    .await
-    .context("recording the findings")?;
+    let stores = Stores::open(config, args).await?;
+    let (report, run_id, took_ms) = compare(config, args, &stores).await?;
     if args.json {
         println!("{}", report_json(&report, run_id, config, args));
     } else {
-        print_table(
-            &report,
-            run_id,
-            config,
-            args,
-            finished_at_ms - started_at_ms,
-        );
+        print_table(&report, run_id, config, args, took_ms);
     }
     Ok(if report.findings.is_empty() { 0 } else { 1 })
 }
 
-fn print_table(
+pub(crate) fn print_table(
     report: &DiffReport,
     run_id: i64,
     config: &infra::config::Config,

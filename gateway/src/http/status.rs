@@ -242,9 +242,10 @@ pub fn outcome_status(outcome_class: OutcomeClass) -> StatusCode {
 pub fn applied_status(applied: &Applied) -> StatusCode {
     match applied.dedup_result {
         DedupResult::Conflict => StatusCode::CONFLICT,
-        DedupResult::First | DedupResult::Duplicate | DedupResult::NotDeduplicated => {
-            outcome_status(applied.outcome_class)
-        }
+        DedupResult::First
+        | DedupResult::Duplicate
+        | DedupResult::Superseded
+        | DedupResult::NotDeduplicated => outcome_status(applied.outcome_class),
     }
 }
 
@@ -261,7 +262,9 @@ pub fn applied_response(applied: &Applied) -> HttpResponse {
             "pcs_id": applied.pcs_id_opt,
             "outcome": applied.body,
         }),
-        DedupResult::First | DedupResult::Duplicate => {
+        // A superseding record (another region's, earlier by the cross-region rule) is now the
+        // first record: it is answered like one.
+        DedupResult::First | DedupResult::Duplicate | DedupResult::Superseded => {
             let mut body = applied.body.clone();
             if let (Some(object), Some(pcs_id)) = (body.as_object_mut(), &applied.pcs_id_opt) {
                 object.insert("pcs_id".into(), json!(pcs_id));

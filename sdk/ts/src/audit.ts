@@ -576,7 +576,7 @@ export interface AuditLeafSource {
 export interface AuditLeaf {
   /** Decided at, ms since the epoch. */
   decided_at_ms: WireInteger;
-  /** Relation to the first write of its (tenant, pcs_id): `first`, `duplicate`, `conflict` or `not_deduplicated`. */
+  /** Relation to the first write of its (tenant, pcs_id): `first`, `duplicate`, `conflict`, `superseded` or `not_deduplicated`. */
   dedup: string;
   /** Hex of the audit chain entry's hash. */
   entry_hash: string;

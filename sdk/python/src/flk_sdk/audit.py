@@ -471,7 +471,7 @@ class AuditLeaf:
     decided_at_ms: int
     """Decided at, ms since the epoch."""
     dedup: str
-    """``first``, ``duplicate``, ``conflict`` or ``not_deduplicated``."""
+    """``first``, ``duplicate``, ``conflict``, ``superseded`` or ``not_deduplicated``."""
     entry_hash: str
     """Hex of the audit chain entry's hash."""
     outcome: str
