@@ -12,6 +12,8 @@
 //!   provenance headers; never re-ships a replica);
 //! - [`heartbeat_emitter`], [`heartbeat_observer`]: one heartbeat a second per region, mirrored by
 //!   a replicator, read in the other region as replication lag and liveness;
+//! - [`divergence_checker`]: compares this region's dedup state with another region's on a
+//!   timer and exports the differing keys as metrics (findings stored in Postgres);
 //! - [`demoter`]: warm rows past their tenant's TTL -> verified cold segments (a lease makes it a
 //!   singleton); one cycle is [`demotion`], shared with `flk tier demote --now`;
 //! - [`lanes`]: per-partition positions stored in order for actors that finish out of order;
@@ -29,6 +31,7 @@ pub mod contract;
 pub mod decision_bus;
 pub mod demoter;
 pub mod demotion;
+pub mod divergence_checker;
 pub mod heartbeat_emitter;
 pub mod heartbeat_observer;
 pub mod hot_cache_fill;

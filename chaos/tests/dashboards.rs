@@ -1,14 +1,15 @@
 //! The Grafana dashboard renders: every panel's PromQL, run against the local stack's Prometheus
 //! scraping a live `flk serve` (every role, through its metrics listener) after a short load that
 //! touches each part (accepted, duplicate and badly signed records, anchoring with time stamps,
-//! demotion and a cold read), returns data, and every number is a number.
+//! demotion and a cold read, replication to and heartbeats from a second region), returns data,
+//! and every number is a number.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chaos::deployment::{Deployment, TestTenant};
+use chaos::deployment::{Deployment, StackEnv, TestTenant};
 use chaos::http::{lookup, submit_json};
 use chaos::process::FlkProcess;
 use chaos::records::{pcs_id, signed_record};
@@ -90,18 +91,37 @@ async fn every_dashboard_panel_returns_data_from_prometheus() {
         ..TestTenant::signed("default", SECRET)
     }])
     .unwrap();
+    // A second region on the region b stack: the deployment ships its submissions there, and
+    // region b's replicator ships its heartbeats back (the Regions row of the dashboard).
+    let mut region_b = Deployment::on(
+        StackEnv::region_b().unwrap(),
+        vec![TestTenant::signed("default", SECRET)],
+    )
+    .unwrap();
+    deployment.region = "a".into();
+    region_b.region = "b".into();
+    let link = |origin: &str, target: &Deployment| {
+        format!(
+            "[replication]\norigins = [\"{origin}\"]\n[[replication.targets]]\nregion = \"{origin}\"\n\
+             brokers = \"{}\"\ntopic_prefix_opt = \"{}\"\n",
+            target.stack.brokers, target.topic_prefix
+        )
+    };
+    region_b.extra_toml = link("a", &deployment);
     let key_path = deployment.dir.join("audit.key");
     std::fs::write(&key_path, BASE64.encode([7u8; 32])).unwrap();
     deployment.extra_toml = format!(
         "[telemetry]\nmetrics_listen_opt = \"127.0.0.1:0\"\n\
          [audit]\nsigning_key_file_opt = {:?}\nanchor_interval_ms = 200\n\
          [tiering]\ndemote_interval_ms = 200\nsegment_max_wait_ms = 0\n\
-         [tenants.default.tiering]\nwarm_ttl_secs = 1\nallow_warm_below_dedup_window = true\n",
-        key_path.display().to_string()
+         [tenants.default.tiering]\nwarm_ttl_secs = 1\nallow_warm_below_dedup_window = true\n{}",
+        key_path.display().to_string(),
+        link("b", &region_b)
     );
+    let flk_b = FlkProcess::start(&region_b, "replicator", "region-b").unwrap();
     let flk = FlkProcess::start(
         &deployment,
-        "gateway,shard,projector,anchorer,audit-worker,demoter",
+        "gateway,shard,projector,anchorer,audit-worker,demoter,replicator",
         "serve",
     )
     .unwrap();
@@ -222,5 +242,7 @@ async fn every_dashboard_panel_returns_data_from_prometheus() {
         panic!("panels without data:\n{}", missing.join("\n"));
     }
     drop(flk);
+    drop(flk_b);
     deployment.cleanup().await;
+    region_b.cleanup().await;
 }

@@ -51,6 +51,34 @@ async fn digest_of(deployment: &Deployment, pcs_id: &str) -> (String, String) {
     (row.get(0), row.get(1))
 }
 
+/// Waits until region a's divergence checker reports `expected` differing keys.
+async fn wait_for_open_keys(flk: &FlkProcess, expected: u32) {
+    let client = reqwest::Client::new();
+    wait_until(
+        &format!("the divergence checker reports {expected} differing keys"),
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            async move {
+                let text = chaos::http::metrics(&client, flk.url()).await.ok()?;
+                let open = chaos::http::metric_sum(
+                    &text,
+                    "flk_geo_divergence_open_keys",
+                    &[("remote_region", "b")],
+                );
+                let runs = chaos::http::metric_sum(
+                    &text,
+                    "flk_geo_divergence_runs_total",
+                    &[("remote_region", "b"), ("outcome", "ok")],
+                );
+                (runs > 0.0 && open == f64::from(expected)).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}\n{}", flk.log()));
+}
+
 fn diff(a: &Deployment, b: &Deployment) -> (i32, Value, String) {
     let (code, stdout) = run_flk_status(
         a,
@@ -88,11 +116,18 @@ async fn diff_names_exactly_the_keys_a_split_brain_made_different() {
     .unwrap();
     b.region = "b".into();
     // Each region decides what the other ships, but nothing ships: the link is down.
-    a.extra_toml = "[replication]\norigins = [\"b\"]\n".into();
+    // Region a also runs the divergence checker against region b, every second.
+    a.extra_toml = format!(
+        "[replication]\norigins = [\"b\"]\n\
+         [divergence]\nremote_region = \"b\"\nremote_postgres_url = \"{}\"\n\
+         remote_schema = \"{}\"\nremote_topic_prefix_opt = \"{}\"\n\
+         interval_ms = 1000\nsettle_ms = 0\n",
+        b.stack.postgres_url, b.schema, b.topic_prefix
+    );
     b.extra_toml = "[replication]\norigins = [\"a\"]\n".into();
-    let roles = "gateway,shard,projector";
-    let flk_a = FlkProcess::start(&a, roles, "region-a").unwrap();
-    let flk_b = FlkProcess::start(&b, roles, "region-b").unwrap();
+    let flk_a =
+        FlkProcess::start(&a, "gateway,shard,projector,divergence-checker", "region-a").unwrap();
+    let flk_b = FlkProcess::start(&b, "gateway,shard,projector", "region-b").unwrap();
 
     // Forty records both regions took alike (enough for the comparison to split ranges).
     for seed in 0..40 {
@@ -182,6 +217,9 @@ async fn diff_names_exactly_the_keys_a_split_brain_made_different() {
     expected_stored.sort();
     assert_eq!(stored, expected_stored);
 
+    // The checker sees the same three keys (by kind) and says so in its metrics.
+    wait_for_open_keys(&flk_a, 3).await;
+
     // Reconcile: b's winner goes to a, each region's own key to the other; then they agree.
     let reconcile = |dry_run: bool| {
         let mut args = vec![
@@ -237,6 +275,8 @@ async fn diff_names_exactly_the_keys_a_split_brain_made_different() {
         .unwrap()
         .get(0);
     assert_eq!(superseded, 1);
+    wait_for_open_keys(&flk_a, 0).await;
+
     // Again: nothing to do, nothing changes.
     let (code, stdout) = reconcile(false);
     assert_eq!(code, 0, "{stdout}");

@@ -55,6 +55,9 @@ pub enum Role {
     Demoter,
     /// Replicators: local submissions -> each `[[replication.targets]]` region's cluster.
     Replicator,
+    /// The divergence checker: this region's dedup state against `[divergence]`'s region, on a
+    /// timer (one per region).
+    DivergenceChecker,
 }
 
 /// Opens the projection store in `schema` as the configuration describes it.
@@ -284,6 +287,14 @@ impl StartedActors {
                 &wiring.board,
                 &supervision,
                 revoke_timeout,
+                &mut region_actors,
+            )?;
+        }
+        if roles.contains(&Role::DivergenceChecker) {
+            regions::start_divergence_checker(
+                config,
+                &wiring.store,
+                &wiring.metrics,
                 &mut region_actors,
             )?;
         }

@@ -11,10 +11,12 @@ use serde::Deserialize;
 use thiserror::Error;
 
 mod audit;
+mod divergence;
 mod object_store;
 mod replication;
 mod tiering;
 pub use audit::AuditConfig;
+pub use divergence::DivergenceConfig;
 pub use object_store::{ObjectStoreConfig, ObjectStoreKind};
 pub use replication::{ReplicationConfig, ReplicationMode, ReplicationTarget};
 pub use tiering::{TierPolicy, TieringConfig};
@@ -78,6 +80,8 @@ pub struct Config {
     pub tiering: TieringConfig,
     /// Regions this region's submissions are mirrored to.
     pub replication: ReplicationConfig,
+    /// The divergence checker (`[divergence]`).
+    pub divergence: DivergenceConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -99,6 +103,7 @@ impl Default for Config {
             object_store: ObjectStoreConfig::default(),
             tiering: TieringConfig::default(),
             replication: ReplicationConfig::default(),
+            divergence: DivergenceConfig::default(),
             tenants,
         }
     }
@@ -599,6 +604,7 @@ impl Config {
         self.tiering.validate()?;
         self.replication
             .validate(&self.region, |tenant| self.tenants.contains_key(tenant))?;
+        self.divergence.validate(&self.region)?;
         if self.postgres.pool_size == 0 {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
         }

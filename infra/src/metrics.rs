@@ -100,6 +100,13 @@ pub struct Metrics {
     pub crr_heartbeat_age: prometheus::GaugeVec,
     /// Heartbeats this region emitted, by outcome (`written`, `failed`).
     pub crr_heartbeats: IntCounterVec,
+    /// Keys the last divergence check found different, by remote region and kind
+    /// (`missing_here`, `missing_there`, `different_record`, `different_outcome`).
+    pub geo_divergence_open_keys: IntGaugeVec,
+    /// Divergence checks, by remote region and outcome (`ok`, `failed`).
+    pub geo_divergence_runs: IntCounterVec,
+    /// When the last divergence check finished without error (Unix seconds), by remote region.
+    pub geo_divergence_last_success: IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -230,6 +237,24 @@ impl Metrics {
         Metrics {
             crr_lag,
             crr_heartbeat_age,
+            geo_divergence_open_keys: gauge(
+                &registry,
+                "flk_geo_divergence_open_keys",
+                "keys the last divergence check found different, by remote region and kind",
+                &["remote_region", "kind"],
+            ),
+            geo_divergence_runs: counter(
+                &registry,
+                "flk_geo_divergence_runs_total",
+                "divergence checks, by remote region and outcome",
+                &["remote_region", "outcome"],
+            ),
+            geo_divergence_last_success: gauge(
+                &registry,
+                "flk_geo_divergence_last_success_timestamp_seconds",
+                "when the last divergence check finished without error",
+                &["remote_region"],
+            ),
             crr_heartbeats: counter(
                 &registry,
                 "flk_crr_heartbeats_total",

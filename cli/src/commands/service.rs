@@ -103,6 +103,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             Role::AuditWorker,
             Role::Demoter,
             Role::Replicator,
+            Role::DivergenceChecker,
         ]
         .into_iter()
         .collect()
@@ -132,6 +133,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             );
         }
         roles.remove(&Role::Replicator);
+    }
+    if roles.contains(&Role::DivergenceChecker) && !config.divergence.enabled() {
+        if explicit {
+            anyhow::bail!(
+                "the divergence-checker role needs [divergence] remote_region,                  remote_postgres_url and remote_schema (docs/runbooks/geo-dr.md)"
+            );
+        }
+        roles.remove(&Role::DivergenceChecker);
     }
     // Fault injection for tests; never set in production.
     let failpoints =

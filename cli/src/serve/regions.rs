@@ -1,13 +1,15 @@
 //! The cross-region part of `flk serve`: for each `[[replication.targets]]` region, a replicator
 //! of the submissions and one of the heartbeats, plus this region's heartbeat emitter (role
 //! `replicator`); for each `[replication] origins` region, a heartbeat observer (role `shard`,
-//! beside the shard group that decides that origin's mirrored submissions).
+//! beside the shard group that decides that origin's mirrored submissions); the divergence
+//! checker (role `divergence-checker`, with `[divergence]`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor as _, Recipient, Supervisor};
 use actors::contract::Shutdown;
+use actors::divergence_checker::{DivergenceChecker, DivergenceCheckerDeps};
 use actors::heartbeat_emitter::{HEARTBEAT_INTERVAL, HeartbeatEmitter, HeartbeatEmitterDeps};
 use actors::heartbeat_observer::{HeartbeatObserver, HeartbeatObserverDeps};
 use actors::replicator::{OpenSink, Replicator, ReplicatorDeps, TenantFilter};
@@ -119,6 +121,42 @@ pub(super) fn start_heartbeat_observers(
             .shutdowns
             .push(("heartbeat-observer", observer.recipient()));
     }
+}
+
+/// Starts the divergence checker against `[divergence]`'s region.
+pub(super) fn start_divergence_checker(
+    config: &Config,
+    store: &projections::ProjectionStore,
+    metrics: &Metrics,
+    started: &mut RegionActors,
+) -> anyhow::Result<()> {
+    let settings = &config.divergence;
+    let remote = projections::ProjectionStore::connect_lazy(
+        &settings.remote_postgres_url,
+        &settings.remote_schema,
+        projections::store::StoreOptions::default(),
+    )
+    .map_err(|error| anyhow::anyhow!("[divergence] remote store: {error}"))?;
+    let checker = DivergenceChecker::new(DivergenceCheckerDeps {
+        local: store.clone(),
+        local_region: config.region.clone(),
+        local_topic_prefix: config.kafka.topic_prefix.clone(),
+        remote,
+        remote_region: settings.remote_region.clone(),
+        remote_topic_prefix: settings
+            .remote_topic_prefix_opt
+            .clone()
+            .unwrap_or_else(|| config.kafka.topic_prefix.clone()),
+        interval: Duration::from_millis(settings.interval_ms),
+        settle_ms: i64::try_from(settings.settle_ms).unwrap_or(i64::MAX),
+        leaf_keys: i64::from(settings.leaf_keys),
+        metrics: metrics.clone(),
+    })
+    .start();
+    started
+        .shutdowns
+        .push(("divergence-checker", checker.recipient()));
+    Ok(())
 }
 
 /// The topics this region reads that other regions write: each origin's mirrored submissions
