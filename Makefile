@@ -21,14 +21,16 @@ regions-up:
 	bash infra/scripts/stack.sh up --regions a,b
 
 ## The geo-DR drills' long form (`chaos/tests/geo_drills.rs`, `geo_failover.rs`,
-## `geo_replication.rs`, `geo_divergence.rs`): 10,000 records at 1,000/s instead of the CI form's 500 at 250/s; starts
-## the two-region stack if needed. Override with FLK_DRILL_RECORDS and FLK_DRILL_RATE.
+## `geo_partition.rs`, `geo_replication.rs`, `geo_divergence.rs`): 10,000 records at 1,000/s
+## instead of the CI form's 500 at 250/s, and a 90 s cut instead of 12 s; starts the two-region
+## stack if needed. Override with FLK_DRILL_RECORDS, FLK_DRILL_RATE and FLK_DRILL_CUT_SECS.
 drills:
 	bash infra/scripts/stack.sh up --regions a,b >/dev/null
 	cargo build -q --workspace --all-targets --features flk/failpoints
 	. .local/stack/env.sh && FLK_DRILL_RECORDS=$${FLK_DRILL_RECORDS:-10000} FLK_DRILL_RATE=$${FLK_DRILL_RATE:-1000} \
+		FLK_DRILL_CUT_SECS=$${FLK_DRILL_CUT_SECS:-90} \
 		cargo test --workspace --features flk/failpoints --test geo_drills --test geo_failover \
-		--test geo_replication \
+		--test geo_partition --test geo_replication \
 		--test geo_divergence -- --nocapture --test-threads 1
 
 ## The long form of the scaling chaos test (`chaos/tests/scaling.rs`): 12 join/leave rounds instead

@@ -13,6 +13,11 @@ pub struct StackEnv {
     pub postgres_url: String,
     /// Redis node URLs.
     pub redis_urls: Vec<String>,
+    /// The cluster's LINK listener (what a link proxy forwards to), when the stack has one.
+    pub link_upstream_opt: Option<String>,
+    /// The address the LINK listener advertises: where a link proxy must listen, and what
+    /// another region's replicator is given as brokers to go through it.
+    pub link_brokers_opt: Option<String>,
 }
 
 impl StackEnv {
@@ -30,6 +35,8 @@ impl StackEnv {
                 .split(',')
                 .map(str::to_owned)
                 .collect(),
+            link_upstream_opt: std::env::var("FLK_KAFKA_LINK_UPSTREAM").ok(),
+            link_brokers_opt: std::env::var("FLK_KAFKA_LINK_BROKERS").ok(),
         })
     }
 
@@ -51,7 +58,22 @@ impl StackEnv {
                 .split(',')
                 .map(str::to_owned)
                 .collect(),
+            link_upstream_opt: std::env::var("FLK_REGION_B_LINK_UPSTREAM").ok(),
+            link_brokers_opt: std::env::var("FLK_REGION_B_LINK_BROKERS").ok(),
         })
+    }
+
+    /// The link listener's (upstream, advertised) addresses; a clear error when the stack was
+    /// started by scripts without LINK listeners.
+    pub fn link(&self) -> anyhow::Result<(String, String)> {
+        match (&self.link_upstream_opt, &self.link_brokers_opt) {
+            (Some(upstream), Some(brokers)) => Ok((upstream.clone(), brokers.clone())),
+            _ => anyhow::bail!(
+                "no LINK listener addresses (FLK_KAFKA_LINK_*, FLK_REGION_B_LINK_*): restart the \
+                 stack with `infra/scripts/stack.sh down && infra/scripts/stack.sh up --regions a,b` \
+                 and `. .local/stack/env.sh`"
+            ),
+        }
     }
 }
 

@@ -24,6 +24,9 @@ case "$FLK_CACHE_DIR" in /*) ;; *) FLK_CACHE_DIR="$PWD/$FLK_CACHE_DIR" ;; esac
 FLK_BIND_HOST="127.0.0.1"
 FLK_KAFKA_PORT="${FLK_KAFKA_PORT:-19092}"
 FLK_KAFKA_CONTROLLER_PORT="${FLK_KAFKA_CONTROLLER_PORT:-19093}"
+# The LINK listener (other regions' replicators) and the port its link proxy listens on.
+FLK_KAFKA_LINK_PORT="${FLK_KAFKA_LINK_PORT:-19094}"
+FLK_KAFKA_LINK_PROXY_PORT="${FLK_KAFKA_LINK_PROXY_PORT:-19095}"
 FLK_POSTGRES_PORT="${FLK_POSTGRES_PORT:-15432}"
 FLK_POSTGRES_DB="${FLK_POSTGRES_DB:-flk}"
 FLK_REDIS_PORTS="${FLK_REDIS_PORTS:-16379 16380 16381}"
@@ -268,6 +271,8 @@ export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export FLK_KAFKA_LIBS=$FLK_KAFKA_LIBS
+export FLK_KAFKA_LINK_UPSTREAM=$FLK_BIND_HOST:$FLK_KAFKA_LINK_PORT
+export FLK_KAFKA_LINK_BROKERS=$FLK_BIND_HOST:$FLK_KAFKA_LINK_PROXY_PORT
 EOF
   # Trace export only while the collector runs (lib/otel.sh).
   if declare -F otel_env_lines >/dev/null; then otel_env_lines; fi
