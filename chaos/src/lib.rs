@@ -5,6 +5,7 @@
 //! - [`process`]: `flk serve` child processes that can be killed with SIGKILL at any moment;
 //! - [`records`]: signed PCS records, unique per call;
 //! - [`redis_node`]: an extra Redis node a test owns (shard migrations);
+//! - [`prometheus`]: instant queries and scrape-target registration against the stack's Prometheus;
 //! - [`link_proxy`]: the cuttable TCP link between two regions (partition drills);
 //! - [`history`]: checks that every acknowledged record was decided exactly once and that the audit
 //!   log accounts for every record of the write-ahead log.
@@ -17,6 +18,7 @@ pub mod http;
 pub mod link_proxy;
 pub mod load;
 pub mod process;
+pub mod prometheus;
 pub mod records;
 pub mod redis_node;
 

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chaos::deployment::{Deployment, StackEnv, TestTenant};
 use chaos::http::{lookup, submit_json};
 use chaos::process::FlkProcess;
+use chaos::prometheus::query;
 use chaos::records::{pcs_id, signed_record};
 use chaos::wait_until;
 use serde_json::{Value, json};
@@ -46,40 +47,6 @@ fn panel_queries() -> Vec<(String, String)> {
         }
     }
     queries
-}
-
-/// The values of an instant query's result (empty when it has no series).
-async fn query(client: &reqwest::Client, base: &str, expr: &str) -> Vec<f64> {
-    let encoded: String = expr
-        .bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-                char::from(byte).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect();
-    let answer: Value = client
-        .get(format!("{base}/api/v1/query?query={encoded}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["status"], "success", "{expr}: {answer}");
-    answer["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|series| {
-            series["value"][1]
-                .as_str()
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(f64::NAN)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +187,7 @@ async fn every_dashboard_panel_returns_data_from_prometheus() {
             }
             let mut empty = Vec::new();
             for (title, expr) in &queries {
-                let values = query(&client, &prometheus, expr).await;
+                let values = query(&client, &prometheus, expr).await.unwrap();
                 if values.is_empty() || values.iter().any(|value| !value.is_finite()) {
                     empty.push(format!("{title}: {expr} -> {values:?}"));
                 }
@@ -234,7 +201,7 @@ async fn every_dashboard_panel_returns_data_from_prometheus() {
         // Name the panels without data.
         let mut missing = Vec::new();
         for (title, expr) in &queries {
-            let values = query(&client, &prometheus, expr).await;
+            let values = query(&client, &prometheus, expr).await.unwrap();
             if values.is_empty() || values.iter().any(|value| !value.is_finite()) {
                 missing.push(format!("{title}: {expr} -> {values:?}"));
             }

@@ -8,7 +8,8 @@
 //!   newest heartbeat from a ages past the `WalReplicationLag` threshold (10 s); once healed, the
 //!   backlog drains, every record region a acknowledged is decided in region b, and the
 //!   heartbeat age is back under 2 s. Prints the backlog at the heal, the drain time and the
-//!   largest heartbeat age.
+//!   largest heartbeat age. A cut of 75 s or more (the long form) also scrapes region b with the
+//!   stack's Prometheus and checks that the `WalReplicationLag` alert fires and then clears.
 //! - Split brain during the partition: different records for one key submitted to both regions
 //!   (tenant `split`); `flk regions diff` names exactly that key; `flk regions reconcile` makes
 //!   both keep region b's earlier record while the link is still cut; after the heal nothing
@@ -24,6 +25,7 @@ use chaos::deployment::{Deployment, StackEnv, TestTenant};
 use chaos::http::submit_json;
 use chaos::link_proxy::LinkProxy;
 use chaos::process::{FlkProcess, run_flk_output, run_flk_status};
+use chaos::prometheus::{ScrapeTarget, query};
 use chaos::records::{edited, pcs_id, signed_record};
 use chaos::wait_until;
 use serde_json::{Value, json};
@@ -204,12 +206,36 @@ async fn partition_heal_and_split_brain() {
     assert_eq!(code, 0, "{output}");
 
     // The link stays cut: region b's newest heartbeat from a ages past the alert's threshold.
+    // A cut long enough for the alert's minute (the long form) also watches the alert itself in
+    // the stack's Prometheus, scraping region b.
+    let alert_watch = (cut_for >= Duration::from_secs(75)).then(|| {
+        let prometheus = std::env::var("FLK_PROMETHEUS_URL")
+            .expect("FLK_PROMETHEUS_URL: start the stack with its Prometheus");
+        let targets = std::env::var("FLK_PROMETHEUS_TARGETS_DIR")
+            .expect("FLK_PROMETHEUS_TARGETS_DIR: start the stack with its Prometheus");
+        let target = ScrapeTarget::register(&targets, &b.id, flk_b.url()).unwrap();
+        (prometheus, target)
+    });
+    let firing =
+        "ALERTS{alertname=\"WalReplicationLag\",alertstate=\"firing\",origin_region=\"a\"}";
     let mut oldest_heartbeat = 0.0f64;
+    let mut fired_after_opt = None;
     while cut_at.elapsed() < cut_for {
         if let Some(age) = heartbeat_age(&client, &flk_b).await {
             oldest_heartbeat = oldest_heartbeat.max(age);
         }
+        if let (Some((prometheus, _)), None) = (&alert_watch, fired_after_opt) {
+            if !query(&client, prometheus, firing).await.unwrap().is_empty() {
+                fired_after_opt = Some(cut_at.elapsed());
+            }
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if alert_watch.is_some() {
+        assert!(
+            fired_after_opt.is_some(),
+            "WalReplicationLag never fired during a {cut_for:?} cut"
+        );
     }
     if cut_for >= Duration::from_secs(12) {
         assert!(
@@ -258,6 +284,23 @@ async fn partition_heal_and_split_brain() {
     .await
     .unwrap();
     let lag_back_in = healed_at.elapsed();
+    let mut cleared_after_opt = None;
+    if let Some((prometheus, _)) = &alert_watch {
+        wait_until(
+            "WalReplicationLag clears after the heal",
+            Duration::from_secs(180),
+            || async {
+                query(&client, prometheus, firing)
+                    .await
+                    .ok()
+                    .filter(Vec::is_empty)
+                    .map(|_| ())
+            },
+        )
+        .await
+        .unwrap();
+        cleared_after_opt = Some(healed_at.elapsed());
+    }
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
     // Everything region a acknowledged is in region b; the split key agrees.
@@ -284,6 +327,14 @@ async fn partition_heal_and_split_brain() {
         lag_back_in.as_millis(),
         all.len()
     );
+    if let (Some(fired), Some(cleared)) = (fired_after_opt, cleared_after_opt) {
+        println!(
+            "drill partition alert: WalReplicationLag fired {:.1} s into the cut and cleared \
+             {:.1} s after the heal",
+            fired.as_secs_f64(),
+            cleared.as_secs_f64()
+        );
+    }
     println!(
         "drill split brain: one key, different records in a and b during the partition; diff \
          named exactly it; reconcile made both keep b's earlier record before the heal; nothing \
