@@ -77,6 +77,38 @@ impl StackEnv {
     }
 }
 
+/// Two regions shipping to each other: region a on the environment's stack, region b on region
+/// b's, each deciding the other's mirrored submissions. With `through_link`, each replicator
+/// reaches the other cluster at its LINK address (through a link proxy the test runs).
+pub fn two_regions(
+    tenants: impl Fn() -> Vec<TestTenant>,
+    through_link: bool,
+) -> anyhow::Result<(Deployment, Deployment)> {
+    let mut a = Deployment::new(tenants())?;
+    let mut b = Deployment::on(StackEnv::region_b()?, tenants())?;
+    a.region = "a".into();
+    b.region = "b".into();
+    let brokers = |target: &Deployment| -> anyhow::Result<String> {
+        Ok(if through_link {
+            target.stack.link()?.1
+        } else {
+            target.stack.brokers.clone()
+        })
+    };
+    a.extra_toml = replication_toml("b", &brokers(&b)?, &b.topic_prefix);
+    b.extra_toml = replication_toml("a", &brokers(&a)?, &a.topic_prefix);
+    Ok((a, b))
+}
+
+/// `[replication]` of a region that decides `other`'s mirrored submissions and ships its own
+/// to `other`'s cluster at `brokers` under `other_prefix`.
+pub fn replication_toml(other: &str, brokers: &str, other_prefix: &str) -> String {
+    format!(
+        "[replication]\norigins = [\"{other}\"]\n[[replication.targets]]\nregion = \"{other}\"\n\
+         brokers = \"{brokers}\"\ntopic_prefix_opt = \"{other_prefix}\"\n"
+    )
+}
+
 /// One tenant of a test deployment.
 #[derive(Debug, Clone)]
 pub struct TestTenant {

@@ -199,16 +199,21 @@ fn flk_command(deployment: &Deployment) -> anyhow::Result<Command> {
     Ok(command)
 }
 
-/// Runs `flk <args>` with the deployment's config to completion; returns its exit code and
-/// stdout, whatever the code (for commands whose failure is the point of the test).
-pub fn run_flk_status(deployment: &Deployment, args: &[&str]) -> anyhow::Result<(i32, String)> {
+/// Runs `flk <args>` with the deployment's config to completion.
+fn flk_output(deployment: &Deployment, args: &[&str]) -> anyhow::Result<std::process::Output> {
     let config = deployment.write_config()?;
-    let output = flk_command(deployment)?
+    flk_command(deployment)?
         .args(args)
         .arg("-c")
         .arg(&config)
         .output()
-        .context("running flk")?;
+        .context("running flk")
+}
+
+/// Runs `flk <args>` with the deployment's config to completion; returns its exit code and
+/// stdout, whatever the code (for commands whose failure is the point of the test).
+pub fn run_flk_status(deployment: &Deployment, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let output = flk_output(deployment, args)?;
     Ok((
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -217,13 +222,7 @@ pub fn run_flk_status(deployment: &Deployment, args: &[&str]) -> anyhow::Result<
 
 /// [`run_flk_status`] with stdout and stderr joined (for failure messages).
 pub fn run_flk_output(deployment: &Deployment, args: &[&str]) -> anyhow::Result<(i32, String)> {
-    let config = deployment.write_config()?;
-    let output = flk_command(deployment)?
-        .args(args)
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .context("running flk")?;
+    let output = flk_output(deployment, args)?;
     Ok((
         output.status.code().unwrap_or(-1),
         format!(
@@ -236,13 +235,7 @@ pub fn run_flk_output(deployment: &Deployment, args: &[&str]) -> anyhow::Result<
 
 /// Runs `flk <args>` with the deployment's config to completion; returns stdout.
 pub fn run_flk(deployment: &Deployment, args: &[&str]) -> anyhow::Result<String> {
-    let config = deployment.write_config()?;
-    let output = flk_command(deployment)?
-        .args(args)
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .context("running flk")?;
+    let output = flk_output(deployment, args)?;
     anyhow::ensure!(
         output.status.success(),
         "flk {args:?} failed: {}\n{}",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chaos::deployment::{Deployment, StackEnv, TestTenant};
+use chaos::deployment::{Deployment, StackEnv, TestTenant, replication_toml};
 use chaos::http::{lookup, submit_json};
 use chaos::process::FlkProcess;
 use chaos::prometheus::query;
@@ -67,14 +67,8 @@ async fn every_dashboard_panel_returns_data_from_prometheus() {
     .unwrap();
     deployment.region = "a".into();
     region_b.region = "b".into();
-    let link = |origin: &str, target: &Deployment| {
-        format!(
-            "[replication]\norigins = [\"{origin}\"]\n[[replication.targets]]\nregion = \"{origin}\"\n\
-             brokers = \"{}\"\ntopic_prefix_opt = \"{}\"\n",
-            target.stack.brokers, target.topic_prefix
-        )
-    };
-    region_b.extra_toml = link("a", &deployment);
+    region_b.extra_toml =
+        replication_toml("a", &deployment.stack.brokers, &deployment.topic_prefix);
     let key_path = deployment.dir.join("audit.key");
     std::fs::write(&key_path, BASE64.encode([7u8; 32])).unwrap();
     deployment.extra_toml = format!(
@@ -83,7 +77,7 @@ async fn every_dashboard_panel_returns_data_from_prometheus() {
          [tiering]\ndemote_interval_ms = 200\nsegment_max_wait_ms = 0\n\
          [tenants.default.tiering]\nwarm_ttl_secs = 1\nallow_warm_below_dedup_window = true\n{}",
         key_path.display().to_string(),
-        link("b", &region_b)
+        replication_toml("b", &region_b.stack.brokers, &region_b.topic_prefix)
     );
     let flk_b = FlkProcess::start(&region_b, "replicator", "region-b").unwrap();
     let flk = FlkProcess::start(

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
-use chaos::deployment::{Deployment, StackEnv, TestTenant};
+use chaos::deployment::{Deployment, TestTenant, two_regions};
 use chaos::load::{LoadOptions, run_with};
 use chaos::process::{FlkProcess, run_flk};
 use chaos::wait_until;
@@ -28,25 +28,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(default)
-}
-
-/// Two regions shipping to each other (names first: each config names the other's prefix).
-fn two_regions() -> (Deployment, Deployment) {
-    let tenants = || vec![TestTenant::signed("default", SECRET)];
-    let mut a = Deployment::new(tenants()).unwrap();
-    let mut b = Deployment::on(StackEnv::region_b().unwrap(), tenants()).unwrap();
-    a.region = "a".into();
-    b.region = "b".into();
-    let link = |origin: &str, target: &Deployment| {
-        format!(
-            "[replication]\norigins = [\"{origin}\"]\n[[replication.targets]]\nregion = \"{origin}\"\n\
-             brokers = \"{}\"\ntopic_prefix_opt = \"{}\"\n",
-            target.stack.brokers, target.topic_prefix
-        )
-    };
-    a.extra_toml = link("b", &b);
-    b.extra_toml = link("a", &a);
-    (a, b)
 }
 
 /// `pcs_id -> signed digest (hex)` of the dedup rows whose record region a received first.
@@ -122,7 +103,7 @@ async fn load_region_a(a: &Deployment, flk_a: &FlkProcess, count: u64, rate: u64
 async fn drills_normal_replication_then_replay_idempotency() {
     let count = env_number("FLK_DRILL_RECORDS", 500);
     let rate = env_number("FLK_DRILL_RATE", 250);
-    let (a, b) = two_regions();
+    let (a, b) = two_regions(|| vec![TestTenant::signed("default", SECRET)], false).unwrap();
     let roles = "gateway,shard,projector,replicator";
     let mut flk_a = FlkProcess::start(&a, roles, "region-a").unwrap();
     let flk_b = FlkProcess::start(&b, roles, "region-b").unwrap();

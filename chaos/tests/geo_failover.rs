@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chaos::deployment::{Deployment, StackEnv, TestTenant};
+use chaos::deployment::{Deployment, TestTenant, two_regions};
 use chaos::http::submit_json;
 use chaos::process::FlkProcess;
 use chaos::records::{pcs_id, signed_record};
@@ -28,24 +28,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(default)
-}
-
-fn two_regions() -> (Deployment, Deployment) {
-    let tenants = || vec![TestTenant::signed("default", SECRET)];
-    let mut a = Deployment::new(tenants()).unwrap();
-    let mut b = Deployment::on(StackEnv::region_b().unwrap(), tenants()).unwrap();
-    a.region = "a".into();
-    b.region = "b".into();
-    let link = |origin: &str, target: &Deployment| {
-        format!(
-            "[replication]\norigins = [\"{origin}\"]\n[[replication.targets]]\nregion = \"{origin}\"\n\
-             brokers = \"{}\"\ntopic_prefix_opt = \"{}\"\n",
-            target.stack.brokers, target.topic_prefix
-        )
-    };
-    a.extra_toml = link("b", &b);
-    b.extra_toml = link("a", &a);
-    (a, b)
 }
 
 /// `pcs_id -> (signed digest hex, received-at ms)` of the rows whose record region a received.
@@ -70,7 +52,7 @@ async fn rows_from_a(deployment: &Deployment) -> BTreeMap<String, (String, i64)>
 async fn failover_to_region_b_loses_nothing_region_a_acknowledged() {
     let rate = env_number("FLK_DRILL_RATE", 250).max(1);
     let kill_after = env_number("FLK_DRILL_RECORDS", 500) / 2;
-    let (a, b) = two_regions();
+    let (a, b) = two_regions(|| vec![TestTenant::signed("default", SECRET)], false).unwrap();
     let roles = "gateway,shard,projector,replicator";
     let mut flk_a = FlkProcess::start(&a, roles, "region-a").unwrap();
     let flk_b = FlkProcess::start(&b, roles, "region-b").unwrap();

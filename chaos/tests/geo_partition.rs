@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chaos::deployment::{Deployment, StackEnv, TestTenant};
+use chaos::deployment::{Deployment, TestTenant, two_regions};
 use chaos::http::submit_json;
 use chaos::link_proxy::LinkProxy;
 use chaos::process::{FlkProcess, run_flk_output, run_flk_status};
@@ -37,31 +37,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(default)
-}
-
-/// Two regions whose replicators go through each other's link proxy.
-fn two_linked_regions() -> (Deployment, Deployment) {
-    let tenants = || {
-        vec![
-            TestTenant::signed("default", SECRET),
-            TestTenant::signed("split", SECRET),
-        ]
-    };
-    let mut a = Deployment::new(tenants()).unwrap();
-    let mut b = Deployment::on(StackEnv::region_b().unwrap(), tenants()).unwrap();
-    a.region = "a".into();
-    b.region = "b".into();
-    let link = |origin: &str, target: &Deployment| {
-        let (_, through_proxy) = target.stack.link().unwrap();
-        format!(
-            "[replication]\norigins = [\"{origin}\"]\n[[replication.targets]]\nregion = \"{origin}\"\n\
-             brokers = \"{through_proxy}\"\ntopic_prefix_opt = \"{}\"\n",
-            target.topic_prefix
-        )
-    };
-    a.extra_toml = link("b", &b);
-    b.extra_toml = link("a", &a);
-    (a, b)
 }
 
 /// Keys of `tenant` whose record region a received first, as `deployment` holds them.
@@ -116,7 +91,13 @@ fn diff_args<'a>(b: &'a Deployment, command: &'a str) -> Vec<&'a str> {
 async fn partition_heal_and_split_brain() {
     let cut_for = Duration::from_secs(env_number("FLK_DRILL_CUT_SECS", 12));
     let rate = env_number("FLK_DRILL_RATE", 100).max(1);
-    let (a, b) = two_linked_regions();
+    let tenants = || {
+        vec![
+            TestTenant::signed("default", SECRET),
+            TestTenant::signed("split", SECRET),
+        ]
+    };
+    let (a, b) = two_regions(tenants, true).unwrap();
     let (upstream_a, proxy_address_a) = a.stack.link().unwrap();
     let (upstream_b, proxy_address_b) = b.stack.link().unwrap();
     let proxy_a = LinkProxy::start(&proxy_address_a, &upstream_a)

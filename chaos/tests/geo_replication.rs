@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chaos::deployment::{Deployment, StackEnv, TestTenant};
+use chaos::deployment::{Deployment, TestTenant, two_regions};
 use chaos::process::FlkProcess;
 use chaos::wait_until;
 
@@ -14,24 +14,6 @@ const SECRET: &str = "geosecret";
 
 /// Records submitted to each region.
 const PER_REGION: u64 = 100;
-
-/// Region `name`'s deployment, shipping to `other` and deciding what `other` ships.
-fn region(name: &str, stack: StackEnv, other: &Deployment) -> Deployment {
-    let mut deployment =
-        Deployment::on(stack, vec![TestTenant::signed("default", SECRET)]).unwrap();
-    deployment.region = name.to_owned();
-    deployment.extra_toml = replication_toml(&other.region, other);
-    deployment
-}
-
-fn replication_toml(other_region: &str, other: &Deployment) -> String {
-    format!(
-        "[replication]\norigins = [\"{other_region}\"]\n\
-         [[replication.targets]]\nregion = \"{other_region}\"\nbrokers = \"{}\"\n\
-         topic_prefix_opt = \"{}\"\n",
-        other.stack.brokers, other.topic_prefix
-    )
-}
 
 /// `(pcs_id, signed digest hex, outcome class)` of every dedup row, sorted.
 async fn dedup_rows(deployment: &Deployment) -> Vec<(String, String, String)> {
@@ -110,12 +92,7 @@ async fn submit_all(gateway: &str, seeds: std::ops::Range<u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_submitted_in_either_region_are_decided_in_both_and_never_come_back() {
-    let stack_b = StackEnv::region_b().unwrap();
-    // Names first (each region's config names the other's topic prefix).
-    let mut a = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
-    a.region = "a".into();
-    let b = region("b", stack_b, &a);
-    a.extra_toml = replication_toml("b", &b);
+    let (a, b) = two_regions(|| vec![TestTenant::signed("default", SECRET)], false).unwrap();
     let roles = "gateway,shard,projector,replicator";
     let flk_a = FlkProcess::start(&a, roles, "region-a").unwrap();
     let flk_b = FlkProcess::start(&b, roles, "region-b").unwrap();

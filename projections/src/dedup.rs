@@ -245,17 +245,7 @@ impl DedupBatch {
                     body: candidate.outcome.clone(),
                     expires_at_ms_opt: Some(candidate.expires_at_ms),
                 };
-                let state = match self.slots.get(&key).map(|slot| slot.state) {
-                    None | Some(SlotState::Inserted | SlotState::Cold) => SlotState::Inserted,
-                    Some(SlotState::Stored | SlotState::Replaced) => SlotState::Replaced,
-                };
-                self.slots.insert(
-                    key,
-                    Slot {
-                        row: candidate,
-                        state,
-                    },
-                );
+                self.take_place(key, candidate);
                 answer
             }
             Resolution::Duplicate => {
@@ -276,17 +266,7 @@ impl DedupBatch {
                     body: candidate.outcome.clone(),
                     expires_at_ms_opt: Some(candidate.expires_at_ms),
                 };
-                let state = match self.slots.get(&key).map(|slot| slot.state) {
-                    None | Some(SlotState::Inserted | SlotState::Cold) => SlotState::Inserted,
-                    Some(SlotState::Stored | SlotState::Replaced) => SlotState::Replaced,
-                };
-                self.slots.insert(
-                    key,
-                    Slot {
-                        row: candidate,
-                        state,
-                    },
-                );
+                self.take_place(key, candidate);
                 answer
             }
             Resolution::Conflict => {
@@ -302,6 +282,21 @@ impl DedupBatch {
                 }
             }
         }
+    }
+
+    /// Makes `candidate` the key's row: an INSERT for a key without a warm row, else an UPDATE.
+    fn take_place(&mut self, key: DedupKey, candidate: DedupRow) {
+        let state = match self.slots.get(&key).map(|slot| slot.state) {
+            None | Some(SlotState::Inserted | SlotState::Cold) => SlotState::Inserted,
+            Some(SlotState::Stored | SlotState::Replaced) => SlotState::Replaced,
+        };
+        self.slots.insert(
+            key,
+            Slot {
+                row: candidate,
+                state,
+            },
+        );
     }
 
     /// Writes new and replaced rows.
