@@ -265,6 +265,19 @@ impl Deployment {
         Ok(client)
     }
 
+    /// Audit entries of `pcs_id` whose dedup result is `dedup_result` (`superseded`, ...).
+    pub async fn audit_entries(&self, pcs_id: &str, dedup_result: &str) -> anyhow::Result<i64> {
+        Ok(self
+            .postgres()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM audit_log WHERE pcs_id = $1 AND dedup_result = $2",
+                &[&pcs_id, &dedup_result],
+            )
+            .await?
+            .get(0))
+    }
+
     /// Drops the schema, topics and Redis keys (best effort; called at the end of a test).
     pub async fn cleanup(&self) {
         if let Ok((client, connection)) =

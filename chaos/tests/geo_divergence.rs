@@ -263,17 +263,7 @@ async fn diff_names_exactly_the_keys_a_split_brain_made_different() {
         "a keeps b's earlier record"
     );
     // What it did is in a's audit log: b's record superseded a's.
-    let superseded: i64 = a
-        .postgres()
-        .await
-        .unwrap()
-        .query_one(
-            "SELECT count(*) FROM audit_log WHERE pcs_id = $1 AND dedup_result = 'superseded'",
-            &[&contested],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let superseded = a.audit_entries(&contested, "superseded").await.unwrap();
     assert_eq!(superseded, 1);
     wait_for_open_keys(&flk_a, 0).await;
 

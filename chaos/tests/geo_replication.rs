@@ -235,17 +235,7 @@ async fn records_submitted_in_either_region_are_decided_in_both_and_never_come_b
     assert_eq!(row_of(dedup_rows(&a).await).unwrap(), kept_by_b);
     // Region a took its own record first unless b's arrived before it (then a answered 409):
     // in the first case its audit log says b's record superseded it.
-    let superseded: i64 = a
-        .postgres()
-        .await
-        .unwrap()
-        .query_one(
-            "SELECT count(*) FROM audit_log WHERE pcs_id = $1 AND dedup_result = 'superseded'",
-            &[&contested],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let superseded = a.audit_entries(&contested, "superseded").await.unwrap();
     assert_eq!(
         superseded,
         i64::from(statuses[1] != 409),

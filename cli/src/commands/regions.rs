@@ -108,9 +108,7 @@ impl Stores {
         let remote_prefix = args.remote_topic_prefix.clone().unwrap_or_else(|| {
             config
                 .replication
-                .targets
-                .iter()
-                .find(|target| target.region == args.remote_region)
+                .target(&args.remote_region)
                 .map(|target| target.kafka(&config.kafka).topic_prefix)
                 .unwrap_or_else(|| config.kafka.topic_prefix.clone())
         });

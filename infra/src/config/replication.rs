@@ -84,6 +84,11 @@ pub(super) fn region_id_ok(region: &str) -> bool {
 }
 
 impl ReplicationConfig {
+    /// The `[[replication.targets]]` entry of `region`, if this region ships there.
+    pub fn target(&self, region: &str) -> Option<&ReplicationTarget> {
+        self.targets.iter().find(|target| target.region == region)
+    }
+
     /// Checks every target against this region and its tenants.
     pub(super) fn validate(
         &self,

@@ -174,12 +174,7 @@ pub async fn run(config: &Config, args: &ReconcileArgs) -> anyhow::Result<u8> {
 }
 
 fn remote_kafka(config: &Config, args: &ReconcileArgs) -> Option<KafkaConfig> {
-    let target_opt = config
-        .replication
-        .targets
-        .iter()
-        .find(|target| target.region == args.diff.remote_region);
-    let mut kafka = match target_opt {
+    let mut kafka = match config.replication.target(&args.diff.remote_region) {
         Some(target) => target.kafka(&config.kafka),
         None => KafkaConfig {
             brokers: args.remote_brokers.clone()?,
