@@ -30,6 +30,10 @@ struct Lane {
 #[derive(Debug, Default)]
 pub struct Lanes {
     lanes: BTreeMap<i32, Lane>,
+    /// Positions stored since the last [`Lanes::take_stored`], kept after their lane goes, so
+    /// a revoked partition's last position still reaches whoever reports positions elsewhere
+    /// (the replicator's checkpoints). At most one entry per partition.
+    stored: BTreeMap<i32, i64>,
 }
 
 impl Lanes {
@@ -108,7 +112,10 @@ impl Lanes {
                 None => Err(LogError::NotAssigned(partition)),
             };
             match stored {
-                Ok(()) => lane.position_opt = Some(done),
+                Ok(()) => {
+                    lane.position_opt = Some(done);
+                    self.stored.insert(partition, done);
+                }
                 Err(LogError::NotAssigned(partition)) => {
                     tracing::warn!(partition, "position not stored: partition no longer ours");
                 }
@@ -125,6 +132,12 @@ impl Lanes {
     /// Drops every lane (and with them their revocation shares).
     pub fn clear(&mut self) {
         self.lanes.clear();
+        self.stored.clear();
+    }
+
+    /// The positions stored since the last call (partition -> last finished offset).
+    pub fn take_stored(&mut self) -> BTreeMap<i32, i64> {
+        std::mem::take(&mut self.stored)
     }
 
     /// Each lane's status, with the log's lag per partition.

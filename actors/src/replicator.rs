@@ -17,13 +17,23 @@
 //! cluster acked it (idempotent producer, acks=all) and every record before it is done, so a crash
 //! or restart re-ships at most the records in flight; the remote side's dedup (first write wins
 //! per tenant and pcs_id) makes a re-shipped record change nothing.
+//!
+//! Checkpoints in the target cluster, the way MirrorMaker 2 keeps its source offsets there: once
+//! a second, each partition whose position moved gets a record in the target's
+//! `<local region>.flk.checkpoints` (`events::replication_checkpoint`). Before it subscribes, a
+//! starting replicator reads them back and each partition starts at the later of its checkpoint
+//! and its group position, so a replicator whose group positions were lost (expired, deleted,
+//! restored from old ones) neither ships everything again nor skips anything. The same start also
+//! checks that both sides have the same partition count (records keep their partition).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use events::replication_checkpoint::ReplicationCheckpoint;
+use futures::future::BoxFuture;
 use infra::kafka::headers;
-use infra::log::{LogError, LogRecord, LogSink, OutgoingRecord, Positions};
+use infra::log::{LogError, LogRecord, LogSink, LogSource, OutgoingRecord, Positions};
 use infra::metrics::Metrics;
 
 use crate::contract::{
@@ -31,13 +41,27 @@ use crate::contract::{
     SourceFailed, StatusBoard, TICK, Tick, now_ms,
 };
 use crate::lanes::Lanes;
-use crate::shard::OpenSource;
 use crate::supervision::{Heartbeat, Restart, Supervision, schedule_start};
 
 // ---------------------------------------------------------------------------------------------
 // Messages (besides the contract's Assigned, Revoked, Consumed, SourceFailed, Tick, Shutdown,
 // GetStatus and the watchdog's Restart).
 // ---------------------------------------------------------------------------------------------
+
+/// The target cluster's checkpoints were read (or could not be) at a start.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Prepared(pub Result<BTreeMap<i32, i64>, LogError>);
+
+/// The target cluster answered the produce of one checkpoint.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CheckpointWritten {
+    /// Local partition the checkpoint is for.
+    pub partition: i32,
+    /// The target's answer.
+    pub result: Result<(), LogError>,
+}
 
 /// The remote cluster answered the produce of one mirrored record.
 #[derive(Debug, Message)]
@@ -60,6 +84,10 @@ pub struct MirrorAcked {
 /// Most records awaiting the remote ack at once (bounds memory and re-shipping after a crash).
 pub const MAX_IN_FLIGHT: usize = 4_096;
 
+/// Least time between two checkpoints of one partition (a restart after losing the group
+/// positions re-ships at most this much).
+pub const CHECKPOINT_INTERVAL_MS: i64 = 1_000;
+
 /// Which tenants are shipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TenantFilter {
@@ -81,11 +109,23 @@ impl TenantFilter {
 /// Opens a producer (a new one per call).
 pub type OpenSink = Arc<dyn Fn() -> Result<Arc<dyn LogSink>, LogError> + Send + Sync>;
 
+/// Subscribes to the local stream; each partition starts no earlier than its entry in the map
+/// (the checkpoints, partition -> next offset; see `infra::kafka::source::subscribe_from`).
+pub type OpenSourceFrom =
+    Arc<dyn Fn(BTreeMap<i32, i64>) -> Result<LogSource, LogError> + Send + Sync>;
+
+/// Reads this replicator's checkpoints from the target cluster (partition -> next offset) after
+/// checking that the local and remote topics have the same partition count.
+pub type Prepare =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<BTreeMap<i32, i64>, LogError>> + Send + Sync>;
+
 /// What a replicator needs; kept across restarts.
 #[derive(Clone)]
 pub struct ReplicatorDeps {
-    /// Subscribes to the local submissions topic.
-    pub open_source: OpenSource,
+    /// Subscribes to the local stream.
+    pub open_source: OpenSourceFrom,
+    /// Reads the checkpoints and checks partition counts before each start.
+    pub prepare: Prepare,
     /// Opens a producer to the remote cluster. Each start opens a new one: an idempotent producer
     /// that hit a fatal error (or never got its producer id) stays broken, so a restart must not
     /// reuse it.
@@ -98,6 +138,8 @@ pub struct ReplicatorDeps {
     pub stream: &'static str,
     /// The remote topic: `<remote prefix><local region>.flk.<stream>`.
     pub remote_topic: String,
+    /// Where checkpoints go: `<remote prefix><local region>.flk.checkpoints`.
+    pub checkpoint_topic: String,
     /// Which tenants are shipped.
     pub tenants: TenantFilter,
     /// Metrics.
@@ -137,6 +179,12 @@ pub struct Replicator {
     lanes: Lanes,
     /// Records awaiting the remote ack, all lanes.
     in_flight: usize,
+    /// Checkpoints awaiting the remote ack.
+    checkpoints_in_flight: usize,
+    /// Positions stored and not yet checkpointed (partition -> last shipped offset).
+    uncheckpointed: BTreeMap<i32, i64>,
+    /// Milliseconds since the epoch of the last checkpoint round.
+    last_checkpoint_ms: i64,
     /// `running`, `backing_off`, `stopping`, `stopped` or `gave_up`.
     state: &'static str,
     /// Milliseconds since the epoch of the last progress.
@@ -213,16 +261,30 @@ impl Replicator {
             sink_opt: None,
             lanes: Lanes::default(),
             in_flight: 0,
+            checkpoints_in_flight: 0,
+            uncheckpointed: BTreeMap::new(),
+            last_checkpoint_ms: 0,
             state: "starting",
             last_progress_ms: 0,
             drain: Drain::default(),
         }
     }
 
-    /// Opens the source and starts reading.
+    /// Reads the checkpoints (and checks the partitions); [`Prepared`] opens the source.
     fn open(&mut self, ctx: &mut Context<Self>) {
-        let opened =
-            (self.deps.open_sink)().and_then(|sink| Ok((sink, (self.deps.open_source)()?)));
+        self.state = "preparing";
+        let prepare = (self.deps.prepare)();
+        ctx.spawn(
+            prepare
+                .into_actor(self)
+                .map(|result, actor, ctx| actor.handle(Prepared(result), ctx)),
+        );
+    }
+
+    /// Opens the producer and the source, each partition starting no earlier than its checkpoint.
+    fn open_from(&mut self, checkpoints: BTreeMap<i32, i64>, ctx: &mut Context<Self>) {
+        let opened = (self.deps.open_sink)()
+            .and_then(|sink| Ok((sink, (self.deps.open_source)(checkpoints)?)));
         match opened {
             Ok((sink, source)) => {
                 self.sink_opt = Some(sink);
@@ -292,6 +354,56 @@ impl Replicator {
         Ok(())
     }
 
+    /// Writes a checkpoint for every partition whose position moved, at most once per
+    /// [`CHECKPOINT_INTERVAL_MS`] unless `now` (a revocation or shutdown: the partition's last
+    /// position must not wait). A checkpoint that fails is only counted and logged: the group
+    /// position still holds, and the next round writes a newer one.
+    fn write_checkpoints(&mut self, now: bool, ctx: &mut Context<Self>) {
+        self.uncheckpointed.extend(self.lanes.take_stored());
+        let due = now || now_ms() - self.last_checkpoint_ms >= CHECKPOINT_INTERVAL_MS;
+        if self.uncheckpointed.is_empty() || !due {
+            return;
+        }
+        self.last_checkpoint_ms = now_ms();
+        let Some(sink) = self.sink_opt.clone() else {
+            return;
+        };
+        for (partition, shipped) in std::mem::take(&mut self.uncheckpointed) {
+            let checkpoint = ReplicationCheckpoint::new(
+                &self.deps.local_region,
+                self.deps.stream,
+                partition,
+                shipped + 1,
+                now_ms(),
+            );
+            let record = OutgoingRecord {
+                topic: self.deps.checkpoint_topic.clone(),
+                partition_opt: Some(0),
+                key: checkpoint.key().into_bytes(),
+                payload: checkpoint.encode(),
+                headers: Vec::new(),
+            };
+            let ack = match sink.produce(record) {
+                Ok(ack) => ack,
+                Err(error) => {
+                    self.handle(
+                        CheckpointWritten {
+                            partition,
+                            result: Err(error),
+                        },
+                        ctx,
+                    );
+                    continue;
+                }
+            };
+            self.checkpoints_in_flight += 1;
+            ctx.spawn(ack.into_actor(self).map(move |result, actor, ctx| {
+                actor.checkpoints_in_flight = actor.checkpoints_in_flight.saturating_sub(1);
+                actor.handle(CheckpointWritten { partition, result }, ctx);
+            }));
+        }
+    }
+
     fn count(&self, outcome: &str, reason: &str) {
         self.deps
             .metrics
@@ -335,9 +447,14 @@ impl Replicator {
         self.last_progress_ms = now_ms();
     }
 
-    /// Ends a shutdown once nothing is in flight: closes the source (leaving the group).
+    /// Ends a shutdown once nothing is in flight: writes the last checkpoints, then (once they
+    /// are acked) closes the source, leaving the group.
     fn finish_shutdown_if_drained(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight > 0 {
+        if self.in_flight > 0 || self.state != "stopping" {
+            return;
+        }
+        self.write_checkpoints(true, ctx);
+        if self.checkpoints_in_flight > 0 {
             return;
         }
         if self.drain.finish(&mut self.inlet, ctx) {
@@ -367,6 +484,9 @@ impl Supervised for Replicator {
         self.sink_opt = None;
         self.lanes.clear();
         self.in_flight = 0;
+        self.checkpoints_in_flight = 0;
+        self.uncheckpointed.clear();
+        self.last_checkpoint_ms = 0;
         self.drain = Drain::default();
         self.deps.heartbeat.beat();
     }
@@ -395,8 +515,10 @@ impl Handler<Assigned> for Replicator {
 impl Handler<Revoked> for Replicator {
     type Result = ();
 
-    fn handle(&mut self, revoked: Revoked, _ctx: &mut Self::Context) {
+    fn handle(&mut self, revoked: Revoked, ctx: &mut Self::Context) {
         tracing::info!(partitions = ?revoked.partitions, "replicator partitions revoked");
+        // The next owner may have lost the group positions too: leave it our last ones.
+        self.write_checkpoints(true, ctx);
         self.lanes.revoke(revoked.partitions, revoked.release);
         self.publish();
     }
@@ -440,13 +562,69 @@ impl Handler<MirrorAcked> for Replicator {
             .lanes
             .finish(acked.partition, acked.offset, self.positions_opt.as_ref())
         {
-            Ok(true) => self.publish(),
+            Ok(true) => {
+                // A revoked partition finished: its last position goes out now.
+                self.write_checkpoints(true, ctx);
+                self.publish();
+            }
             Ok(false) => {}
             Err(error) => return self.fail(ctx, &format!("storing position: {error}")),
         }
         self.progressed();
         self.finish_shutdown_if_drained(ctx);
         Inlet::pull(self, ctx);
+    }
+}
+
+impl Handler<Prepared> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, Prepared(result): Prepared, ctx: &mut Self::Context) {
+        match result {
+            Ok(checkpoints) => {
+                tracing::info!(
+                    remote_region = %self.deps.remote_region,
+                    stream = self.deps.stream,
+                    partitions_with_checkpoints = checkpoints.len(),
+                    "replicator checkpoints read from the target cluster"
+                );
+                self.open_from(checkpoints, ctx);
+            }
+            Err(error) => self.fail(
+                ctx,
+                &format!(
+                    "preparing to ship to region {}: {error}",
+                    self.deps.remote_region
+                ),
+            ),
+        }
+    }
+}
+
+impl Handler<CheckpointWritten> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, written: CheckpointWritten, ctx: &mut Self::Context) {
+        let outcome = match &written.result {
+            Ok(()) => "written",
+            Err(error) => {
+                tracing::warn!(
+                    remote_region = %self.deps.remote_region,
+                    partition = written.partition,
+                    error = %error,
+                    "replication checkpoint not written; the group position still holds"
+                );
+                "failed"
+            }
+        };
+        self.deps
+            .metrics
+            .replication_checkpoints
+            .with_label_values(&[self.deps.remote_region.as_str(), self.deps.stream, outcome])
+            .inc();
+        if self.state == "stopping" {
+            self.finish_shutdown_if_drained(ctx);
+        }
     }
 }
 
@@ -461,11 +639,14 @@ impl Handler<SourceFailed> for Replicator {
 impl Handler<Tick> for Replicator {
     type Result = ();
 
-    fn handle(&mut self, _tick: Tick, _ctx: &mut Self::Context) {
+    fn handle(&mut self, _tick: Tick, ctx: &mut Self::Context) {
         // Idle is progress too; with records in flight only their acks count, so a remote
         // cluster that stopped answering stops the heartbeat.
         if self.in_flight == 0 {
             self.progressed();
+        }
+        if self.state == "running" {
+            self.write_checkpoints(false, ctx);
         }
         self.publish();
     }

@@ -6,9 +6,13 @@
 //! - Normal replication: records into region a through the gateway and straight into Kafka,
 //!   paced; every one is decided in region b with the same signed digest; prints the lag per
 //!   record (b's decision time minus a's received-at) as p50, p99 and max.
-//! - Replay idempotency: region a's replicator is made to ship everything again (its group's
-//!   positions deleted, as a restore from old offsets would); region b keeps exactly one dedup
-//!   row per record, decides each repeat as a duplicate, and region a's state hash is unchanged.
+//! - Lost positions: region a's replicator loses its group positions (the group deleted, as
+//!   an expiry would); it resumes from the checkpoints it keeps in region b's cluster, so new
+//!   records arrive and nothing is shipped twice.
+//! - Replay idempotency: region a's replicator is made to ship everything again (its group
+//!   positions deleted and its checkpoints set back to the start, as a restore from old offsets
+//!   would); region b keeps exactly one dedup row per record, decides each repeat as a
+//!   duplicate, and region a's state hash is unchanged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -152,35 +156,74 @@ async fn drills_normal_replication_then_replay_idempotency() {
         at(1.0)
     );
 
-    // Drill 3: replay idempotency. Region a's replicator forgets its positions and ships
-    // everything again.
-    let hash_before = run_flk(&a, &["state-hash"]).unwrap();
-    flk_a.stop(Duration::from_secs(30)).await.unwrap();
+    // Lost positions: the replicator's group is deleted; the checkpoints in region b's cluster
+    // say where it got to, so it ships only what is new.
     let group = format!("{}flk-replicator-b", a.topic_prefix);
+    let mirrored_topic = format!("{}a.flk.submissions", b.topic_prefix);
+    flk_a.stop(Duration::from_secs(30)).await.unwrap();
+    forget_group(&a, &group).await;
+    let mut flk_a = FlkProcess::start(&a, roles, "region-a-restarted").unwrap();
+    let new_records = 50;
+    let options = LoadOptions {
+        first_seed: 90_000,
+        count: new_records,
+        concurrency: 8,
+        rate_per_second_opt: None,
+        deadline: Duration::from_secs(120),
+    };
+    let added = run_with(
+        flk_a.url().to_owned(),
+        SECRET,
+        options,
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await;
+    assert_eq!(added.acknowledged.len() as u64, new_records);
+    let total = count + new_records;
     wait_until(
-        "the replicator's group positions deleted",
-        Duration::from_secs(60),
-        || async { delete_group(&a.stack.brokers, &group).await.then_some(()) },
+        "region b decides the records added after the restart",
+        Duration::from_secs(120),
+        || async { (rows_from_a(&b).await.len() as u64 == total).then_some(()) },
     )
     .await
-    .unwrap();
+    .unwrap_or_else(|error| panic!("{error}\n{}", flk_a.log()));
+    let metrics = chaos::http::metrics(&reqwest::Client::new(), flk_a.url())
+        .await
+        .unwrap();
+    let shipped = chaos::http::metric_sum(
+        &metrics,
+        "flk_replication_records_total",
+        &[("stream", "submissions"), ("outcome", "shipped")],
+    );
+    assert_eq!(
+        shipped, new_records as f64,
+        "the restarted replicator ships only the new records"
+    );
+    assert_eq!(
+        mirrored_entries(&b, &mirrored_topic).await,
+        total as i64,
+        "region b received nothing twice"
+    );
+    println!(
+        "drill lost positions: group positions deleted; the restarted replicator resumed from its \
+         checkpoints in region b's cluster and shipped {shipped} records (the {new_records} new \
+         ones), none twice"
+    );
+
+    // Drill 3: replay idempotency. Region a's replicator forgets its positions and its
+    // checkpoints and ships everything again.
+    let hash_before = run_flk(&a, &["state-hash"]).unwrap();
+    flk_a.stop(Duration::from_secs(30)).await.unwrap();
+    forget_group(&a, &group).await;
+    rewind_checkpoints(&a, &b).await;
     let flk_a = FlkProcess::start(&a, roles, "region-a-again").unwrap();
-    let mirrored_topic = format!("{}a.flk.submissions", b.topic_prefix);
+    let count = total;
     let decided_twice = wait_until(
         "region b decides every record a second time",
         Duration::from_secs(120),
         || async {
-            let entries: i64 = b
-                .postgres()
-                .await
-                .ok()?
-                .query_one(
-                    "SELECT count(*) FROM audit_log WHERE source_topic = $1",
-                    &[&mirrored_topic],
-                )
-                .await
-                .ok()?
-                .get(0);
+            let entries = mirrored_entries(&b, &mirrored_topic).await;
             (entries == 2 * count as i64).then_some(entries)
         },
     )
@@ -203,7 +246,7 @@ async fn drills_normal_replication_then_replay_idempotency() {
     );
     assert_eq!(
         rows_from_a(&b).await,
-        in_a,
+        rows_from_a(&a).await,
         "still one row per record in region b"
     );
     assert_eq!(
@@ -221,6 +264,57 @@ async fn drills_normal_replication_then_replay_idempotency() {
     drop(flk_b);
     a.cleanup().await;
     b.cleanup().await;
+}
+
+/// Audit entries of region b for records mirrored from region a (each decision of one).
+async fn mirrored_entries(b: &Deployment, mirrored_topic: &str) -> i64 {
+    b.postgres()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE source_topic = $1",
+            &[&mirrored_topic],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Deletes region a's replicator group (its positions), waiting until its last member left.
+async fn forget_group(a: &Deployment, group: &str) {
+    wait_until(
+        "the replicator's group positions deleted",
+        Duration::from_secs(60),
+        || async { delete_group(&a.stack.brokers, group).await.then_some(()) },
+    )
+    .await
+    .unwrap();
+}
+
+/// Sets region a's submission checkpoints in region b's cluster back to the start of every
+/// partition (what a restore of old checkpoints would do).
+async fn rewind_checkpoints(a: &Deployment, b: &Deployment) {
+    use events::replication_checkpoint::ReplicationCheckpoint;
+    use infra::log::{LogSink as _, OutgoingRecord};
+    let kafka_b = infra::config::KafkaConfig {
+        brokers: b.stack.brokers.clone(),
+        topic_prefix: b.topic_prefix.clone(),
+        ..infra::config::KafkaConfig::default()
+    };
+    let sink = infra::kafka::sink::KafkaSink::new(&kafka_b).unwrap();
+    for partition in 0..a.partitions {
+        let checkpoint = ReplicationCheckpoint::new("a", "submissions", partition, 0, 0);
+        let ack = sink
+            .produce(OutgoingRecord {
+                topic: kafka_b.mirrored_checkpoints_topic("a"),
+                partition_opt: Some(0),
+                key: checkpoint.key().into_bytes(),
+                payload: checkpoint.encode(),
+                headers: Vec::new(),
+            })
+            .unwrap();
+        ack.await.unwrap();
+    }
 }
 
 /// Deletes a consumer group (true once it is gone; false while it still has members).

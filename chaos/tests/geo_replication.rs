@@ -247,3 +247,186 @@ async fn records_submitted_in_either_region_are_decided_in_both_and_never_come_b
     a.cleanup().await;
     b.cleanup().await;
 }
+
+/// Region a's Kafka settings for `deployment` (names under its prefix).
+fn kafka_of(deployment: &Deployment) -> infra::config::KafkaConfig {
+    infra::config::KafkaConfig {
+        brokers: deployment.stack.brokers.clone(),
+        topic_prefix: deployment.topic_prefix.clone(),
+        ..infra::config::KafkaConfig::default()
+    }
+}
+
+/// Produces `records` to partition 0 of `topic`, each acked.
+async fn produce_all(
+    kafka: &infra::config::KafkaConfig,
+    topic: &str,
+    records: Vec<(String, Vec<u8>)>,
+) {
+    use infra::log::{LogSink as _, OutgoingRecord};
+    let sink = infra::kafka::sink::KafkaSink::new(kafka).unwrap();
+    for (key, payload) in records {
+        let ack = sink
+            .produce(OutgoingRecord {
+                topic: topic.to_owned(),
+                partition_opt: Some(0),
+                key: key.into_bytes(),
+                payload,
+                headers: Vec::new(),
+            })
+            .unwrap();
+        ack.await.unwrap();
+    }
+}
+
+/// Subscribes `group` to `topic` from `checkpoints` and returns the offset of the first record it
+/// reads, with the source (still open).
+async fn first_offset(
+    kafka: &infra::config::KafkaConfig,
+    group: &str,
+    topic: &str,
+    checkpoints: &[(i32, i64)],
+) -> (i64, infra::log::LogSource) {
+    use infra::log::SourceEvent;
+    let mut source = infra::kafka::source::subscribe_from(
+        kafka,
+        &kafka.group(group),
+        topic,
+        Duration::from_secs(5),
+        checkpoints.iter().copied().collect(),
+    )
+    .unwrap();
+    let offset = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match source.events.recv().await {
+                Some(SourceEvent::Record(record)) => break record.offset,
+                Some(SourceEvent::Failed(error)) => panic!("source failed: {error}"),
+                Some(_) => {}
+                None => panic!("source closed"),
+            }
+        }
+    })
+    .await
+    .expect("a record within 60 s");
+    (offset, source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicator_starts_at_the_later_of_its_group_position_and_its_checkpoint() {
+    let deployment = Deployment::new(vec![]).unwrap();
+    let kafka = kafka_of(&deployment);
+    let topic = format!("{}log", deployment.topic_prefix);
+    infra::kafka::create_topics(&kafka, &[(topic.clone(), 1)])
+        .await
+        .unwrap();
+    let records = (0..10).map(|n| (format!("k{n}"), vec![b'x'])).collect();
+    produce_all(&kafka, &topic, records).await;
+
+    // Group positions lost (a group that never committed): the checkpoint decides, so nothing
+    // before it is shipped again.
+    let (offset, _source) = first_offset(&kafka, "lost", &topic, &[(0, 6)]).await;
+    assert_eq!(offset, 6, "started at the checkpoint");
+
+    // A checkpoint past the end belongs to an older incarnation of the topic: ignored, so
+    // nothing is skipped.
+    let (offset, _source) = first_offset(&kafka, "recreated", &topic, &[(0, 50)]).await;
+    assert_eq!(offset, 0, "a checkpoint past the end is ignored");
+
+    // The group got further than the (older) checkpoint: the group position decides.
+    let (_, source) = first_offset(&kafka, "ahead", &topic, &[]).await;
+    source.positions.store(0, 7).unwrap();
+    let closed = source.closed;
+    drop(source.events);
+    tokio::time::timeout(Duration::from_secs(30), closed)
+        .await
+        .expect("the source leaves its group")
+        .ok();
+    let (offset, _source) = first_offset(&kafka, "ahead", &topic, &[(0, 6)]).await;
+    assert_eq!(offset, 8, "the committed position is past the checkpoint");
+
+    deployment.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_read_back_newest_first_and_partition_counts_must_agree() {
+    use events::replication_checkpoint::ReplicationCheckpoint;
+    use infra::kafka::checkpoints;
+    let (a, b) = two_regions(Vec::new, false).unwrap();
+    let (kafka_a, kafka_b) = (kafka_of(&a), kafka_of(&b));
+    let limit = Duration::from_secs(10);
+
+    // The target keeps the checkpoints of every origin and stream in one compacted topic.
+    let topic = kafka_b.mirrored_checkpoints_topic("a");
+    infra::kafka::create_compacted_topics(&kafka_b, &[(topic.clone(), 1)])
+        .await
+        .unwrap();
+    assert!(
+        checkpoints::read(&kafka_b, &topic, "a", "submissions", limit)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no checkpoints yet"
+    );
+    let record = |region: &str, stream: &str, partition: i32, next: i64| {
+        let checkpoint = ReplicationCheckpoint::new(region, stream, partition, next, 1);
+        (checkpoint.key(), checkpoint.encode())
+    };
+    produce_all(
+        &kafka_b,
+        &topic,
+        vec![
+            record("a", "submissions", 0, 10),
+            record("a", "submissions", 1, 4),
+            ("junk".to_owned(), b"not a checkpoint".to_vec()),
+            record("a", "heartbeats", 0, 99),
+            record("c", "submissions", 0, 77),
+            record("a", "submissions", 0, 12),
+        ],
+    )
+    .await;
+    let read = checkpoints::read(&kafka_b, &topic, "a", "submissions", limit)
+        .await
+        .unwrap();
+    assert_eq!(
+        read.into_iter().collect::<Vec<_>>(),
+        vec![(0, 12), (1, 4)],
+        "the newest of each partition, this origin and stream only"
+    );
+
+    // Partition counts: equal is fine, different is a configuration error naming both, and a
+    // target topic that is not there yet is worth retrying.
+    let local = format!("{}counted", a.topic_prefix);
+    let (same, fewer) = (
+        format!("{}same", b.topic_prefix),
+        format!("{}fewer", b.topic_prefix),
+    );
+    infra::kafka::create_topics(&kafka_a, &[(local.clone(), 4)])
+        .await
+        .unwrap();
+    infra::kafka::create_topics(&kafka_b, &[(same.clone(), 4), (fewer.clone(), 2)])
+        .await
+        .unwrap();
+    checkpoints::check_partitions(&kafka_a, &local, &kafka_b, &same, limit)
+        .await
+        .unwrap();
+    match checkpoints::check_partitions(&kafka_a, &local, &kafka_b, &fewer, limit).await {
+        Err(infra::kafka::KafkaClientError::Fatal(message)) => {
+            assert!(
+                message.contains(&format!("{local} has 4 here")),
+                "{message}"
+            );
+            assert!(message.contains(&format!("{fewer} has 2")), "{message}");
+        }
+        other => panic!("a partition mismatch is a configuration error, got {other:?}"),
+    }
+    let missing = format!("{}missing", b.topic_prefix);
+    match checkpoints::check_partitions(&kafka_a, &local, &kafka_b, &missing, limit).await {
+        Err(infra::kafka::KafkaClientError::Unavailable(message)) => {
+            assert!(message.contains("does not exist"), "{message}");
+        }
+        other => panic!("a missing target topic is retried, got {other:?}"),
+    }
+
+    a.cleanup().await;
+    b.cleanup().await;
+}

@@ -85,6 +85,12 @@ pub async fn serve(
     infra::kafka::create_topics(&config.kafka, &mirrored)
         .await
         .context("creating the mirrored submissions topics")?;
+    infra::kafka::create_compacted_topics(
+        &config.kafka,
+        &regions::mirrored_checkpoint_topics(&config),
+    )
+    .await
+    .context("creating the replication checkpoints topics")?;
     let store = open_store(&config, &config.postgres.schema).await?;
     let metrics = Metrics::new();
     metrics.initialize(config.tenants.keys().map(String::as_str));

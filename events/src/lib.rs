@@ -14,6 +14,7 @@
 //!   never chooses HTTP statuses; the gateway maps classes to them);
 //! - [`envelope`]: the versioned binary envelope of decision events;
 //! - [`heartbeat`]: the replication heartbeat record (lag between regions);
+//! - [`replication_checkpoint`]: how far a replicator got, kept in the target region's cluster;
 //! - [`merkle`]: RFC 6962 hashing, the append frontier, proof planning and proof verification;
 //! - [`checkpoint`]: C2SP signed checkpoints (signed notes with Ed25519);
 //! - [`audit_leaf`]: the bytes of one audit Merkle leaf;
@@ -38,6 +39,7 @@ pub mod json_object;
 pub mod merkle;
 pub mod outcome;
 pub mod pcs;
+pub mod replication_checkpoint;
 pub mod signing;
 pub mod verify;
 

@@ -91,7 +91,7 @@ else
 fi
 
 step "fuzz targets (${fuzz_seconds}s each)"
-for target in pcs_decoder envelope_decoder heartbeat_decoder; do
+for target in pcs_decoder envelope_decoder region_link_decoder; do
     if ! (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$fuzz_seconds" \
             >"$logs/fuzz-$target.log" 2>&1); then
         tail -40 "$logs/fuzz-$target.log"

@@ -177,6 +177,12 @@ impl KafkaConfig {
         format!("{}{origin}.flk.heartbeats", self.topic_prefix)
     }
 
+    /// `<origin>.flk.checkpoints` with the prefix: how far `origin`'s replicators got shipping
+    /// here (compacted, one partition; see `events::replication_checkpoint`).
+    pub fn mirrored_checkpoints_topic(&self, origin: &str) -> String {
+        format!("{}{origin}.flk.checkpoints", self.topic_prefix)
+    }
+
     /// `flk.ring` with the prefix: one event per change of the hot tier's ring (one partition,
     /// so the changes read back in order).
     pub fn ring_topic(&self) -> String {

@@ -2,6 +2,7 @@
 //! creation, and the header names of ARCHITECTURE section 2. [`source`] and [`sink`] implement
 //! the actors' log seam ([`crate::log`]) over them.
 
+pub mod checkpoints;
 pub mod fetch;
 pub mod reader;
 pub mod sink;
@@ -57,6 +58,15 @@ impl From<KafkaError> for KafkaClientError {
         match &error {
             KafkaError::ClientCreation(_) => KafkaClientError::Fatal(error.to_string()),
             _ => KafkaClientError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<KafkaClientError> for crate::log::LogError {
+    fn from(error: KafkaClientError) -> Self {
+        match error {
+            KafkaClientError::Unavailable(message) => crate::log::LogError::Unavailable(message),
+            KafkaClientError::Fatal(message) => crate::log::LogError::Fatal(message),
         }
     }
 }
@@ -125,6 +135,25 @@ pub async fn create_topics(
     config: &KafkaConfig,
     topics: &[(String, i32)],
 ) -> Result<(), KafkaClientError> {
+    create_topics_with(config, topics, &[]).await
+}
+
+/// Creates each `(name, partitions)` topic on `config`'s cluster unless it exists, compacted:
+/// the broker keeps the newest record of each key (for state kept as records, such as the
+/// replication checkpoints).
+pub async fn create_compacted_topics(
+    config: &KafkaConfig,
+    topics: &[(String, i32)],
+) -> Result<(), KafkaClientError> {
+    create_topics_with(config, topics, &[("cleanup.policy", "compact")]).await
+}
+
+/// Creates the topics that are missing, each with `topic_config`.
+async fn create_topics_with(
+    config: &KafkaConfig,
+    topics: &[(String, i32)],
+    topic_config: &[(&str, &str)],
+) -> Result<(), KafkaClientError> {
     if topics.is_empty() {
         // The admin API refuses an empty request.
         return Ok(());
@@ -135,10 +164,13 @@ pub async fn create_topics(
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, partitions)| {
-            NewTopic::new(
-                name,
-                *partitions,
-                TopicReplication::Fixed(config.replication_factor),
+            topic_config.iter().fold(
+                NewTopic::new(
+                    name,
+                    *partitions,
+                    TopicReplication::Fixed(config.replication_factor),
+                ),
+                |topic, (key, value)| topic.set(key, value),
             )
         })
         .collect();

@@ -91,6 +91,9 @@ pub struct Metrics {
     /// `heartbeats`), outcome (`shipped`, `skipped`) and reason (`from_replica`,
     /// `tenant_not_replicated`; empty when shipped).
     pub replicated_records: IntCounterVec,
+    /// Replication checkpoints written to the target cluster, by remote region, stream and
+    /// outcome (`written`, `failed`).
+    pub replication_checkpoints: IntCounterVec,
     /// Replication lag (seconds) by origin region and source: `heartbeat` (a mirrored
     /// heartbeat's age when it arrives) or `record` (a mirrored submission's age, from its
     /// received-at, when this region's shard decides it).
@@ -342,6 +345,12 @@ impl Metrics {
                 "flk_replication_records_total",
                 "local records handled by a replicator, by remote region, stream, outcome and reason",
                 &["remote_region", "stream", "outcome", "reason"],
+            ),
+            replication_checkpoints: counter(
+                &registry,
+                "flk_replication_checkpoints_total",
+                "replication checkpoints written to the target cluster, by remote region, stream and outcome",
+                &["remote_region", "stream", "outcome"],
             ),
             ingest_total: counter(
                 &registry,

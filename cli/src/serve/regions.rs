@@ -12,14 +12,17 @@ use actors::contract::Shutdown;
 use actors::divergence_checker::{DivergenceChecker, DivergenceCheckerDeps};
 use actors::heartbeat_emitter::{HEARTBEAT_INTERVAL, HeartbeatEmitter, HeartbeatEmitterDeps};
 use actors::heartbeat_observer::{HeartbeatObserver, HeartbeatObserverDeps};
-use actors::replicator::{OpenSink, Replicator, ReplicatorDeps, TenantFilter};
+use actors::replicator::{
+    OpenSink, OpenSourceFrom, Prepare, Replicator, ReplicatorDeps, TenantFilter,
+};
 use actors::supervision::{Heartbeat, Restart, Supervision};
 use infra::config::{Config, KafkaConfig, ReplicationMode, ReplicationTarget};
 use infra::kafka::sink::KafkaSink;
 use infra::log::{LogError, LogSink};
 use infra::metrics::Metrics;
 
-use super::open_source;
+/// Longest a replicator's start waits for the target's checkpoints and partition counts.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Actors started here, for the watchdog and the shutdown.
 #[derive(Default)]
@@ -76,13 +79,23 @@ pub(super) fn start_replication(
                 "submissions" => format!("flk-replicator-{}", target.region),
                 _ => format!("flk-replicator-{}-{stream}", target.region),
             };
+            let checkpoint_topic = remote.mirrored_checkpoints_topic(&config.region);
             let deps = ReplicatorDeps {
-                open_source: open_source(config, &group, local_topic, revoke_timeout),
+                open_source: open_source_from(config, &group, &local_topic, revoke_timeout),
+                prepare: prepare(
+                    config,
+                    &local_topic,
+                    &remote,
+                    &remote_topic,
+                    &checkpoint_topic,
+                    stream,
+                ),
                 open_sink: open_sink(&remote)?,
                 local_region: config.region.clone(),
                 remote_region: target.region.clone(),
                 stream,
                 remote_topic,
+                checkpoint_topic,
                 tenants,
                 metrics: metrics.clone(),
                 heartbeat: heartbeat.clone(),
@@ -159,6 +172,64 @@ pub(super) fn start_divergence_checker(
     Ok(())
 }
 
+/// Subscribes `group` to `topic`, each partition starting no earlier than its checkpoint.
+fn open_source_from(
+    config: &Config,
+    group: &str,
+    topic: &str,
+    revoke_timeout: Duration,
+) -> OpenSourceFrom {
+    let kafka = config.kafka.clone();
+    let group = kafka.group(group);
+    let topic = topic.to_owned();
+    Arc::new(move |checkpoints| {
+        infra::kafka::source::subscribe_from(&kafka, &group, &topic, revoke_timeout, checkpoints)
+            .map_err(|error| LogError::Fatal(error.to_string()))
+    })
+}
+
+/// Before each start: the same partition count on both sides, then the checkpoints this
+/// region's `stream` replicator left in the target cluster.
+fn prepare(
+    config: &Config,
+    local_topic: &str,
+    remote: &KafkaConfig,
+    remote_topic: &str,
+    checkpoint_topic: &str,
+    stream: &'static str,
+) -> Prepare {
+    let (local, remote) = (config.kafka.clone(), remote.clone());
+    let region = config.region.clone();
+    let (local_topic, remote_topic, checkpoint_topic) = (
+        local_topic.to_owned(),
+        remote_topic.to_owned(),
+        checkpoint_topic.to_owned(),
+    );
+    Arc::new(move || {
+        let (local, remote, region) = (local.clone(), remote.clone(), region.clone());
+        let (local_topic, remote_topic, checkpoint_topic) = (
+            local_topic.clone(),
+            remote_topic.clone(),
+            checkpoint_topic.clone(),
+        );
+        Box::pin(async move {
+            use infra::kafka::checkpoints;
+            checkpoints::check_partitions(
+                &local,
+                &local_topic,
+                &remote,
+                &remote_topic,
+                PREPARE_TIMEOUT,
+            )
+            .await?;
+            Ok(
+                checkpoints::read(&remote, &checkpoint_topic, &region, stream, PREPARE_TIMEOUT)
+                    .await?,
+            )
+        })
+    })
+}
+
 /// The topics this region reads that other regions write: each origin's mirrored submissions
 /// and heartbeats.
 pub(super) fn mirrored_topics(config: &Config) -> Vec<(String, i32)> {
@@ -175,6 +246,16 @@ pub(super) fn mirrored_topics(config: &Config) -> Vec<(String, i32)> {
                 (config.kafka.mirrored_heartbeats_topic(origin), 1),
             ]
         })
+        .collect()
+}
+
+/// The compacted topics other regions' replicators keep their checkpoints in, one per origin.
+pub(super) fn mirrored_checkpoint_topics(config: &Config) -> Vec<(String, i32)> {
+    config
+        .replication
+        .origins
+        .iter()
+        .map(|origin| (config.kafka.mirrored_checkpoints_topic(origin), 1))
         .collect()
 }
 

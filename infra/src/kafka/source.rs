@@ -10,14 +10,15 @@
 //! the consumer itself, which leaves the group cleanly. The position store holds only a weak
 //! reference, so the consumer is never closed on the actor's thread.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use events::replication_checkpoint::start_offset;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::{KafkaClientError, consumer_config};
@@ -26,6 +27,9 @@ use crate::log::{LogError, LogSource, Positions, Release, SourceEvent};
 
 /// Records read ahead of the actor (backpressure: the poll thread waits when the actor lags).
 const READ_AHEAD: usize = 1_024;
+
+/// Longest wait for the group's committed positions or a partition's end at an assignment.
+const CHECKPOINT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one poll waits before checking whether the actor is still there.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -41,6 +45,21 @@ pub fn subscribe(
     topic: &str,
     revoke_timeout: Duration,
 ) -> Result<LogSource, KafkaClientError> {
+    subscribe_from(config, group, topic, revoke_timeout, BTreeMap::new())
+}
+
+/// Like [`subscribe`], but an assigned partition with an entry in `checkpoints` (partition ->
+/// next offset, kept outside the group) starts at the later of that and the group's committed
+/// position (`events::replication_checkpoint::start_offset`). The replicator passes the
+/// checkpoints it keeps in the target cluster, so losing its group positions neither re-ships
+/// everything nor skips anything.
+pub fn subscribe_from(
+    config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    revoke_timeout: Duration,
+    checkpoints: BTreeMap<i32, i64>,
+) -> Result<LogSource, KafkaClientError> {
     let (events, receiver) = mpsc::channel(READ_AHEAD);
     let lag: LagTable = Arc::default();
     let context = ForwardingContext {
@@ -48,6 +67,7 @@ pub fn subscribe(
         lag: lag.clone(),
         topic: topic.to_owned(),
         revoke_timeout,
+        checkpoints,
     };
     let consumer: BaseConsumer<ForwardingContext> = consumer_config(config, group)
         .set("statistics.interval.ms", "1000")
@@ -113,6 +133,8 @@ struct ForwardingContext {
     topic: String,
     /// Longest wait for a release.
     revoke_timeout: Duration,
+    /// Start positions kept outside the group (see [`subscribe_from`]).
+    checkpoints: BTreeMap<i32, i64>,
 }
 
 impl ForwardingContext {
@@ -123,6 +145,65 @@ impl ForwardingContext {
             return self.events.try_send(event).is_ok();
         }
         self.events.blocking_send(event).is_ok()
+    }
+}
+
+impl ForwardingContext {
+    /// Sets the start offset of each newly assigned partition whose checkpoint is past the
+    /// group's committed position (librdkafka starts from an offset set in the assignment
+    /// instead of the committed one). When the group position cannot be read, nothing is
+    /// changed: the group position may re-ship some records but never skips one.
+    fn start_at_checkpoints(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
+        if self.checkpoints.is_empty() || list.count() == 0 {
+            return;
+        }
+        let committed = match consumer.committed_offsets(list.clone(), CHECKPOINT_LOOKUP_TIMEOUT) {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::warn!(error = %error, topic = %self.topic, "group positions unreadable; checkpoints not applied");
+                return;
+            }
+        };
+        for mut element in list.elements() {
+            let partition = element.partition();
+            let committed_opt =
+                committed
+                    .find_partition(&self.topic, partition)
+                    .and_then(|found| match found.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    });
+            let end_opt = consumer
+                .fetch_watermarks(&self.topic, partition, CHECKPOINT_LOOKUP_TIMEOUT)
+                .ok()
+                .map(|(_, high)| high);
+            let checkpoint_opt = self.checkpoints.get(&partition).copied();
+            if checkpoint_opt
+                .zip(end_opt)
+                .is_some_and(|(checkpoint, end)| checkpoint > end)
+            {
+                tracing::warn!(
+                    topic = %self.topic,
+                    partition,
+                    checkpoint = checkpoint_opt,
+                    end = end_opt,
+                    "checkpoint is past the end of the partition (the topic was made again); ignored"
+                );
+            }
+            let Some(start) = start_offset(committed_opt, checkpoint_opt, end_opt) else {
+                continue;
+            };
+            match element.set_offset(Offset::Offset(start)) {
+                Ok(()) => tracing::info!(
+                    topic = %self.topic,
+                    partition,
+                    start,
+                    committed = committed_opt,
+                    "starting at the checkpoint kept in the target cluster"
+                ),
+                Err(error) => tracing::warn!(partition, error = %error, "checkpoint not applied"),
+            }
+        }
     }
 }
 
@@ -145,9 +226,11 @@ impl ClientContext for ForwardingContext {
 }
 
 impl ConsumerContext for ForwardingContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(list) = rebalance else {
-            return;
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let list = match rebalance {
+            Rebalance::Assign(list) => return self.start_at_checkpoints(consumer, list),
+            Rebalance::Revoke(list) => list,
+            Rebalance::Error(_) => return,
         };
         let partitions = partitions(list);
         let (release, wait) = Release::new();
