@@ -14,10 +14,11 @@ use serde_json::json;
 
 const SECRET: &str = "testsecret";
 
-/// Counts an answer that implies its body was logged (everything but 413 and 429).
+/// Counts an answer that implies its body was logged (everything but 403, 413 and 429: the
+/// refusals at the door).
 fn count(logged: &mut i64, answer: anyhow::Result<Answer>) -> anyhow::Result<Answer> {
     if let Ok(answer) = &answer {
-        if answer.status != 413 && answer.status != 429 {
+        if ![403, 413, 429].contains(&answer.status) {
             *logged += 1;
         }
     }
@@ -181,21 +182,28 @@ async fn status_matrix() {
         );
     }
 
-    // 403: unknown and disabled tenants.
-    assert_eq!(
-        counted_json(&mut logged, &client, &url, Some("nobody"), &record)
+    // 403 at the door, nothing logged: unknown and disabled tenants, and a tenant header that
+    // is not UTF-8 or is huge.
+    for tenant in ["nobody", "frozen"] {
+        let answer = counted_json(&mut logged, &client, &url, Some(tenant), &record)
             .await
-            .unwrap()
-            .status,
-        403
-    );
-    assert_eq!(
-        counted_json(&mut logged, &client, &url, Some("frozen"), &record)
+            .unwrap();
+        assert_eq!(answer.status, 403, "{tenant}");
+        assert_eq!(answer.body["error"], "tenant_refused", "{tenant}");
+    }
+    for header_value in [
+        reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        reqwest::header::HeaderValue::from_str(&"t".repeat(6_000)).unwrap(),
+    ] {
+        let response = client
+            .post(format!("{url}/v1/pcs/submit"))
+            .header("X-Tenant-Id", header_value)
+            .json(&record)
+            .send()
             .await
-            .unwrap()
-            .status,
-        403
-    );
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 403);
+    }
 
     // 413: over the body limit, before anything is logged.
     let answer = counted(&mut logged, &client, &url, None, vec![b' '; 5000])

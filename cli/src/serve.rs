@@ -34,7 +34,7 @@ use projections::{HotCache, ProjectionStore};
 use actors::hot_cache_fill::HotCacheFiller;
 use gateway::http::{self, AppState};
 use gateway::metrics_server::MetricsState;
-use gateway::rate_limit::RateLimiter;
+use gateway::rate_limit::{AddressLimiter, RateLimiter};
 
 /// A role a process can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -157,7 +157,19 @@ pub async fn serve(
             limiter: Arc::new(RateLimiter::new(config.tenants.iter().map(
                 |(name, tenant)| (name.clone(), tenant.rate_per_second, tenant.rate_burst),
             ))),
+            address_limiter: Arc::new(AddressLimiter::new(
+                config.gateway.address_rate_per_second,
+                config.gateway.address_rate_burst,
+            )),
             tenant_names: Arc::new(config.tenants.keys().cloned().collect()),
+            disabled_tenants: Arc::new(
+                config
+                    .tenants
+                    .iter()
+                    .filter(|(_, tenant)| !tenant.enabled)
+                    .map(|(name, _)| name.clone())
+                    .collect(),
+            ),
             cold: projections::cold_objects::ColdReader::new(
                 infra::objects::open(&config.object_store)
                     .context("opening the object store for cold reads")?,

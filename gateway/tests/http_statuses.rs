@@ -18,7 +18,7 @@ use actors::decision_bus::DecisionBus;
 use events::{OutcomeClass, SourceCoordinates};
 use gateway::http::status::{ApiError, IDEMPOTENT_REPLAYED, applied_response};
 use gateway::http::{AppState, configure};
-use gateway::rate_limit::RateLimiter;
+use gateway::rate_limit::{AddressLimiter, RateLimiter};
 use infra::config::GatewayConfig;
 use infra::metrics::Metrics;
 use projections::{Applied, DedupResult, HotCache, HotCacheConfig, ProjectionStore, StoreOptions};
@@ -54,7 +54,13 @@ fn state() -> AppState {
         hot_cache: HotCache::new(cache_config).unwrap(),
         // `limited` never has a whole token: every submit is refused, Retry-After 5 s.
         limiter: Arc::new(RateLimiter::new([("limited".to_owned(), 0.1, 0.5)])),
-        tenant_names: Arc::new(HashSet::from(["default".to_owned()])),
+        address_limiter: Arc::new(AddressLimiter::new(0.0, 0.0)),
+        tenant_names: Arc::new(HashSet::from([
+            "default".to_owned(),
+            "limited".to_owned(),
+            "frozen".to_owned(),
+        ])),
+        disabled_tenants: Arc::new(HashSet::from(["frozen".to_owned()])),
         cold: projections::cold_objects::ColdReader::new(infra::objects::in_memory(), 1),
         metrics: Metrics::new(),
         board: StatusBoard::default(),
@@ -123,6 +129,64 @@ async fn routes_that_answer_before_or_without_their_dependencies() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&response, "retry-after").as_deref(), Some("5"));
     assert_eq!(json_body(response).await["error"], json!("rate_limited"));
+
+    // 403 before the log: an unknown tenant (the name is not echoed back) and a disabled one.
+    for (tenant, message) in [
+        (
+            "nobody",
+            "unknown tenant: X-Tenant-Id names no configured tenant",
+        ),
+        ("frozen", "tenant is disabled"),
+    ] {
+        let response = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri("/v1/pcs/submit")
+                .insert_header(("X-Tenant-Id", tenant))
+                .set_payload("{\"pcs_id\": \"p1\"}")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{tenant}");
+        assert_eq!(header(&response, "retry-after"), None);
+        let body = json_body(response).await;
+        assert_eq!(body["error"], json!("tenant_refused"), "{tenant}");
+        assert_eq!(body["message"], json!(message), "{tenant}");
+    }
+
+    // 429 for a client address past its rate, checked before the tenant: a stranger trying
+    // tenant names is slowed down like anyone else. Other addresses are not affected.
+    let limited_state = AppState {
+        address_limiter: Arc::new(AddressLimiter::new(0.5, 1.0)),
+        ..state()
+    };
+    let limited_app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(limited_state))
+            .configure(configure),
+    )
+    .await;
+    let from = |address: &str| {
+        test::TestRequest::post()
+            .uri("/v1/pcs/submit")
+            .peer_addr(address.parse().unwrap())
+            .insert_header(("X-Tenant-Id", "nobody"))
+            .set_payload("{}")
+            .to_request()
+    };
+    let first = test::call_service(&limited_app, from("10.1.1.1:5000")).await;
+    assert_eq!(first.status(), StatusCode::FORBIDDEN);
+    let second = test::call_service(&limited_app, from("10.1.1.1:5001")).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&second, "retry-after").as_deref(), Some("2"));
+    let body = json_body(second).await;
+    assert_eq!(body["error"], json!("rate_limited"));
+    assert!(
+        body["message"].as_str().unwrap().contains("client address"),
+        "{body}"
+    );
+    let elsewhere = test::call_service(&limited_app, from("10.1.1.2:5000")).await;
+    assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
 
     // 503: Kafka does not acknowledge before the deadline; Retry-After from the config.
     let response = test::call_service(

@@ -252,6 +252,12 @@ pub struct GatewayConfig {
     pub metrics_basic_auth_opt: Option<String>,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Submissions per second accepted from one client address (the TCP peer; a proxy in front
+    /// counts as one address), 0 for no limit. Checked before the tenant, so a stranger
+    /// guessing tenant names is slowed down too.
+    pub address_rate_per_second: f64,
+    /// Burst allowed per client address.
+    pub address_rate_burst: f64,
 }
 
 impl Default for GatewayConfig {
@@ -263,6 +269,10 @@ impl Default for GatewayConfig {
             retry_after_secs: 1,
             metrics_basic_auth_opt: None,
             workers: 0,
+            // Well above what one honest agent host sends, well below what floods a gateway of
+            // this size (docs/benchmarks.md: about 1,000 signed submissions/s per 2 cores).
+            address_rate_per_second: 2_000.0,
+            address_rate_burst: 4_000.0,
         }
     }
 }
@@ -622,6 +632,22 @@ impl Config {
         }
         if self.gateway.decision_timeout_ms == 0 {
             return Err(invalid("gateway.decision_timeout_ms", "must be positive"));
+        }
+        let address_rate = self.gateway.address_rate_per_second;
+        if !(address_rate.is_finite() && address_rate >= 0.0) {
+            return Err(invalid(
+                "gateway.address_rate_per_second",
+                "must be a number >= 0 (0 turns the limit off)",
+            ));
+        }
+        if address_rate > 0.0
+            && !(self.gateway.address_rate_burst.is_finite()
+                && self.gateway.address_rate_burst >= 1.0)
+        {
+            return Err(invalid(
+                "gateway.address_rate_burst",
+                "must be at least 1 when gateway.address_rate_per_second is set",
+            ));
         }
         if let Some(auth) = &self.gateway.metrics_basic_auth_opt {
             if !auth.contains(':') {

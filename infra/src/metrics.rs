@@ -12,6 +12,10 @@ pub struct Metrics {
     pub registry: Registry,
     /// Submissions received by the gateway, by tenant (kept from the original stack).
     pub ingest_total: IntCounterVec,
+    /// Submissions refused with 429 before the log, by scope (`tenant`, `address`).
+    pub rate_limited: IntCounterVec,
+    /// Submissions refused with 403 before the log, by reason (`unknown`, `disabled`).
+    pub tenant_refused: IntCounterVec,
     /// Duplicate submissions answered from the first decision, by tenant.
     pub dedup_hits: IntCounterVec,
     /// Accepted outcomes, by tenant.
@@ -358,6 +362,18 @@ impl Metrics {
                 "submissions received",
                 tenant,
             ),
+            rate_limited: counter(
+                &registry,
+                "flk_rate_limited_total",
+                "submissions refused with 429 before the log, by scope (tenant, address)",
+                &["scope"],
+            ),
+            tenant_refused: counter(
+                &registry,
+                "flk_tenant_refused_total",
+                "submissions refused with 403 before the log, by reason (unknown, disabled)",
+                &["reason"],
+            ),
             dedup_hits: counter(&registry, "flk_dedup_hits", "duplicate submissions", tenant),
             accepted: counter(&registry, "flk_accepted", "accepted outcomes", tenant),
             escalated: counter(&registry, "flk_escalated", "escalated outcomes", tenant),
@@ -483,6 +499,12 @@ impl Metrics {
         }
         for reason in ["unavailable", "unreadable"] {
             self.tier_cold_misses.with_label_values(&[reason]);
+        }
+        for scope in ["tenant", "address"] {
+            self.rate_limited.with_label_values(&[scope]);
+        }
+        for reason in ["unknown", "disabled"] {
+            self.tenant_refused.with_label_values(&[reason]);
         }
         for source in ["object", "cache"] {
             self.tier_cold_read_latency.with_label_values(&[source]);

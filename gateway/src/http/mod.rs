@@ -19,7 +19,7 @@ use infra::metrics::Metrics;
 use projections::{HotCache, ProjectionStore};
 use rdkafka::producer::FutureProducer;
 
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{AddressLimiter, RateLimiter};
 
 pub use status::ApiError;
 
@@ -38,8 +38,12 @@ pub struct AppState {
     pub hot_cache: HotCache,
     /// Per-tenant rate limits.
     pub limiter: Arc<RateLimiter>,
-    /// Configured tenant names (for bounded metric labels).
+    /// Per-client-address rate limit.
+    pub address_limiter: Arc<AddressLimiter>,
+    /// Configured tenant names (admission, and bounded metric labels).
     pub tenant_names: Arc<HashSet<String>>,
+    /// Configured tenants with `enabled = false` (refused at the door).
+    pub disabled_tenants: Arc<HashSet<String>>,
     /// Reads entries from verified cold segments (lookups of demoted keys).
     pub cold: projections::cold_objects::ColdReader,
     /// Metrics.
@@ -60,6 +64,17 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// Whether `tenant` may append to the log: configured and enabled.
+    pub fn admit(&self, tenant: &str) -> Result<(), status::Refusal> {
+        if !self.tenant_names.contains(tenant) {
+            Err(status::Refusal::Unknown)
+        } else if self.disabled_tenants.contains(tenant) {
+            Err(status::Refusal::Disabled)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Metric label for a tenant: its name when configured, `unknown` otherwise (bounded).
     pub fn tenant_label<'a>(&self, tenant: &'a str) -> &'a str {
         if self.tenant_names.contains(tenant) {

@@ -14,7 +14,8 @@
 //! | [`DedupResult::Conflict`] (any class) | 409 | `conflict`, with the first outcome | |
 //! | [`ApiError::PayloadTooLarge`] | 413 | `payload_too_large` | `Connection: close` |
 //! | [`ApiError::UnreadableBody`] | 400 | `bad_body` | |
-//! | [`ApiError::RateLimited`] | 429 | `rate_limited` | `Retry-After` |
+//! | [`ApiError::RateLimited`] (tenant or client address) | 429 | `rate_limited` | `Retry-After` |
+//! | [`ApiError::TenantRefused`] (unknown or disabled tenant, refused before the log) | 403 | `tenant_refused` | |
 //! | [`ApiError::LogUnavailable`] | 503 | `log_unavailable` | `Retry-After` |
 //! | [`ApiError::DecisionTimeout`] | 503 | `decision_timeout` | `Retry-After` |
 //! | [`ApiError::DecisionUnavailable`] | 503 | `decision_unavailable` | `Retry-After` |
@@ -41,6 +42,62 @@ use projections::{Applied, DedupResult, StoreError};
 use serde_json::{Value, json};
 use thiserror::Error;
 
+/// Whose rate limit a 429 is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// The tenant's configured rate.
+    Tenant,
+    /// The client address's rate (`gateway.address_rate_per_second`).
+    Address,
+}
+
+impl RateScope {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            RateScope::Tenant => "tenant",
+            RateScope::Address => "address",
+        }
+    }
+}
+
+impl std::fmt::Display for RateScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RateScope::Tenant => "tenant",
+            RateScope::Address => "client address",
+        })
+    }
+}
+
+/// Why a tenant is refused at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not configured (the name is not echoed back: it is whatever the caller sent).
+    Unknown,
+    /// Configured with `enabled = false`.
+    Disabled,
+}
+
+impl Refusal {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Unknown => "unknown",
+            Refusal::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::Unknown => "unknown tenant: X-Tenant-Id names no configured tenant",
+            Refusal::Disabled => "tenant is disabled",
+        })
+    }
+}
+
 /// Header that marks a duplicate answered from the stored first outcome.
 pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 
@@ -56,12 +113,18 @@ pub enum ApiError {
     /// The body stream broke before it was complete.
     #[error("the request body could not be read")]
     UnreadableBody,
-    /// The tenant's rate limit or quota is spent; the body is not logged.
-    #[error("tenant rate limit reached; retry in {retry_after_secs} s")]
+    /// The tenant's or the client address's rate limit is spent; the body is not logged.
+    #[error("{scope} rate limit reached; retry in {retry_after_secs} s")]
     RateLimited {
+        /// Whose limit.
+        scope: RateScope,
         /// When a retry may succeed.
         retry_after_secs: u64,
     },
+    /// `X-Tenant-Id` names no configured tenant, or a disabled one; the body is not logged
+    /// (tenant existence is configuration, not a decision).
+    #[error("{0}")]
+    TenantRefused(Refusal),
     /// Kafka did not acknowledge the submission in time.
     #[error("the write-ahead log is unavailable; retry")]
     LogUnavailable {
@@ -141,6 +204,7 @@ impl ApiError {
             ApiError::NotFound | ApiError::NoSuch(_) => StatusCode::NOT_FOUND,
             ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::MetricsUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TenantRefused(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -166,13 +230,16 @@ impl ApiError {
             ApiError::ColdTier { code, .. } => code,
             ApiError::NotReady { .. } => "not_ready",
             ApiError::MetricsUnauthorized => "unauthorized",
+            ApiError::TenantRefused(_) => "tenant_refused",
         }
     }
 
     /// `Retry-After` seconds, for the errors a later retry can fix.
     pub fn retry_after_secs_opt(&self) -> Option<u64> {
         match self {
-            ApiError::RateLimited { retry_after_secs }
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            }
             | ApiError::LogUnavailable { retry_after_secs }
             | ApiError::DecisionTimeout { retry_after_secs }
             | ApiError::DecisionUnavailable { retry_after_secs }
@@ -190,6 +257,7 @@ impl ApiError {
             | ApiError::NotFound
             | ApiError::NoSuch(_)
             | ApiError::BadQuery(_)
+            | ApiError::TenantRefused(_)
             | ApiError::MetricsUnauthorized => None,
         }
     }
@@ -440,11 +508,27 @@ mod tests {
             (ApiError::UnreadableBody, 400, "bad_body", None),
             (
                 ApiError::RateLimited {
+                    scope: RateScope::Tenant,
                     retry_after_secs: 7,
                 },
                 429,
                 "rate_limited",
                 Some("7"),
+            ),
+            (
+                ApiError::RateLimited {
+                    scope: RateScope::Address,
+                    retry_after_secs: 2,
+                },
+                429,
+                "rate_limited",
+                Some("2"),
+            ),
+            (
+                ApiError::TenantRefused(Refusal::Disabled),
+                403,
+                "tenant_refused",
+                None,
             ),
             (
                 ApiError::LogUnavailable {

@@ -23,7 +23,7 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 use super::AppState;
-use super::status::{ApiError, applied_response, lookup_response};
+use super::status::{ApiError, RateScope, applied_response, lookup_response};
 
 /// Just enough of a PCS to build the record key; everything else is the shard's business.
 #[derive(Deserialize)]
@@ -32,9 +32,8 @@ struct KeyProbe {
     pcs_id: Option<serde_json::Value>,
 }
 
-/// The tenant named by `X-Tenant-Id` (`default` when absent). Never refused here: whatever the
-/// header says, the body is logged first (I1) and the shard answers 403 for a tenant it does not
-/// know, so a malformed header gets the same answer as an unknown name.
+/// The tenant named by `X-Tenant-Id` (`default` when absent). A header that is not UTF-8 becomes
+/// a name no tenant has, so it gets the same 403 as any unknown name.
 pub(crate) fn tenant_of(request: &HttpRequest) -> String {
     match request.headers().get("X-Tenant-Id") {
         None => "default".to_owned(),
@@ -129,11 +128,14 @@ async fn submit_inner(
             limit_bytes: state.config.max_body_bytes,
         });
     }
-    let rate_limited = state.limiter.try_acquire(&tenant).err();
-    // Read (and for a 429, discard) the body either way, so a keep-alive connection stays usable.
+    // The door, before the log (I1): the client address's rate, then the tenant's existence,
+    // then its rate. Strangers cannot grow the log of record.
+    let refused = admission(state, request, &tenant).err();
+    // Read (and when refused, discard) the body either way, so a keep-alive connection stays
+    // usable.
     let body = read_body(payload, state.config.max_body_bytes).await?;
-    if let Some(retry_after_secs) = rate_limited {
-        return Err(ApiError::RateLimited { retry_after_secs });
+    if let Some(error) = refused {
+        return Err(error);
     }
     let label = state.tenant_label(&tenant);
     tracing::Span::current().record("tenant", label);
@@ -170,6 +172,37 @@ async fn submit_inner(
     };
     record_outcome_metrics(state, label, &applied);
     Ok(applied_response(&applied))
+}
+
+/// The checks before the log; each refusal is counted.
+fn admission(state: &AppState, request: &HttpRequest, tenant: &str) -> Result<(), ApiError> {
+    let metrics = &state.metrics;
+    let address_opt = request.peer_addr().map(|peer| peer.ip());
+    let limited = |scope: RateScope, retry_after_secs| {
+        metrics
+            .rate_limited
+            .with_label_values(&[scope.label()])
+            .inc();
+        ApiError::RateLimited {
+            scope,
+            retry_after_secs,
+        }
+    };
+    state
+        .address_limiter
+        .try_acquire(address_opt)
+        .map_err(|seconds| limited(RateScope::Address, seconds))?;
+    state.admit(tenant).map_err(|refusal| {
+        metrics
+            .tenant_refused
+            .with_label_values(&[refusal.label()])
+            .inc();
+        ApiError::TenantRefused(refusal)
+    })?;
+    state
+        .limiter
+        .try_acquire(tenant)
+        .map_err(|seconds| limited(RateScope::Tenant, seconds))
 }
 
 fn record_outcome_metrics(state: &AppState, label: &str, applied: &projections::Applied) {
