@@ -237,7 +237,7 @@ pub fn mirror(record: &LogRecord, deps: &ReplicatorDeps) -> Mirror {
     {
         return Mirror::FromReplica;
     }
-    let tenant = record.header_str(headers::TENANT).unwrap_or("default");
+    let tenant = record.tenant();
     if !deps.tenants.ships(tenant) {
         return Mirror::TenantNotReplicated;
     }

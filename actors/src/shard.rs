@@ -462,10 +462,7 @@ fn decide_span(record: &LogRecord) -> tracing::Span {
 /// Builds the decision event of one submission record (pure apart from the clock), without its
 /// trace context, which the caller adds.
 fn decide_record(record: &LogRecord, deps: &ShardDeps) -> DecisionEvent {
-    let tenant = record
-        .header_str(headers::TENANT)
-        .unwrap_or("default")
-        .to_owned();
+    let tenant = record.tenant().to_owned();
     let body = record.payload.as_slice();
     let policy_opt = deps.tenants.get(&tenant);
     let decision = if body.len() > deps.max_body_bytes {

@@ -1,5 +1,6 @@
 //! Fault scenarios and the history checker: the harness the service tests stand on.
 //!
+//! - [`bad_input`]: the corpus of malformed and hostile submissions with their exact answers;
 //! - [`deployment`]: a throwaway FLK deployment on the real local stack (its own topic prefix,
 //!   Postgres schema and Redis key prefix, so tests run side by side and leave nothing behind);
 //! - [`process`]: `flk serve` child processes that can be killed with SIGKILL at any moment;
@@ -12,6 +13,7 @@
 //!
 //! The stack's addresses come from the environment `infra/scripts/stack.sh env` prints.
 
+pub mod bad_input;
 pub mod deployment;
 pub mod history;
 pub mod http;

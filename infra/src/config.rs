@@ -252,6 +252,9 @@ pub struct GatewayConfig {
     pub metrics_basic_auth_opt: Option<String>,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Longest a request body may take to arrive, from the end of its headers (slow-body
+    /// attacks hold a connection open a byte at a time); past it the answer is 408.
+    pub body_timeout_ms: u64,
     /// Submissions per second accepted from one client address (the TCP peer; a proxy in front
     /// counts as one address), 0 for no limit. Checked before the tenant, so a stranger
     /// guessing tenant names is slowed down too.
@@ -269,6 +272,7 @@ impl Default for GatewayConfig {
             retry_after_secs: 1,
             metrics_basic_auth_opt: None,
             workers: 0,
+            body_timeout_ms: 10_000,
             // Well above what one honest agent host sends, well below what floods a gateway of
             // this size (docs/benchmarks.md: about 1,000 signed submissions/s per 2 cores).
             address_rate_per_second: 2_000.0,
@@ -281,6 +285,11 @@ impl GatewayConfig {
     /// The decision deadline as a duration.
     pub fn decision_timeout(&self) -> Duration {
         Duration::from_millis(self.decision_timeout_ms)
+    }
+
+    /// The body deadline as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
     }
 }
 
@@ -629,6 +638,9 @@ impl Config {
         }
         if self.gateway.max_body_bytes == 0 {
             return Err(invalid("gateway.max_body_bytes", "must be positive"));
+        }
+        if self.gateway.body_timeout_ms == 0 {
+            return Err(invalid("gateway.body_timeout_ms", "must be positive"));
         }
         if self.gateway.decision_timeout_ms == 0 {
             return Err(invalid("gateway.decision_timeout_ms", "must be positive"));

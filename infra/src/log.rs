@@ -38,7 +38,25 @@ pub struct LogRecord {
     pub timestamp_ms_opt: Option<i64>,
 }
 
+/// The tenant a record with an unreadable (non-UTF-8) tenant header names. Tenant names never
+/// contain `/`, so no configured tenant has it and the record is refused, rather than being
+/// taken for the default tenant's.
+pub const UNREADABLE_TENANT: &str = "/unreadable";
+
 impl LogRecord {
+    /// The tenant the record names: its tenant header, `default` when it has none,
+    /// [`UNREADABLE_TENANT`] when the header is not UTF-8.
+    pub fn tenant(&self) -> &str {
+        match self
+            .headers
+            .iter()
+            .find(|(key, _)| key == crate::kafka::headers::TENANT)
+        {
+            None => "default",
+            Some((_, value)) => std::str::from_utf8(value).unwrap_or(UNREADABLE_TENANT),
+        }
+    }
+
     /// The value of header `name` as UTF-8, if present and valid.
     pub fn header_str(&self, name: &str) -> Option<&str> {
         self.headers
@@ -173,6 +191,28 @@ pub enum LogError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_names_its_tenant_and_an_unreadable_header_names_none() {
+        let record = |headers: Vec<(String, Vec<u8>)>| LogRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            key_opt: None,
+            payload: Vec::new(),
+            headers,
+            timestamp_ms_opt: None,
+        };
+        assert_eq!(record(Vec::new()).tenant(), "default");
+        assert_eq!(
+            record(vec![("flk-tenant".into(), b"acme".to_vec())]).tenant(),
+            "acme"
+        );
+        assert_eq!(
+            record(vec![("flk-tenant".into(), b"caf\xe9".to_vec())]).tenant(),
+            UNREADABLE_TENANT
+        );
+    }
 
     #[test]
     fn a_release_ends_the_wait_and_so_does_dropping_it() {

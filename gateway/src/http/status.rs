@@ -14,6 +14,8 @@
 //! | [`DedupResult::Conflict`] (any class) | 409 | `conflict`, with the first outcome | |
 //! | [`ApiError::PayloadTooLarge`] | 413 | `payload_too_large` | `Connection: close` |
 //! | [`ApiError::UnreadableBody`] | 400 | `bad_body` | |
+//! | [`ApiError::BodyTimeout`] | 408 | `body_timeout` | `Connection: close` |
+//! | [`ApiError::UnsupportedEncoding`] (a `Content-Encoding` other than `identity`) | 415 | `unsupported_encoding` | |
 //! | [`ApiError::RateLimited`] (tenant or client address) | 429 | `rate_limited` | `Retry-After` |
 //! | [`ApiError::TenantRefused`] (unknown or disabled tenant, refused before the log) | 403 | `tenant_refused` | |
 //! | [`ApiError::LogUnavailable`] | 503 | `log_unavailable` | `Retry-After` |
@@ -110,9 +112,22 @@ pub enum ApiError {
         /// The limit that was passed.
         limit_bytes: usize,
     },
-    /// The body stream broke before it was complete.
+    /// The body stream broke before it was complete (or its content encoding does not decode).
     #[error("the request body could not be read")]
     UnreadableBody,
+    /// The body is compressed (`Content-Encoding`); bodies are taken as sent, never
+    /// decompressed, so a compressed one is refused rather than mistaken for JSON. Not logged.
+    #[error("Content-Encoding {encoding} is not supported; send the PCS JSON as it is")]
+    UnsupportedEncoding {
+        /// The encoding named (cut short).
+        encoding: String,
+    },
+    /// The body did not arrive within `gateway.body_timeout_ms`; it is not logged.
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    BodyTimeout {
+        /// The deadline that passed.
+        timeout_ms: u64,
+    },
     /// The tenant's or the client address's rate limit is spent; the body is not logged.
     #[error("{scope} rate limit reached; retry in {retry_after_secs} s")]
     RateLimited {
@@ -194,6 +209,8 @@ impl ApiError {
         match self {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnreadableBody => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::LogUnavailable { .. }
             | ApiError::DecisionTimeout { .. }
@@ -213,6 +230,8 @@ impl ApiError {
         match self {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnreadableBody => "bad_body",
+            ApiError::BodyTimeout { .. } => "body_timeout",
+            ApiError::UnsupportedEncoding { .. } => "unsupported_encoding",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::LogUnavailable { .. } => "log_unavailable",
             ApiError::DecisionTimeout { .. } => "decision_timeout",
@@ -254,6 +273,8 @@ impl ApiError {
             } => Some(*retry_after_secs),
             ApiError::PayloadTooLarge { .. }
             | ApiError::UnreadableBody
+            | ApiError::BodyTimeout { .. }
+            | ApiError::UnsupportedEncoding { .. }
             | ApiError::NotFound
             | ApiError::NoSuch(_)
             | ApiError::BadQuery(_)
@@ -270,7 +291,7 @@ impl ApiError {
         }
         match self {
             // The rest of the body is never read, so the connection cannot be reused.
-            ApiError::PayloadTooLarge { .. } => {
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTimeout { .. } => {
                 response.force_close();
             }
             ApiError::NotReady { checks, .. } => return response.json(checks),
@@ -506,6 +527,20 @@ mod tests {
                 None,
             ),
             (ApiError::UnreadableBody, 400, "bad_body", None),
+            (
+                ApiError::BodyTimeout { timeout_ms: 10 },
+                408,
+                "body_timeout",
+                None,
+            ),
+            (
+                ApiError::UnsupportedEncoding {
+                    encoding: "gzip".into(),
+                },
+                415,
+                "unsupported_encoding",
+                None,
+            ),
             (
                 ApiError::RateLimited {
                     scope: RateScope::Tenant,

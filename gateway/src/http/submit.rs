@@ -130,10 +130,18 @@ async fn submit_inner(
     }
     // The door, before the log (I1): the client address's rate, then the tenant's existence,
     // then its rate. Strangers cannot grow the log of record.
-    let refused = admission(state, request, &tenant).err();
+    let refused =
+        unsupported_encoding(request).or_else(|| admission(state, request, &tenant).err());
     // Read (and when refused, discard) the body either way, so a keep-alive connection stays
-    // usable.
-    let body = read_body(payload, state.config.max_body_bytes).await?;
+    // usable; a body that trickles in slower than the deadline is cut off.
+    let body = tokio::time::timeout(
+        state.config.body_timeout(),
+        read_body(payload, state.config.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout {
+        timeout_ms: state.config.body_timeout_ms,
+    })??;
     if let Some(error) = refused {
         return Err(error);
     }
@@ -172,6 +180,15 @@ async fn submit_inner(
     };
     record_outcome_metrics(state, label, &applied);
     Ok(applied_response(&applied))
+}
+
+/// A `Content-Encoding` other than `identity`: bodies are logged as sent, never inflated.
+fn unsupported_encoding(request: &HttpRequest) -> Option<ApiError> {
+    let encoding = request.headers().get("Content-Encoding")?;
+    let encoding = String::from_utf8_lossy(encoding.as_bytes());
+    (!encoding.trim().eq_ignore_ascii_case("identity")).then(|| ApiError::UnsupportedEncoding {
+        encoding: encoding.chars().take(32).collect(),
+    })
 }
 
 /// The checks before the log; each refusal is counted.
