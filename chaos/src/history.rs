@@ -2,11 +2,12 @@
 //! acknowledged record must be decided exactly once and the audit log must account for every record
 //! of the write-ahead log, with no gap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 
+use crate::checker::{Anomaly, AuditEntry, Observed, Operation, Stored, analyse};
 use crate::deployment::Deployment;
 use crate::load::LoadResult;
 use crate::wait_until;
@@ -164,6 +165,15 @@ pub async fn check_load(
         result.undecided
     );
     let report = check(deployment, &result.acknowledged).await?;
+    let observed = observe(deployment, &result.operations).await?;
+    let anomalies = analyse(&result.operations, &observed);
+    anyhow::ensure!(
+        anomalies.is_empty(),
+        "the history checker found {} anomalies over {} operations:\n{}",
+        anomalies.len(),
+        result.operations.len(),
+        describe(&anomalies)
+    );
     anyhow::ensure!(
         report.dedup_rows as usize == result.acknowledged.len(),
         "{} records acknowledged but {report:?}",
@@ -175,6 +185,112 @@ pub async fn check_load(
         result.acknowledged.len()
     );
     Ok(report)
+}
+
+/// What the stores of `deployment` hold, for the history checker: dedup rows, the audit log,
+/// every decision event of the decisions topic, and the hot cache entries of the keys
+/// `operations` touched.
+pub async fn observe(
+    deployment: &Deployment,
+    operations: &[Operation],
+) -> anyhow::Result<Observed> {
+    let client = deployment.postgres().await?;
+    let dedup = client
+        .query(
+            "SELECT tenant, pcs_id, encode(signed_digest, 'hex'), outcome_code FROM dedup",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            (
+                (row.get(0), row.get(1)),
+                Stored {
+                    digest: row.get(2),
+                    outcome_code: row.get(3),
+                },
+            )
+        })
+        .collect();
+    let audit = client
+        .query(
+            "SELECT source_topic, source_partition, source_offset, tenant, pcs_id, \
+             encode(signed_digest, 'hex'), dedup_result FROM audit_log",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| AuditEntry {
+            source: (row.get(0), row.get(1), row.get(2)),
+            tenant: row.get(3),
+            pcs_id_opt: row.get(4),
+            digest_opt: row.get(5),
+            dedup_result: row.get(6),
+        })
+        .collect();
+    let cache = projections::HotCache::new(projections::HotCacheConfig::new(
+        deployment.stack.redis_urls.clone(),
+        deployment.id.clone(),
+    ))?;
+    let keys: BTreeSet<(String, String)> = operations
+        .iter()
+        .map(|operation| (operation.tenant.clone(), operation.pcs_id.clone()))
+        .collect();
+    let mut cached = BTreeMap::new();
+    for (tenant, pcs_id) in keys {
+        if let Some(entry) = cache.get(&tenant, &pcs_id).await? {
+            cached.insert(
+                (tenant, pcs_id),
+                Stored {
+                    digest: entry.signed_digest,
+                    outcome_code: entry.outcome_class.as_str().to_owned(),
+                },
+            );
+        }
+    }
+    Ok(Observed {
+        dedup,
+        cache: cached,
+        audit,
+        decisions: decision_sources(deployment).await?,
+        state_hashes_opt: None,
+    })
+}
+
+/// Source coordinates of every event in the deployment's decisions topic.
+async fn decision_sources(deployment: &Deployment) -> anyhow::Result<BTreeSet<(String, i32, i64)>> {
+    let kafka = infra::config::KafkaConfig {
+        brokers: deployment.stack.brokers.clone(),
+        topic_prefix: deployment.topic_prefix.clone(),
+        ..infra::config::KafkaConfig::default()
+    };
+    let reader = infra::kafka::reader::TopicReader::open(
+        &kafka,
+        &deployment.decisions_topic(),
+        "history-checker",
+    )?;
+    let mut sources = BTreeSet::new();
+    for _ in 0..reader.total {
+        let record = tokio::time::timeout(Duration::from_secs(30), reader.next()).await??;
+        let event = events::envelope::DecisionEvent::decode(&record.payload)
+            .map_err(|error| anyhow::anyhow!("decision at offset {}: {error}", record.offset))?;
+        sources.insert((
+            event.source.topic,
+            event.source.partition,
+            event.source.offset,
+        ));
+    }
+    Ok(sources)
+}
+
+/// One line per anomaly (at most 50).
+pub fn describe(anomalies: &[Anomaly]) -> String {
+    anomalies
+        .iter()
+        .take(50)
+        .map(|anomaly| format!("{anomaly:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The status CONTRACT section 4 gives a stored first outcome, seen from a client: the checker

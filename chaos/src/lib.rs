@@ -1,6 +1,7 @@
 //! Fault scenarios and the history checker: the harness the service tests stand on.
 //!
 //! - [`bad_input`]: the corpus of malformed and hostile submissions with their exact answers;
+//! - [`checker`]: the history checker's judgement (anomalies of a history against the stores), pure;
 //! - [`deployment`]: a throwaway FLK deployment on the real local stack (its own topic prefix,
 //!   Postgres schema and Redis key prefix, so tests run side by side and leave nothing behind);
 //! - [`process`]: `flk serve` child processes that can be killed with SIGKILL at any moment;
@@ -14,6 +15,7 @@
 //! The stack's addresses come from the environment `infra/scripts/stack.sh env` prints.
 
 pub mod bad_input;
+pub mod checker;
 pub mod deployment;
 pub mod history;
 pub mod http;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::checker::{Answer, Operation};
 use crate::history::Acknowledged;
 use crate::http::submit_json;
 use crate::records::{pcs_id, signed_record};
@@ -29,6 +30,8 @@ pub struct LoadResult {
     /// Time from a record's first send to its decision (retries included), one entry per
     /// acknowledged record.
     pub latencies: Vec<Duration>,
+    /// Every attempt, for the history checker ([`crate::checker`]).
+    pub operations: Vec<Operation>,
 }
 
 impl LoadResult {
@@ -50,6 +53,7 @@ impl LoadResult {
         self.transport_errors += part.transport_errors;
         self.undecided.extend(part.undecided);
         self.latencies.extend(part.latencies);
+        self.operations.extend(part.operations);
     }
 }
 
@@ -146,7 +150,7 @@ pub async fn run_with(
                     tokio::time::sleep_until(slot.into()).await;
                 }
                 let record = signed_record(first_seed + index, &secret);
-                if submit_until_decided(&client, &url, &record, end, &mut result).await {
+                if submit_until_decided(&client, &url, &record, (start, end), &mut result).await {
                     progress.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -161,18 +165,39 @@ pub async fn run_with(
     total
 }
 
-/// Sends `record` until it is decided or `end` passes, recording the outcome in `result`; true
-/// when it was acknowledged.
+/// Sends `record` until it is decided or the run's end passes, recording each attempt and the
+/// outcome in `result`; true when it was acknowledged.
 async fn submit_until_decided(
     client: &reqwest::Client,
     url: &str,
     record: &serde_json::Value,
-    end: Instant,
+    (run_start, end): (Instant, Instant),
     result: &mut LoadResult,
 ) -> bool {
     let started = Instant::now();
+    let since_start = || run_start.elapsed().as_millis() as u64;
     while Instant::now() < end {
-        match submit_json(client, url, None, record).await {
+        let invoked_at_ms = since_start();
+        let answered = submit_json(client, url, None, record).await;
+        result.operations.push(Operation {
+            invoked_at_ms,
+            completed_at_ms: since_start(),
+            tenant: "default".into(),
+            pcs_id: pcs_id(record),
+            digest: signed_digest(record),
+            answer: match &answered {
+                Ok(answer) if [200, 202, 409].contains(&answer.status) => Answer::Ok {
+                    status: answer.status,
+                    outcome_code: outcome_code(&answer.body),
+                },
+                Ok(answer) if answer.status == 503 => Answer::Unknown,
+                Ok(answer) => Answer::Fail {
+                    status: answer.status,
+                },
+                Err(_) => Answer::Unknown,
+            },
+        });
+        match answered {
             Ok(answer) if answer.status == 200 || answer.status == 202 => {
                 result.acknowledged.push(Acknowledged {
                     tenant: "default".into(),
@@ -199,6 +224,34 @@ async fn submit_until_decided(
     }
     result.undecided.push(pcs_id(record));
     false
+}
+
+/// Lowercase hex of a record's signed digest (what the stores keep of it).
+fn signed_digest(record: &serde_json::Value) -> String {
+    serde_json::to_vec(record)
+        .ok()
+        .and_then(|bytes| events::Pcs::from_json_bytes(&bytes).ok())
+        .map(|pcs| hex::encode(pcs.signed_fields().signed_digest()))
+        .unwrap_or_default()
+}
+
+/// The outcome code of a decision body (for a 409, of the first outcome it carries).
+fn outcome_code(body: &serde_json::Value) -> String {
+    let outcome = if body["outcome"].is_object() {
+        &body["outcome"]
+    } else {
+        body
+    };
+    match (
+        outcome["accepted"].as_bool(),
+        outcome["escalated"].as_bool(),
+    ) {
+        (Some(true), Some(false)) => "accepted",
+        (Some(true), Some(true)) => "escalated",
+        (Some(false), _) => "rejected",
+        _ => "unreadable",
+    }
+    .to_owned()
 }
 
 /// Waits until `progress` (acknowledged records) reaches `at_least`.

@@ -116,3 +116,60 @@ async fn two_processes_share_partitions_and_survive_one_kill() {
     drop(first);
     deployment.cleanup().await;
 }
+
+/// The checker itself, on real stores: after a clean load it finds nothing; once a dedup row is
+/// deleted behind the service's back, it names that key as lost and applied by halves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_checker_names_a_record_a_doctored_store_lost() {
+    use chaos::checker::{Anomaly, analyse};
+    let deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
+    let flk = FlkProcess::start(&deployment, "gateway,shard,projector", "checked").unwrap();
+    let result = load::run(
+        flk.url().to_owned(),
+        SECRET,
+        90_000,
+        20,
+        4,
+        Duration::from_secs(60),
+        Arc::new(AtomicUsize::new(0)),
+    )
+    .await;
+    history::check_load(&deployment, &result).await.unwrap();
+    assert!(result.operations.len() >= 20);
+
+    let victim = result.acknowledged[3].pcs_id.clone();
+    deployment
+        .postgres()
+        .await
+        .unwrap()
+        .execute("DELETE FROM dedup WHERE pcs_id = $1", &[&victim])
+        .await
+        .unwrap();
+    let observed = history::observe(&deployment, &result.operations)
+        .await
+        .unwrap();
+    let anomalies = analyse(&result.operations, &observed);
+    let key = ("default".to_owned(), victim);
+    assert!(
+        anomalies.contains(&Anomaly::Lost { key: key.clone() }),
+        "{anomalies:?}"
+    );
+    assert!(
+        anomalies.contains(&Anomaly::HalfApplied {
+            key: key.clone(),
+            present: "audit entry without dedup row",
+        }),
+        "{anomalies:?}"
+    );
+    for anomaly in &anomalies {
+        let about_victim = match anomaly {
+            Anomaly::Lost { key: k }
+            | Anomaly::HalfApplied { key: k, .. }
+            | Anomaly::RedisAhead { key: k, .. } => *k == key,
+            _ => false,
+        };
+        assert!(about_victim, "only the doctored key is named: {anomaly:?}");
+    }
+    drop(flk);
+    deployment.cleanup().await;
+}
