@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chaos::bad_input::{BODY_LIMIT, Case, DISABLED_TENANT, SECRET, TENANT, corpus};
+use chaos::checker::status_of;
 use chaos::deployment::{Deployment, TestTenant};
 use chaos::process::FlkProcess;
 use chaos::records::signed_record;
@@ -158,18 +159,6 @@ async fn every_hostile_request_gets_its_exact_answer_and_only_the_door_keeps_bod
     );
     drop(flk);
     deployment.cleanup().await;
-}
-
-/// The status the gateway answers a decision of this outcome with (CONTRACT section 4).
-fn status_of(outcome_code: &str) -> u16 {
-    match outcome_code {
-        "accepted" => 200,
-        "escalated" | "rejected" => 202,
-        "malformed" => 400,
-        "signature_invalid" => 401,
-        "tenant_refused" => 403,
-        _ => 0,
-    }
 }
 
 /// Produces `body` to `partition` with the tenant header as given; `(partition, offset)`.
