@@ -135,6 +135,27 @@ impl FlkProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGSTOP: the process freezes mid-work (a long GC pause, a hung VM) while the world moves
+    /// on; [`FlkProcess::resume`] wakes it with whatever it held.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT after [`FlkProcess::pause`].
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        // The `kill` command rather than a syscall: the workspace forbids `unsafe`.
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .with_context(|| format!("running kill {signal}"))?;
+        anyhow::ensure!(sent.success(), "kill {signal} {} failed", self.child.id());
+        Ok(())
+    }
+
     /// SIGINT, then waits up to `timeout` for the process to exit: the graceful stop of an
     /// operator's ctrl-c (`flk serve` without a gateway waits for ctrl-c; the gateway stops on it
     /// too), which closes the Kafka consumers so they leave their groups at once. A process still
@@ -143,13 +164,7 @@ impl FlkProcess {
         if let Some(status) = self.child.try_wait()? {
             anyhow::bail!("flk serve had already exited ({status})");
         }
-        // The `kill` command rather than a syscall: the workspace forbids `unsafe`, and one
-        // signal does not justify a new dependency.
-        let sent = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .context("running kill -INT")?;
-        anyhow::ensure!(sent.success(), "kill -INT {} failed", self.child.id());
+        self.signal("-INT")?;
         self.wait_for_exit(timeout)
             .await
             .context("flk serve did not stop after SIGINT")

@@ -47,6 +47,7 @@ Commands:
   start SVC...      same as up for the given services, without printing the env
                     (e.g. after 'stop postgres')
   stop SVC...       same as down, for the given services
+  kill SVC...       SIGKILL (a crash) of kafka, postgres or redis; 'start SVC' brings it back
   restart SVC...    stop then start
   status [SVC...]   one line per service; exit status 1 if any is not running
   env               print the export lines (source them: eval "\$($0 env)")
@@ -182,6 +183,19 @@ cmd_down() {
   if has_svc postgres; then postgres_stop; fi
 }
 
+cmd_kill() {
+  take_lock
+  local s
+  for s in "${SVCS[@]}"; do
+    case "$s" in
+      kafka) kafka_kill ;;
+      postgres) postgres_kill ;;
+      redis) redis_kill "${REDIS_PORTS_SEL[@]}" ;;
+      *) flk_die "kill: only kafka, postgres and redis can be killed (got $s)" ;;
+    esac
+  done
+}
+
 cmd_status() {
   local rc=0
   if has_svc postgres; then postgres_status || rc=1; fi
@@ -225,6 +239,9 @@ main() {
     stop)
       [[ $# -gt 0 ]] || flk_die "stop: name the services (e.g. 'stop postgres'), or use 'down'"
       parse_services "$@"; cmd_down ;;
+    kill)
+      [[ $# -gt 0 ]] || flk_die "kill: name the services (kafka, postgres, redis)"
+      parse_services "$@"; cmd_kill ;;
     restart)
       [[ $# -gt 0 ]] || flk_die "restart: name the services"
       parse_services "$@"; cmd_down; cmd_up quiet ;;

@@ -27,6 +27,11 @@ pub struct StoreOptions {
     pub dedup_ttl: TenantTtl,
     /// Capacity of a [`DecidedListener`]'s queue of coordinates.
     pub listener_capacity: usize,
+    /// Postgres ends a session that sits this long inside a transaction without sending
+    /// anything. A process frozen mid-transaction (SIGSTOP, a long pause, a hung VM) would
+    /// otherwise keep its row locks and block the partition's next owner until it wakes; this
+    /// way its transaction is rolled back and, when it wakes, its epoch is fenced.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -37,6 +42,7 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             dedup_ttl: TenantTtl::default(),
             listener_capacity: 65_536,
+            idle_in_transaction_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -100,7 +106,9 @@ impl ProjectionStore {
             // Custom plans: a statement prepared while a fresh schema's tables are empty would
             // otherwise keep a generic plan with sequential scans (docs/benchmarks.md, fix 2).
             .options(format!(
-                "-c search_path={schema} -c plan_cache_mode=force_custom_plan"
+                "-c search_path={schema} -c plan_cache_mode=force_custom_plan \
+                 -c idle_in_transaction_session_timeout={}",
+                options.idle_in_transaction_timeout.as_millis()
             ));
         let manager = Manager::from_config(
             pg_config.clone(),

@@ -223,6 +223,25 @@ flk_stop_pidfile() {
   flk_log "$what: stopped"
 }
 
+# flk_kill_pidfile PIDFILE MATCH WHAT: SIGKILL (a crash: no shutdown hooks, no flush) and wait
+# until the process is gone. Its pid file stays behind, as after a real crash.
+flk_kill_pidfile() {
+  local pidfile="$1" match="$2" what="$3" pid i
+  if ! flk_pid_alive "$pidfile" "$match"; then
+    flk_log "$what: not running"
+    return 0
+  fi
+  pid="$(flk_pid_of "$pidfile")"
+  flk_log "$what: kill -9 (pid $pid)"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    flk_proc_alive "$pid" || break
+    sleep 0.1
+  done
+  flk_proc_alive "$pid" && flk_die "$what: pid $pid survived SIGKILL"
+  flk_log "$what: killed"
+}
+
 # flk_wait_for SECONDS DESCRIPTION CMD... : poll CMD every 0.2 s until it succeeds.
 flk_wait_for() {
   local timeout="$1" desc="$2"; shift 2

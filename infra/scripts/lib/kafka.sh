@@ -245,6 +245,16 @@ kafka_stop() {
   flk_stop_pidfile "$KAFKA_PID" "$KAFKA_PROPS" "$KAFKA_NAME" "${FLK_KAFKA_STOP_TIMEOUT:-60}"
 }
 
+kafka_kill() {
+  flk_kill_pidfile "$KAFKA_PID" "$KAFKA_PROPS" "$KAFKA_NAME"
+  rm -f "$KAFKA_PID"
+  # The kernel closes a killed JVM's listening sockets a moment after the process is gone.
+  flk_wait_for 10 "port $FLK_KAFKA_PORT to be released" _kafka_port_free \
+    || flk_die "$KAFKA_NAME: port $FLK_KAFKA_PORT still in use after the kill"
+}
+
+_kafka_port_free() { ! flk_port_listening "$FLK_KAFKA_PORT"; }
+
 kafka_status() {
   if kafka_running && flk_port_listening "$FLK_KAFKA_PORT"; then
     printf '%-10s running  %s:%s (pid %s, controller :%s)\n' "$KAFKA_NAME" "$FLK_BIND_HOST" "$FLK_KAFKA_PORT" \

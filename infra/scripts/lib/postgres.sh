@@ -122,6 +122,23 @@ postgres_stop() {
   flk_log "postgres: stopped"
 }
 
+# A crash of the whole server: SIGKILL to the postmaster and every backend (so no shared memory
+# is left attached); the next start runs crash recovery from the WAL.
+postgres_kill() {
+  if ! postgres_running; then
+    flk_log "postgres: not running"
+    return 0
+  fi
+  local pid
+  pid="$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null | tr -dc '0-9')"
+  flk_log "postgres: kill -9 (postmaster pid $pid and its backends)"
+  pkill -KILL -P "$pid" 2>/dev/null || true
+  kill -KILL "$pid" 2>/dev/null || true
+  flk_wait_for 10 "postgres to be gone" bash -c "! kill -0 $pid 2>/dev/null && ! pgrep -P $pid >/dev/null" \
+    || flk_die "postgres: postmaster $pid survived SIGKILL"
+  flk_log "postgres: killed"
+}
+
 postgres_status() {
   if postgres_running && _pg_ready; then
     printf '%-10s running  %s:%s (db %s, pid %s)\n' postgres "$FLK_BIND_HOST" "$FLK_POSTGRES_PORT" \

@@ -62,6 +62,15 @@ redis_stop() {
   done
 }
 
+redis_kill() {
+  local port
+  _redis_select "$@"
+  for port in "${REDIS_SEL[@]}"; do
+    flk_kill_pidfile "$(_redis_pid "$port")" "redis-server" "redis:$port"
+    rm -f "$(_redis_pid "$port")"
+  done
+}
+
 redis_status() {
   local port rc=0
   _redis_select "$@"
