@@ -580,6 +580,10 @@ impl Handler<Prepared> for Replicator {
     type Result = ();
 
     fn handle(&mut self, Prepared(result): Prepared, ctx: &mut Self::Context) {
+        if matches!(self.state, "stopping" | "stopped") {
+            // A shutdown came while the checkpoints were read: nothing to open any more.
+            return;
+        }
         match result {
             Ok(checkpoints) => {
                 tracing::info!(

@@ -342,3 +342,41 @@ async fn a_start_reads_the_checkpoints_first_and_retries_while_the_target_refuse
     assert_eq!(target.opened_with(), vec![kept]);
     assert_eq!(sources.opened(), 1);
 }
+
+#[actix_rt::test]
+async fn a_shutdown_while_the_checkpoints_are_read_opens_nothing() {
+    let sources = Sources::default();
+    let sink = MemorySink::new(AckMode::Immediate);
+    let mut deps = deps(&sources, sink, TenantFilter::All);
+    let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<()>();
+    let answer_rx = Arc::new(Mutex::new(Some(answer_rx)));
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked_in_prepare = asked.clone();
+    deps.prepare = Arc::new(move || {
+        asked_in_prepare.store(true, std::sync::atomic::Ordering::SeqCst);
+        let answer_rx = answer_rx.lock().unwrap().take();
+        Box::pin(async move {
+            // The target cluster answers only when the test says so.
+            if let Some(answer_rx) = answer_rx {
+                let _ = answer_rx.await;
+            }
+            Ok(BTreeMap::new())
+        })
+    });
+    let replicator = start(deps);
+    eventually("the checkpoints asked for", || {
+        asked
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(())
+    })
+    .await;
+    replicator.send(Shutdown).await.unwrap();
+    answer_tx.send(()).unwrap();
+    // The answer is handled on the actor's loop; a few round trips through its mailbox let it.
+    for _ in 0..3 {
+        replicator.send(GetStatus).await.unwrap();
+    }
+    let status = replicator.send(GetStatus).await.unwrap();
+    assert_eq!(status.state, "stopped");
+    assert_eq!(sources.opened(), 0, "no source opened after the shutdown");
+}
