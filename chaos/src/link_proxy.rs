@@ -5,11 +5,17 @@
 //!
 //! [`LinkProxy::cut`] drops every open connection and holds new ones unanswered (what a
 //! partition looks like from the client: silence, not a refusal); [`LinkProxy::heal`] closes the
-//! held ones, so clients reconnect, and forwards again.
+//! held ones, so clients reconnect, and forwards again. [`LinkProxy::set_latency`] delays every
+//! chunk in both directions (a slow link or a slow dependency: the proxy works in front of any
+//! TCP service, Postgres and Redis included).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,6 +25,8 @@ use tokio::task::JoinHandle;
 pub struct LinkProxy {
     /// `true` while the link is cut.
     cut: Arc<watch::Sender<bool>>,
+    /// Delay added to every chunk, in milliseconds (0: none).
+    latency_ms: Arc<AtomicU64>,
     /// The accept loop.
     accept: JoinHandle<()>,
 }
@@ -33,13 +41,24 @@ impl LinkProxy {
         let cut = Arc::new(cut);
         let upstream = upstream.to_owned();
         let accept_cut = cut.clone();
+        let latency_ms = Arc::new(AtomicU64::new(0));
+        let accept_latency = latency_ms.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let state = accept_cut.subscribe();
-                tokio::spawn(serve(client, upstream.clone(), state));
+                tokio::spawn(serve(
+                    client,
+                    upstream.clone(),
+                    state,
+                    accept_latency.clone(),
+                ));
             }
         });
-        Ok(LinkProxy { cut, accept })
+        Ok(LinkProxy {
+            cut,
+            latency_ms,
+            accept,
+        })
     }
 
     /// Cuts the link: open connections drop, new ones hang.
@@ -50,6 +69,12 @@ impl LinkProxy {
     /// Heals the link: held connections close (clients reconnect), new ones are forwarded.
     pub fn heal(&self) {
         self.cut.send_replace(false);
+    }
+
+    /// Delays every chunk forwarded from now on by `latency`, each way (zero: none).
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms
+            .store(latency.as_millis() as u64, Ordering::SeqCst);
     }
 }
 
@@ -62,7 +87,12 @@ impl Drop for LinkProxy {
 
 /// One client connection: forwarded while the link is up, dropped when it is cut; a connection
 /// made while cut is held silent until the link heals, then closed.
-async fn serve(mut client: TcpStream, upstream: String, mut state: watch::Receiver<bool>) {
+async fn serve(
+    client: TcpStream,
+    upstream: String,
+    mut state: watch::Receiver<bool>,
+    latency_ms: Arc<AtomicU64>,
+) {
     if *state.borrow_and_update() {
         // Partitioned: say nothing until healed (or the proxy goes away), then hang up.
         while *state.borrow_and_update() {
@@ -72,11 +102,14 @@ async fn serve(mut client: TcpStream, upstream: String, mut state: watch::Receiv
         }
         return;
     }
-    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+    let Ok(server) = TcpStream::connect(&upstream).await else {
         return;
     };
+    let (client_in, client_out) = client.into_split();
+    let (server_in, server_out) = server.into_split();
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = pump(client_in, server_out, latency_ms.clone()) => {}
+        _ = pump(server_in, client_out, latency_ms) => {}
         _ = async {
             loop {
                 if state.changed().await.is_err() || *state.borrow_and_update() {
@@ -87,13 +120,30 @@ async fn serve(mut client: TcpStream, upstream: String, mut state: watch::Receiv
     }
 }
 
+/// Forwards one direction chunk by chunk, each after the current latency, until either side
+/// closes.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, latency_ms: Arc<AtomicU64>) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        let delay = latency_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use std::time::Duration;
-
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
 
@@ -150,6 +200,30 @@ mod tests {
         );
         assert_eq!(round_trip(&listen).await, None, "silence while cut");
         proxy.heal();
+        assert_eq!(round_trip(&listen).await, Some(b"ping".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_latency_delays_each_way_and_can_be_taken_back() {
+        let upstream = echo_server().await;
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = probe.local_addr().unwrap().to_string();
+        drop(probe);
+        let proxy = LinkProxy::start(&listen, &upstream).await.unwrap();
+        proxy.set_latency(Duration::from_millis(150));
+        let mut socket = TcpStream::connect(&listen).await.unwrap();
+        let sent = std::time::Instant::now();
+        socket.write_all(b"ping").await.unwrap();
+        let mut buffer = [0u8; 4];
+        socket.read_exact(&mut buffer).await.unwrap();
+        assert_eq!(&buffer, b"ping");
+        // Once on the way in, once on the way back.
+        assert!(
+            sent.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            sent.elapsed()
+        );
+        proxy.set_latency(Duration::ZERO);
         assert_eq!(round_trip(&listen).await, Some(b"ping".to_vec()));
     }
 }
