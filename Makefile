@@ -1,5 +1,5 @@
 # The two commands of the README. Everything else is in infra/scripts/.
-.PHONY: run test stack-up stack-down regions-up drills chaos-scale tier-drill bench-tier bench-migrate
+.PHONY: run test stack-up stack-down regions-up drills chaos chaos-scale tier-drill bench-tier bench-migrate
 
 ## Bring up Kafka, Postgres, Redis and the object store, start `flk serve` and send a demo load.
 run:
@@ -32,6 +32,18 @@ drills:
 		cargo test --workspace --features flk/failpoints --test geo_drills --test geo_failover \
 		--test geo_partition --test geo_replication \
 		--test geo_divergence -- --nocapture --test-threads 1
+
+## Every chaos scenario back to back (`chaos/src/faults.rs`: Postgres slow, silent, frozen and
+## killed; a Redis shard lost and Redis frozen; overload; rebalance; a zombie projector; the
+## broker frozen and killed), 10,000 records each at 250/s with 10 s faults, judged by the
+## history checker and a replay; prints one table (docs/chaos.md). The CI form is
+## `chaos/tests/scenarios.rs` (400 records each, 4 s faults). Override with FLK_CHAOS_RECORDS and
+## FLK_CHAOS_ONLY (comma-separated scenario names).
+chaos:
+	bash infra/scripts/stack.sh up >/dev/null
+	cargo build -q --workspace --all-targets --features flk/failpoints
+	. .local/stack/env.sh && cargo run -q -p chaos --bin flk-chaos -- \
+		--records $${FLK_CHAOS_RECORDS:-10000} $${FLK_CHAOS_ONLY:+--only $$FLK_CHAOS_ONLY}
 
 ## The long form of the scaling chaos test (`chaos/tests/scaling.rs`): 12 join/leave rounds instead
 ## of the CI form's 4, at the same 300/s; starts the local stack if needed.

@@ -162,6 +162,11 @@ pub struct Deployment {
     pub dir: PathBuf,
     /// TOML appended to the generated config (extra sections).
     pub extra_toml: String,
+    /// Where the `flk` processes reach Postgres, when not at the stack's address (a fault proxy
+    /// in front of it); the tests' own reads still go straight to the stack.
+    pub flk_postgres_url_opt: Option<String>,
+    /// Where the `flk` processes reach Redis, when not at the stack's addresses.
+    pub flk_redis_urls_opt: Option<Vec<String>>,
 }
 
 impl Deployment {
@@ -187,7 +192,23 @@ impl Deployment {
             max_body_bytes: 1024 * 1024,
             dir,
             extra_toml: String::new(),
+            flk_postgres_url_opt: None,
+            flk_redis_urls_opt: None,
         })
+    }
+
+    /// The Postgres URL the `flk` processes are given.
+    pub fn flk_postgres_url(&self) -> &str {
+        self.flk_postgres_url_opt
+            .as_deref()
+            .unwrap_or(&self.stack.postgres_url)
+    }
+
+    /// The Redis URLs the `flk` processes are given.
+    pub fn flk_redis_urls(&self) -> &[String] {
+        self.flk_redis_urls_opt
+            .as_deref()
+            .unwrap_or(&self.stack.redis_urls)
     }
 
     /// `<prefix>flk.submissions`.
@@ -211,9 +232,9 @@ impl Deployment {
             self.stack.brokers,
             self.topic_prefix,
             self.partitions,
-            self.stack.postgres_url,
+            self.flk_postgres_url(),
             self.schema,
-            self.stack.redis_urls,
+            self.flk_redis_urls(),
             self.id,
             self.decision_timeout_ms,
             self.max_body_bytes,

@@ -2,13 +2,18 @@
 //!
 //! - [`bad_input`]: the corpus of malformed and hostile submissions with their exact answers;
 //! - [`checker`]: the history checker's judgement (anomalies of a history against the stores), pure;
+//! - [`faults`]: the faults a scenario injects (kills, pauses, a slow or silent link, overload,
+//!   rebalance, a zombie owner) and how each is healed;
+//! - [`scenario`]: one fault under a paced load, judged by the checker and a replay (a row of
+//!   `flk-chaos`'s table);
 //! - [`deployment`]: a throwaway FLK deployment on the real local stack (its own topic prefix,
 //!   Postgres schema and Redis key prefix, so tests run side by side and leave nothing behind);
 //! - [`process`]: `flk serve` child processes that can be killed with SIGKILL at any moment;
 //! - [`records`]: signed PCS records, unique per call;
 //! - [`redis_node`]: an extra Redis node a test owns (shard migrations);
 //! - [`prometheus`]: instant queries and scrape-target registration against the stack's Prometheus;
-//! - [`link_proxy`]: the cuttable TCP link between two regions (partition drills);
+//! - [`link_proxy`]: a TCP fault proxy (cut, reset, latency, bandwidth) for the link between two
+//!   regions and in front of a dependency;
 //! - [`history`]: checks that every acknowledged record was decided exactly once and that the audit
 //!   log accounts for every record of the write-ahead log.
 //!
@@ -17,6 +22,7 @@
 pub mod bad_input;
 pub mod checker;
 pub mod deployment;
+pub mod faults;
 pub mod history;
 pub mod http;
 pub mod link_proxy;
@@ -25,6 +31,7 @@ pub mod process;
 pub mod prometheus;
 pub mod records;
 pub mod redis_node;
+pub mod scenario;
 
 use std::time::{Duration, Instant};
 

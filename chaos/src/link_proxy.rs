@@ -6,8 +6,9 @@
 //! [`LinkProxy::cut`] drops every open connection and holds new ones unanswered (what a
 //! partition looks like from the client: silence, not a refusal); [`LinkProxy::heal`] closes the
 //! held ones, so clients reconnect, and forwards again. [`LinkProxy::set_latency`] delays every
-//! chunk in both directions (a slow link or a slow dependency: the proxy works in front of any
-//! TCP service, Postgres and Redis included).
+//! chunk in both directions and [`LinkProxy::set_bandwidth`] caps the bytes per second each way
+//! (a slow link or a slow dependency: the proxy works in front of any TCP service, Postgres and
+//! Redis included); [`LinkProxy::reset`] drops the open connections and lets new ones through.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,10 +24,10 @@ use tokio::task::JoinHandle;
 /// A running proxy; stops when dropped.
 #[derive(Debug)]
 pub struct LinkProxy {
-    /// `true` while the link is cut.
-    cut: Arc<watch::Sender<bool>>,
-    /// Delay added to every chunk, in milliseconds (0: none).
-    latency_ms: Arc<AtomicU64>,
+    /// Whether the link is cut, and how many resets there were.
+    cut: Arc<watch::Sender<LinkState>>,
+    /// Latency and bandwidth applied to every chunk.
+    shaping: Arc<Shaping>,
     /// The accept loop.
     accept: JoinHandle<()>,
 }
@@ -37,12 +38,12 @@ impl LinkProxy {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("link proxy: listening on {listen}"))?;
-        let (cut, _) = watch::channel(false);
+        let (cut, _) = watch::channel(LinkState::default());
         let cut = Arc::new(cut);
         let upstream = upstream.to_owned();
         let accept_cut = cut.clone();
-        let latency_ms = Arc::new(AtomicU64::new(0));
-        let accept_latency = latency_ms.clone();
+        let shaping = Arc::new(Shaping::default());
+        let accept_shaping = shaping.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let state = accept_cut.subscribe();
@@ -50,31 +51,77 @@ impl LinkProxy {
                     client,
                     upstream.clone(),
                     state,
-                    accept_latency.clone(),
+                    accept_shaping.clone(),
                 ));
             }
         });
         Ok(LinkProxy {
             cut,
-            latency_ms,
+            shaping,
             accept,
         })
     }
 
     /// Cuts the link: open connections drop, new ones hang.
     pub fn cut(&self) {
-        self.cut.send_replace(true);
+        self.cut.send_modify(|state| state.cut = true);
     }
 
     /// Heals the link: held connections close (clients reconnect), new ones are forwarded.
     pub fn heal(&self) {
-        self.cut.send_replace(false);
+        self.cut.send_modify(|state| state.cut = false);
     }
 
     /// Delays every chunk forwarded from now on by `latency`, each way (zero: none).
     pub fn set_latency(&self, latency: Duration) {
-        self.latency_ms
+        self.shaping
+            .latency_ms
             .store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Caps each direction of each connection at `bytes_per_second` from now on (0: no cap).
+    pub fn set_bandwidth(&self, bytes_per_second: u64) {
+        self.shaping
+            .bytes_per_second
+            .store(bytes_per_second, Ordering::SeqCst);
+    }
+
+    /// Drops every open connection (the peer sees a reset) and forwards new ones at once.
+    pub fn reset(&self) {
+        self.cut.send_modify(|state| state.resets += 1);
+    }
+}
+
+/// What every connection of a proxy watches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct LinkState {
+    /// `true` while the link is cut.
+    cut: bool,
+    /// Resets so far: a connection ends when the count moves past the one it started with
+    /// (a counter, not a flag, so a reset is never missed between two looks).
+    resets: u64,
+}
+
+/// How chunks are slowed, shared by every connection of a proxy.
+#[derive(Debug, Default)]
+struct Shaping {
+    /// Delay added to every chunk, in milliseconds (0: none).
+    latency_ms: AtomicU64,
+    /// Bytes per second each way (0: no cap).
+    bytes_per_second: AtomicU64,
+}
+
+impl Shaping {
+    /// How long a chunk of `bytes` is held before it is forwarded.
+    fn hold_for(&self, bytes: usize) -> Duration {
+        let latency = Duration::from_millis(self.latency_ms.load(Ordering::SeqCst));
+        let rate = self.bytes_per_second.load(Ordering::SeqCst);
+        let transmit = if rate == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(bytes as f64 / rate as f64)
+        };
+        latency + transmit
     }
 }
 
@@ -85,17 +132,17 @@ impl Drop for LinkProxy {
     }
 }
 
-/// One client connection: forwarded while the link is up, dropped when it is cut; a connection
-/// made while cut is held silent until the link heals, then closed.
+/// One client connection: forwarded while the link is up, dropped when it is cut or reset; a
+/// connection made while cut is held silent until the link heals, then closed.
 async fn serve(
     client: TcpStream,
     upstream: String,
-    mut state: watch::Receiver<bool>,
-    latency_ms: Arc<AtomicU64>,
+    mut state: watch::Receiver<LinkState>,
+    shaping: Arc<Shaping>,
 ) {
-    if *state.borrow_and_update() {
+    if state.borrow_and_update().cut {
         // Partitioned: say nothing until healed (or the proxy goes away), then hang up.
-        while *state.borrow_and_update() {
+        while state.borrow_and_update().cut {
             if state.changed().await.is_err() {
                 return;
             }
@@ -105,14 +152,25 @@ async fn serve(
     let Ok(server) = TcpStream::connect(&upstream).await else {
         return;
     };
+    let resets_at_start = state.borrow_and_update().resets;
     let (client_in, client_out) = client.into_split();
     let (server_in, server_out) = server.into_split();
+    // Both directions run to their end (a half-close is passed on, the other way goes on).
+    let forward = async {
+        tokio::join!(
+            pump(client_in, server_out, shaping.clone()),
+            pump(server_in, client_out, shaping)
+        )
+    };
     tokio::select! {
-        _ = pump(client_in, server_out, latency_ms.clone()) => {}
-        _ = pump(server_in, client_out, latency_ms) => {}
+        _ = forward => {}
         _ = async {
             loop {
-                if state.changed().await.is_err() || *state.borrow_and_update() {
+                if state.changed().await.is_err() {
+                    return;
+                }
+                let now = *state.borrow_and_update();
+                if now.cut || now.resets != resets_at_start {
                     return;
                 }
             }
@@ -120,18 +178,23 @@ async fn serve(
     }
 }
 
-/// Forwards one direction chunk by chunk, each after the current latency, until either side
-/// closes.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, latency_ms: Arc<AtomicU64>) {
+/// Forwards one direction chunk by chunk, each held for the current latency plus its
+/// transmission time at the current bandwidth, until either side closes.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shaping: Arc<Shaping>) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => {
+                // The sender is done writing: tell the receiver the same way.
+                let _ = to.shutdown().await;
+                return;
+            }
+            Err(_) => return,
             Ok(read) => read,
         };
-        let delay = latency_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+        let hold = shaping.hold_for(read);
+        if !hold.is_zero() {
+            tokio::time::sleep(hold).await;
         }
         if to.write_all(&buffer[..read]).await.is_err() {
             return;
@@ -224,6 +287,54 @@ mod tests {
             sent.elapsed()
         );
         proxy.set_latency(Duration::ZERO);
+        assert_eq!(round_trip(&listen).await, Some(b"ping".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_bandwidth_cap_slows_a_large_transfer() {
+        let upstream = echo_server().await;
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = probe.local_addr().unwrap().to_string();
+        drop(probe);
+        let proxy = LinkProxy::start(&listen, &upstream).await.unwrap();
+        // 20 KiB at 40 KiB/s each way: at least half a second in, as long again back.
+        proxy.set_bandwidth(40 * 1024);
+        let socket = TcpStream::connect(&listen).await.unwrap();
+        let (mut reader, mut writer) = socket.into_split();
+        let sent = std::time::Instant::now();
+        let writing = tokio::spawn(async move { writer.write_all(&[7u8; 20 * 1024]).await });
+        let mut echoed = vec![0u8; 20 * 1024];
+        reader.read_exact(&mut echoed).await.unwrap();
+        writing.await.unwrap().unwrap();
+        assert!(
+            sent.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            sent.elapsed()
+        );
+        proxy.set_bandwidth(0);
+        assert_eq!(round_trip(&listen).await, Some(b"ping".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_reset_drops_open_connections_and_lets_new_ones_through() {
+        let upstream = echo_server().await;
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = probe.local_addr().unwrap().to_string();
+        drop(probe);
+        let proxy = LinkProxy::start(&listen, &upstream).await.unwrap();
+        let mut open = TcpStream::connect(&listen).await.unwrap();
+        open.write_all(b"ping").await.unwrap();
+        let mut buffer = [0u8; 4];
+        open.read_exact(&mut buffer).await.unwrap();
+        proxy.reset();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert!(
+            read.is_err() || rest.is_empty(),
+            "the open connection ended"
+        );
         assert_eq!(round_trip(&listen).await, Some(b"ping".to_vec()));
     }
 }

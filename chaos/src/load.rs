@@ -25,6 +25,8 @@ pub struct LoadResult {
     pub unavailable: usize,
     /// Transport errors seen on the way (retried).
     pub transport_errors: usize,
+    /// 429 answers seen on the way (backpressure; retried after a pause).
+    pub throttled: usize,
     /// Records that never got a decision before the deadline.
     pub undecided: Vec<String>,
     /// Time from a record's first send to its decision (retries included), one entry per
@@ -51,6 +53,7 @@ impl LoadResult {
         self.acknowledged.extend(part.acknowledged);
         self.unavailable += part.unavailable;
         self.transport_errors += part.transport_errors;
+        self.throttled += part.throttled;
         self.undecided.extend(part.undecided);
         self.latencies.extend(part.latencies);
         self.operations.extend(part.operations);
@@ -208,6 +211,8 @@ async fn submit_until_decided(
                 return true;
             }
             Ok(answer) if answer.status == 503 => result.unavailable += 1,
+            // Backpressure: refused at the door, never logged; the client slows down and retries.
+            Ok(answer) if answer.status == 429 => result.throttled += 1,
             Ok(answer) => {
                 // Any other status is a wrong answer for a valid record: report it.
                 result.undecided.push(format!(

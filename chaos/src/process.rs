@@ -209,8 +209,8 @@ fn flk_command(deployment: &Deployment) -> anyhow::Result<Command> {
     let mut command = Command::new(flk_binary()?);
     command
         .env("FLK_KAFKA_BROKERS", &deployment.stack.brokers)
-        .env("FLK_POSTGRES_URL", &deployment.stack.postgres_url)
-        .env("FLK_REDIS_URLS", deployment.stack.redis_urls.join(","));
+        .env("FLK_POSTGRES_URL", deployment.flk_postgres_url())
+        .env("FLK_REDIS_URLS", deployment.flk_redis_urls().join(","));
     Ok(command)
 }
 
@@ -258,4 +258,17 @@ pub fn run_flk(deployment: &Deployment, args: &[&str]) -> anyhow::Result<String>
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `infra/scripts/stack.sh <args>` on the blocking pool (a Kafka restart takes tens of seconds):
+/// how a scenario kills, pauses and restarts the stack's shared services.
+pub async fn stack(args: &[&str]) -> anyhow::Result<()> {
+    let script = format!("{}/../infra/scripts/stack.sh", env!("CARGO_MANIFEST_DIR"));
+    let owned: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let status =
+        tokio::task::spawn_blocking(move || Command::new("bash").arg(script).args(&owned).status())
+            .await?
+            .context("running stack.sh")?;
+    anyhow::ensure!(status.success(), "stack.sh {args:?} failed ({status})");
+    Ok(())
 }

@@ -117,57 +117,6 @@ async fn two_processes_share_partitions_and_survive_one_kill() {
     deployment.cleanup().await;
 }
 
-/// A zombie owner: a process sharing the partitions is frozen (SIGSTOP) mid-load, its
-/// partitions move to the other process (a new owner epoch), and then it wakes (SIGCONT) holding
-/// whatever it had in flight. Its stale writes must be fenced: the history checker finds nothing
-/// lost, nothing decided twice, and the stores in agreement.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "unstable in CI: with the other crash tests in parallel the partitions' new owner sometimes stalls past 60 s after the freeze (issue 14 stays open for it); run with --ignored"]
-async fn a_frozen_projector_woken_after_its_partitions_moved_is_fenced() {
-    let mut deployment = Deployment::new(vec![TestTenant::signed("default", SECRET)]).unwrap();
-    deployment.decision_timeout_ms = 3_000;
-    let first = FlkProcess::start(&deployment, "gateway,shard,projector", "first").unwrap();
-    let frozen = FlkProcess::start(&deployment, "shard,projector", "frozen").unwrap();
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = start_load(first.url(), 7_000, Duration::from_secs(150), &progress);
-    wait_for_progress(&progress, 60).await;
-    wait_until(
-        "the second process to own partitions",
-        Duration::from_secs(30),
-        || async { frozen.log().contains("partition claimed").then_some(()) },
-    )
-    .await
-    .unwrap();
-    frozen.pause().unwrap();
-    // Its partitions move once its group session times out; the load then goes on without it.
-    let at_pause = progress.load(std::sync::atomic::Ordering::SeqCst);
-    wait_for_progress(&progress, at_pause + 60).await;
-    frozen.resume().unwrap();
-    let report = assert_nothing_lost(&deployment, load).await;
-    // The frozen process's partitions did move: claimed by it (epoch 2), then taken back while
-    // it slept (epoch 3 or later).
-    let highest_epoch: i64 = deployment
-        .postgres()
-        .await
-        .unwrap()
-        .query_one("SELECT max(owner_epoch) FROM projection_offsets", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        highest_epoch >= 3,
-        "owner epochs reached only {highest_epoch}"
-    );
-    println!(
-        "zombie projector: frozen after {at_pause} acknowledgements, woken after 60 more; {} WAL \
-         records, 0 anomalies",
-        report.wal_records
-    );
-    drop(first);
-    drop(frozen);
-    deployment.cleanup().await;
-}
-
 /// The checker itself, on real stores: after a clean load it finds nothing; once a dedup row is
 /// deleted behind the service's back, it names that key as lost and applied by halves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,6 +48,8 @@ Commands:
                     (e.g. after 'stop postgres')
   stop SVC...       same as down, for the given services
   kill SVC...       SIGKILL (a crash) of kafka, postgres or redis; 'start SVC' brings it back
+  pause SVC...      SIGSTOP (a frozen process: sockets open, nothing answers) of kafka,
+                    postgres (with its backends), redis or s3; 'resume SVC' thaws it
   restart SVC...    stop then start
   status [SVC...]   one line per service; exit status 1 if any is not running
   env               print the export lines (source them: eval "\$($0 env)")
@@ -196,6 +198,24 @@ cmd_kill() {
   done
 }
 
+# cmd_signal STOP|CONT: freeze or thaw the named services (pause / resume).
+cmd_signal() {
+  local signal="$1" s port
+  for s in "${SVCS[@]}"; do
+    case "$s" in
+      kafka) flk_signal_pidfile "$KAFKA_PID" "$KAFKA_PROPS" "$KAFKA_NAME" "$signal" ;;
+      postgres) flk_signal_pidfile "$PG_DATA/postmaster.pid" postgres postgres "$signal" children ;;
+      redis)
+        _redis_select "${REDIS_PORTS_SEL[@]}"
+        for port in "${REDIS_SEL[@]}"; do
+          flk_signal_pidfile "$(_redis_pid "$port")" redis-server "redis:$port" "$signal"
+        done ;;
+      s3) flk_signal_pidfile "$S3_PID" moto_server s3 "$signal" ;;
+      *) flk_die "pause/resume: only kafka, postgres, redis and s3 (got $s)" ;;
+    esac
+  done
+}
+
 cmd_status() {
   local rc=0
   if has_svc postgres; then postgres_status || rc=1; fi
@@ -242,6 +262,12 @@ main() {
     kill)
       [[ $# -gt 0 ]] || flk_die "kill: name the services (kafka, postgres, redis)"
       parse_services "$@"; cmd_kill ;;
+    pause)
+      [[ $# -gt 0 ]] || flk_die "pause: name the services (kafka, postgres, redis, s3)"
+      parse_services "$@"; cmd_signal STOP ;;
+    resume)
+      [[ $# -gt 0 ]] || flk_die "resume: name the services (kafka, postgres, redis, s3)"
+      parse_services "$@"; cmd_signal CONT ;;
     restart)
       [[ $# -gt 0 ]] || flk_die "restart: name the services"
       parse_services "$@"; cmd_down; cmd_up quiet ;;

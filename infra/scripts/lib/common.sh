@@ -242,6 +242,18 @@ flk_kill_pidfile() {
   flk_log "$what: killed"
 }
 
+# flk_signal_pidfile PIDFILE MATCH WHAT SIGNAL [CHILDREN]: send SIGNAL (STOP or CONT) to the
+# process of PIDFILE, and to its children when CHILDREN is "children" (Postgres backends).
+# SIGSTOP freezes a service without closing a socket: clients see silence, not a refusal.
+flk_signal_pidfile() {
+  local pidfile="$1" match="$2" what="$3" signal="$4" children="${5:-}" pid
+  flk_pid_alive "$pidfile" "$match" || flk_die "$what: not running, nothing to $signal"
+  pid="$(flk_pid_of "$pidfile")"
+  if [[ "$children" == children ]]; then pkill "-$signal" -P "$pid" 2>/dev/null || true; fi
+  kill "-$signal" "$pid" || flk_die "$what: kill -$signal $pid failed"
+  flk_log "$what: SIG$signal sent (pid $pid)"
+}
+
 # flk_wait_for SECONDS DESCRIPTION CMD... : poll CMD every 0.2 s until it succeeds.
 flk_wait_for() {
   local timeout="$1" desc="$2"; shift 2

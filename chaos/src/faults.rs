@@ -1,0 +1,402 @@
+//! The faults a chaos scenario injects, each with its way back: what is done to which process or
+//! link, for how long, and how the world is made whole again.
+//!
+//! A fault acts on shared services (the stack's broker, Postgres and Redis) or on the scenario's
+//! own `flk` processes and fault proxies. Faults on shared services must not run beside other
+//! tests: the scenario runner runs in its own test binary (cargo runs test binaries one after
+//! another) and in `flk-chaos`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::deployment::Deployment;
+use crate::link_proxy::LinkProxy;
+use crate::load::{self, LoadOptions, LoadResult};
+use crate::process::{FlkProcess, stack};
+use crate::wait_until;
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `kill -9` of the Kafka broker, restarted at once (log recovery).
+    KillBroker,
+    /// The broker frozen with SIGSTOP for the fault's duration, then thawed.
+    PauseBroker,
+    /// `kill -9` of the Postgres server and its backends, restarted at once (crash recovery).
+    KillPostgres,
+    /// Postgres frozen with SIGSTOP for the fault's duration.
+    PausePostgres,
+    /// Postgres reached through a fault proxy that adds 20 ms each way and caps the bandwidth at
+    /// 256 KiB/s for the fault's duration.
+    SlowPostgres,
+    /// The proxy in front of Postgres drops every connection and answers nothing (a blackhole)
+    /// for the fault's duration.
+    PostgresBlackhole,
+    /// `kill -9` of one of the three Redis nodes (a hot-cache shard lost with its data),
+    /// restarted empty after the fault's duration.
+    RedisShardLoss,
+    /// Every Redis node frozen with SIGSTOP for the fault's duration.
+    PauseRedis,
+    /// A burst at four times the tenant's rate limit for the fault's duration, beside the
+    /// steady load: backpressure (429) at the door, nothing logged twice or lost.
+    Overload,
+    /// Two more processes join the consumer groups, claim partitions, and leave again.
+    Rebalance,
+    /// A second process sharing the partitions frozen until its partitions moved, then woken
+    /// (a zombie owner whose stale writes must be fenced).
+    ZombieProjector,
+}
+
+/// The Redis node a shard-loss scenario kills (one of the stack's three).
+const LOST_REDIS_PORT: &str = "16380";
+
+impl Fault {
+    /// Every fault, in the order `flk-chaos` runs them.
+    pub const ALL: [Fault; 11] = [
+        Fault::SlowPostgres,
+        Fault::PostgresBlackhole,
+        Fault::PausePostgres,
+        Fault::KillPostgres,
+        Fault::RedisShardLoss,
+        Fault::PauseRedis,
+        Fault::Overload,
+        Fault::Rebalance,
+        Fault::ZombieProjector,
+        Fault::PauseBroker,
+        Fault::KillBroker,
+    ];
+
+    /// The scenario's name in tables and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillBroker => "broker-kill",
+            Fault::PauseBroker => "broker-pause",
+            Fault::KillPostgres => "postgres-kill",
+            Fault::PausePostgres => "postgres-pause",
+            Fault::SlowPostgres => "postgres-slow",
+            Fault::PostgresBlackhole => "postgres-blackhole",
+            Fault::RedisShardLoss => "redis-shard-loss",
+            Fault::PauseRedis => "redis-pause",
+            Fault::Overload => "overload",
+            Fault::Rebalance => "rebalance",
+            Fault::ZombieProjector => "zombie-projector",
+        }
+    }
+
+    /// The fault named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|fault| fault.name() == name)
+    }
+
+    /// Whether `flk` must reach Postgres through a fault proxy.
+    pub fn needs_postgres_proxy(self) -> bool {
+        matches!(self, Fault::SlowPostgres | Fault::PostgresBlackhole)
+    }
+
+    /// Whether a second `shard,projector` process shares the partitions from the start.
+    pub fn needs_second_process(self) -> bool {
+        self == Fault::ZombieProjector
+    }
+
+    /// The counter of the gateway process that shows the fault from outside, when there is one
+    /// (the scenario reports how much it rose).
+    pub fn watched_metric_opt(self) -> Option<&'static str> {
+        match self {
+            Fault::Overload => Some("flk_rate_limited_total"),
+            Fault::RedisShardLoss | Fault::PauseRedis => Some("flk_hot_cache_read_errors_total"),
+            _ => None,
+        }
+    }
+}
+
+/// What a fault acts on.
+#[derive(Debug)]
+pub struct Stage<'a> {
+    /// The scenario's deployment.
+    pub deployment: &'a Deployment,
+    /// The process running the gateway (and a shard and projector).
+    pub main: &'a FlkProcess,
+    /// The second process, for faults that need one.
+    pub second_opt: Option<&'a FlkProcess>,
+    /// The proxy `flk` reaches Postgres through, for faults that need one.
+    pub postgres_proxy_opt: Option<&'a LinkProxy>,
+    /// Acknowledged records of the steady load so far.
+    pub progress: &'a AtomicUsize,
+    /// How long a timed fault lasts.
+    pub hold: Duration,
+    /// The tenant's secret (for a burst load).
+    pub secret: &'static str,
+    /// Rate of the steady load, records per second.
+    pub rate_per_second: f64,
+}
+
+/// What a fault left behind besides its effect.
+#[derive(Debug, Default)]
+pub struct FaultOutcome {
+    /// A burst load the fault ran itself, to be checked with the steady one.
+    pub extra_load_opt: Option<LoadResult>,
+    /// Lookups made while the fault lasted, for faults of the read path.
+    pub reads_opt: Option<ReadStats>,
+    /// One line on what happened (counts, partitions moved).
+    pub note: String,
+}
+
+/// Injects `fault`, holds it, and makes the world whole again; returns once healed.
+pub async fn inject(fault: Fault, stage: &Stage<'_>) -> anyhow::Result<FaultOutcome> {
+    let mut outcome = FaultOutcome::default();
+    match fault {
+        Fault::KillBroker => restart_after_kill("kafka").await?,
+        Fault::KillPostgres => restart_after_kill("postgres").await?,
+        Fault::PauseBroker => pause_for(&["kafka"], stage.hold).await?,
+        Fault::PausePostgres => pause_for(&["postgres"], stage.hold).await?,
+        Fault::PauseRedis => {
+            let reader = start_reader(stage);
+            let paused = pause_for(&["redis"], stage.hold).await;
+            outcome.reads_opt = Some(stop_reader(reader).await);
+            paused?;
+        }
+        Fault::SlowPostgres => {
+            let proxy = proxy_of(stage)?;
+            proxy.set_latency(Duration::from_millis(20));
+            proxy.set_bandwidth(256 * 1024);
+            tokio::time::sleep(stage.hold).await;
+            proxy.set_latency(Duration::ZERO);
+            proxy.set_bandwidth(0);
+        }
+        Fault::PostgresBlackhole => {
+            let proxy = proxy_of(stage)?;
+            proxy.cut();
+            tokio::time::sleep(stage.hold).await;
+            proxy.heal();
+        }
+        Fault::RedisShardLoss => {
+            let node = format!("redis:{LOST_REDIS_PORT}");
+            stack(&["kill", &node]).await?;
+            let reader = start_reader(stage);
+            tokio::time::sleep(stage.hold).await;
+            outcome.reads_opt = Some(stop_reader(reader).await);
+            stack(&["start", &node]).await?;
+        }
+        Fault::Overload => {
+            let burst = overload(stage).await;
+            outcome.note = format!(
+                "burst of {} records, {} answers 429 (retried)",
+                burst.acknowledged.len(),
+                burst.throttled
+            );
+            outcome.extra_load_opt = Some(burst);
+        }
+        Fault::Rebalance => outcome.note = rebalance(stage).await?,
+        Fault::ZombieProjector => outcome.note = zombie(stage).await?,
+    }
+    Ok(outcome)
+}
+
+/// `kill -9` of a stack service, then its restart (which waits until it serves again).
+async fn restart_after_kill(service: &str) -> anyhow::Result<()> {
+    stack(&["kill", service]).await?;
+    stack(&["start", service]).await
+}
+
+/// SIGSTOP of stack services for `hold`, then SIGCONT (also when the wait fails, so a failed
+/// scenario never leaves the stack frozen).
+async fn pause_for(services: &[&str], hold: Duration) -> anyhow::Result<()> {
+    let mut args = vec!["pause"];
+    args.extend_from_slice(services);
+    stack(&args).await?;
+    tokio::time::sleep(hold).await;
+    args[0] = "resume";
+    stack(&args).await
+}
+
+fn proxy_of<'a>(stage: &Stage<'a>) -> anyhow::Result<&'a LinkProxy> {
+    stage
+        .postgres_proxy_opt
+        .ok_or_else(|| anyhow::anyhow!("this fault needs a proxy in front of Postgres"))
+}
+
+/// Sends records at four times the tenant's limit for the fault's duration, beside the steady
+/// load, and returns that burst's result once all its records are decided.
+async fn overload(stage: &Stage<'_>) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rate = stage.rate_per_second * OVERLOAD_FACTOR * 4.0;
+    let options = LoadOptions {
+        first_seed: 900_000_000,
+        count: (rate * stage.hold.as_secs_f64()).ceil() as u64 + 1,
+        concurrency: 32,
+        rate_per_second_opt: Some(rate),
+        deadline: Duration::from_secs(300),
+    };
+    let burst = tokio::spawn(load::run_with(
+        stage.main.url().to_owned(),
+        stage.secret,
+        options,
+        Arc::new(AtomicUsize::new(0)),
+        stop.clone(),
+    ));
+    tokio::time::sleep(stage.hold).await;
+    stop.store(true, Ordering::SeqCst);
+    burst.await.unwrap_or_default()
+}
+
+/// Looks up the steady load's acknowledged records (`GET /v1/pcs/{id}`, what the hot cache
+/// serves) at the load's rate while a Redis fault lasts. Each must still answer 200 with the
+/// record's outcome, from whichever tier has it.
+fn start_reader(stage: &Stage<'_>) -> (Arc<AtomicBool>, tokio::task::JoinHandle<ReadStats>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (url, known, interval) = (
+        stage.main.url().to_owned(),
+        stage.progress.load(Ordering::SeqCst).max(1) as u64,
+        Duration::from_secs_f64(1.0 / stage.rate_per_second.max(1.0)),
+    );
+    let stop_reading = stop.clone();
+    let handle = tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let mut stats = ReadStats::default();
+        let mut seed = 0u64;
+        while !stop_reading.load(Ordering::SeqCst) {
+            // Seeds 1..=known were sent first; most are acknowledged by now, and a lookup
+            // of one still in flight is not an error either way (it is skipped below).
+            seed = seed % known + 1;
+            let pcs_id = crate::records::pcs_id(&crate::records::signed_record(seed, ""));
+            let started = std::time::Instant::now();
+            let answered = crate::http::lookup(&client, &url, "default", &pcs_id).await;
+            let latency = started.elapsed();
+            match answered {
+                Ok((404, _)) => {}
+                Ok((200, body)) if body["outcome"]["accepted"] == true => {
+                    stats.latencies.push(latency);
+                }
+                _ => {
+                    stats.latencies.push(latency);
+                    stats.errors += 1;
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+        stats
+    });
+    (stop, handle)
+}
+
+async fn stop_reader(
+    (stop, handle): (Arc<AtomicBool>, tokio::task::JoinHandle<ReadStats>),
+) -> ReadStats {
+    stop.store(true, Ordering::SeqCst);
+    handle.await.unwrap_or_default()
+}
+
+/// Lookups made while a fault lasted.
+#[derive(Debug, Clone, Default)]
+pub struct ReadStats {
+    /// Latency of each answered lookup (not-found ones aside).
+    pub latencies: Vec<Duration>,
+    /// Lookups answered with anything but the record's outcome (an error status, a wrong
+    /// outcome, no answer).
+    pub errors: usize,
+}
+
+impl ReadStats {
+    /// Share of the lookups that failed.
+    pub fn error_rate(&self) -> f64 {
+        if self.latencies.is_empty() {
+            0.0
+        } else {
+            self.errors as f64 / self.latencies.len() as f64
+        }
+    }
+
+    /// The `quantile` (0..=1) of the lookups' latency.
+    pub fn latency_quantile(&self, quantile: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let Some(last) = sorted.len().checked_sub(1) else {
+            return Duration::ZERO;
+        };
+        sorted[((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize]
+    }
+}
+
+/// The tenant's rate limit in an overload scenario, as a multiple of the steady load's rate:
+/// the steady load alone stays under it, the burst goes far past it.
+pub const OVERLOAD_FACTOR: f64 = 1.5;
+
+/// Two processes join, each waits for a partition, and both leave with a graceful stop.
+async fn rebalance(stage: &Stage<'_>) -> anyhow::Result<String> {
+    let mut joined = Vec::new();
+    for name in ["join-b", "join-c"] {
+        let process = FlkProcess::start(stage.deployment, "shard,projector", name)?;
+        wait_until(
+            &format!("{name} to claim a partition"),
+            Duration::from_secs(90),
+            || async { process.log().contains("partition claimed").then_some(()) },
+        )
+        .await?;
+        joined.push(process);
+    }
+    let during = stage.progress.load(Ordering::SeqCst);
+    wait_for_more(stage.progress, 20).await?;
+    for process in &mut joined {
+        process.stop(Duration::from_secs(30)).await?;
+    }
+    Ok(format!(
+        "2 processes joined and left; {} records acknowledged while they held partitions",
+        stage.progress.load(Ordering::SeqCst) - during
+    ))
+}
+
+/// The second process frozen until the steady load has gone on without it (its partitions
+/// moved), then woken.
+async fn zombie(stage: &Stage<'_>) -> anyhow::Result<String> {
+    let frozen = stage
+        .second_opt
+        .ok_or_else(|| anyhow::anyhow!("the zombie scenario needs a second process"))?;
+    wait_until(
+        "the second process to own partitions",
+        Duration::from_secs(90),
+        || async { frozen.log().contains("partition claimed").then_some(()) },
+    )
+    .await?;
+    frozen.pause()?;
+    // Its group session (10 s) ends and its partitions move: the new owner claims them with a
+    // higher owner epoch (1 at creation, 2 when the second process took its share).
+    let moved = wait_until(
+        "the frozen process's partitions to move (owner epoch 3)",
+        Duration::from_secs(90),
+        || async { (highest_owner_epoch(stage.deployment).await.ok()? >= 3).then_some(()) },
+    )
+    .await;
+    let waited = match moved {
+        Ok(()) => wait_for_more(stage.progress, 20).await,
+        Err(error) => Err(error),
+    };
+    frozen.resume()?;
+    waited?;
+    Ok(
+        "second process frozen until its partitions moved (owner epoch 3) and 20 more records \
+        were acknowledged, then woken"
+            .into(),
+    )
+}
+
+async fn highest_owner_epoch(deployment: &Deployment) -> anyhow::Result<i64> {
+    Ok(deployment
+        .postgres()
+        .await?
+        .query_one(
+            "SELECT coalesce(max(owner_epoch), 0) FROM projection_offsets",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+/// Waits until the steady load acknowledges `more` records.
+async fn wait_for_more(progress: &AtomicUsize, more: usize) -> anyhow::Result<()> {
+    let from = progress.load(Ordering::SeqCst);
+    load::wait_for_progress(progress, from + more, Duration::from_secs(120)).await
+}
