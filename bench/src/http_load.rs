@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::history::{Attempt, outcome_code};
 use super::records::Plan;
 use super::report::{Live, histogram, record};
 
@@ -30,6 +31,8 @@ pub struct HttpOptions {
     pub duration: Duration,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Keep every attempt for the history file (`--history`).
+    pub record_history: bool,
 }
 
 /// What the drive measured.
@@ -43,6 +46,8 @@ pub struct HttpResult {
     pub sent: u64,
     /// From the first due time to the last answer.
     pub elapsed: Duration,
+    /// Every attempt, when the history is recorded.
+    pub attempts: Vec<Attempt>,
 }
 
 /// Sends the plan and waits for every answer.
@@ -73,6 +78,7 @@ pub async fn run(
         submit: histogram(),
         sent: 0,
         elapsed: Duration::ZERO,
+        attempts: Vec::new(),
     };
     for worker in workers {
         let part = worker.await?;
@@ -81,6 +87,7 @@ pub async fn run(
         }
         result.submit.add(&part.submit).ok();
         result.sent += part.sent;
+        result.attempts.extend(part.attempts);
     }
     result.elapsed = started.elapsed();
     Ok(result)
@@ -99,6 +106,7 @@ async fn worker(
         submit: histogram(),
         sent: 0,
         elapsed: Duration::ZERO,
+        attempts: Vec::new(),
     };
     loop {
         let index = next.fetch_add(1, Ordering::Relaxed);
@@ -130,14 +138,23 @@ async fn worker(
             .body(submission.body.to_vec())
             .send()
             .await;
+        let mut answer_opt = None;
         let label = match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let replayed = response.headers().contains_key("Idempotent-Replayed");
                 // Read the whole body so the connection is reused.
                 match response.bytes().await {
-                    Ok(_) if replayed => format!("{status} replayed"),
-                    Ok(_) => status.to_string(),
+                    Ok(body) => {
+                        if options.record_history {
+                            answer_opt = Some((status, outcome_code(&body)));
+                        }
+                        if replayed {
+                            format!("{status} replayed")
+                        } else {
+                            status.to_string()
+                        }
+                    }
                     Err(error) if error.is_timeout() => "timeout".to_owned(),
                     Err(_) => "connection error".to_owned(),
                 }
@@ -146,6 +163,16 @@ async fn worker(
             Err(_) => "connection error".to_owned(),
         };
         let elapsed = send_at.elapsed();
+        if options.record_history {
+            let since_start = |at: Instant| at.duration_since(started).as_millis() as u64;
+            result.attempts.push(Attempt {
+                index,
+                invoked_at_ms: since_start(send_at),
+                completed_at_ms: since_start(Instant::now()),
+                status_opt: answer_opt.as_ref().map(|(status, _)| *status),
+                outcome_code_opt: answer_opt.and_then(|(_, code)| code),
+            });
+        }
         record(&mut result.submit, elapsed);
         live.finished(elapsed);
         if !(label.starts_with('2') || label.starts_with("409")) {

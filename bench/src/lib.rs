@@ -14,6 +14,7 @@
 
 mod cold_load;
 pub mod demo;
+mod history;
 mod http_load;
 mod kafka_load;
 mod proof_load;
@@ -99,6 +100,10 @@ pub struct BenchArgs {
     /// After the last produce, seconds to wait for the remaining decisions (Kafka target).
     #[arg(long, default_value_t = 120.0)]
     pub drain_timeout: f64,
+    /// Record every submission attempt (gateway target) as a JSON line in this file: the history
+    /// `flk-chaos check-history` judges against the stores.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
     /// Write the report as JSON to this file too.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
@@ -115,6 +120,11 @@ pub struct BenchArgs {
 
 /// Runs `flk bench`; returns the exit code.
 pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
+    anyhow::ensure!(
+        args.history.is_none() || matches!(args.target, Target::Gateway),
+        "--history records what the gateway answered each submission; with --target kafka there \
+         is no per-record answer to record (use --target gateway)"
+    );
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(name, _)| name.starts_with("FLK_"))
         .collect();
@@ -410,8 +420,12 @@ async fn drive(
                 rate_opt,
                 duration,
                 request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
+                record_history: args.history.is_some(),
             };
-            let result = http_load::run(plan.clone(), options, live.clone()).await?;
+            let mut result = http_load::run(plan.clone(), options, live.clone()).await?;
+            if let Some(path) = &args.history {
+                history::write(path, &plan, &mut result.attempts)?;
+            }
             report.target = "gateway".to_owned();
             report.concurrency = args.connections.max(1);
             report.sent = result.sent;

@@ -14,6 +14,7 @@
 //! - [`prometheus`]: instant queries and scrape-target registration against the stack's Prometheus;
 //! - [`link_proxy`]: a TCP fault proxy (cut, reset, latency, bandwidth) for the link between two
 //!   regions and in front of a dependency;
+//! - [`history_file`]: a history `flk bench --history` recorded, read back for the checker;
 //! - [`history`]: checks that every acknowledged record was decided exactly once and that the audit
 //!   log accounts for every record of the write-ahead log.
 //!
@@ -24,6 +25,7 @@ pub mod checker;
 pub mod deployment;
 pub mod faults;
 pub mod history;
+pub mod history_file;
 pub mod http;
 pub mod link_proxy;
 pub mod load;

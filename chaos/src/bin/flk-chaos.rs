@@ -6,6 +6,10 @@
 //! 10,000: eleven scenarios make over 100,000 records). Needs the stack
 //! (`infra/scripts/stack.sh up` and `. .local/stack/env.sh`) and a built `flk`
 //! (`$FLK_BIN` or `target/debug/flk`).
+//!
+//! `flk-chaos check-history --history FILE --config FLK.toml` judges a history that
+//! `flk bench --history FILE` recorded against the stores of the deployment the config names
+//! (the same checker, then a replay into a side schema); it changes nothing.
 
 use std::time::Instant;
 
@@ -15,13 +19,17 @@ use chaos::scenario::{self, Plan, Row};
 fn usage() -> ! {
     let names: Vec<&str> = Fault::ALL.iter().map(|fault| fault.name()).collect();
     eprintln!(
-        "usage: flk-chaos [--records N] [--only NAME,NAME...]\nscenarios: {}",
+        "usage: flk-chaos [--records N] [--only NAME,NAME...]\n       \
+         flk-chaos check-history --history FILE --config FLK.toml\nscenarios: {}",
         names.join(", ")
     );
     std::process::exit(2);
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("check-history") {
+        return check_history::main(std::env::args().skip(2).collect());
+    }
     let mut records = 10_000u64;
     let mut chosen: Vec<Fault> = Fault::ALL.to_vec();
     let mut args = std::env::args().skip(1);
@@ -116,5 +124,124 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     } else {
         std::process::exit(1)
+    }
+}
+
+/// `flk-chaos check-history`: a recorded history judged against a live deployment.
+mod check_history {
+    use std::collections::{BTreeMap, HashMap};
+    use std::path::PathBuf;
+
+    use anyhow::Context as _;
+    use chaos::checker::{Answer, analyse};
+    use chaos::history::{self, Acknowledged};
+    use chaos::history_file::{deployment_of, read_operations};
+
+    pub fn main(args: Vec<String>) -> anyhow::Result<()> {
+        let (mut history_opt, mut config_opt) = (None, None);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--history" => history_opt = args.next().map(PathBuf::from),
+                "--config" | "-c" => config_opt = args.next(),
+                _ => super::usage(),
+            }
+        }
+        let (Some(history_path), Some(config_path)) = (history_opt, config_opt) else {
+            super::usage()
+        };
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(name, _)| name.starts_with("FLK_"))
+            .collect();
+        let config = infra::config::Config::load(Some(&config_path), &env)
+            .with_context(|| format!("loading {config_path}"))?;
+        let operations = read_operations(&history_path)?;
+        let deployment = deployment_of(&config)?;
+        // The first decisions the clients were told (200, 202): each must be stored with that
+        // status's outcome, once; the audit log must cover the whole log.
+        let acknowledged: Vec<Acknowledged> = operations
+            .iter()
+            .filter_map(|operation| match operation.answer {
+                Answer::Ok { status, .. } if status == 200 || status == 202 => Some(Acknowledged {
+                    tenant: operation.tenant.clone(),
+                    pcs_id: operation.pcs_id.clone(),
+                    status,
+                }),
+                _ => None,
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        // The log-coverage check first (it waits for the audit log to cover the WAL), as a
+        // finding rather than a stop: the checker below names every anomaly with its key.
+        let (coverage, mut observed) = runtime.block_on(async {
+            let coverage = history::check(&deployment, &acknowledged).await;
+            let observed = history::observe(&deployment, &operations).await?;
+            anyhow::Ok((coverage, observed))
+        })?;
+        observed.state_hashes_opt = Some(state_hashes(&config_path)?);
+        let anomalies = analyse(&operations, &observed);
+        let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+        for anomaly in &anomalies {
+            let kind = format!("{anomaly:?}");
+            let kind = kind.split([' ', '{']).next().unwrap_or_default().to_owned();
+            *by_kind.entry(kind).or_default() += 1;
+        }
+        println!(
+            "{} operations, {} answered 200 or 202; replay state hash {}",
+            operations.len(),
+            acknowledged.len(),
+            match &observed.state_hashes_opt {
+                Some((live, replay)) if live == replay => "equal to the live one".to_owned(),
+                Some((live, replay)) => format!("DIFFERS (live {live}, replay {replay})"),
+                None => "not computed".to_owned(),
+            }
+        );
+        match &coverage {
+            Ok(report) => println!(
+                "log coverage: {} WAL records, {} audit entries, {} dedup rows, no gap",
+                report.wal_records, report.audit_entries, report.dedup_rows
+            ),
+            Err(error) => println!("log coverage: {error:#}"),
+        }
+        if anomalies.is_empty() && coverage.is_ok() {
+            println!("no anomaly: nothing lost, decided twice or told wrong; the stores agree");
+            return Ok(());
+        }
+        for (kind, count) in &by_kind {
+            println!("{kind}: {count}");
+        }
+        println!("{}", history::describe(&anomalies));
+        std::process::exit(1)
+    }
+
+    /// `flk state-hash` and the hash a replay into a side schema rebuilds, with the user's
+    /// config (the replay is not swapped in).
+    fn state_hashes(config_path: &str) -> anyhow::Result<(String, String)> {
+        let flk = chaos::process::flk_binary()?;
+        let run = |args: &[&str]| -> anyhow::Result<String> {
+            let output = std::process::Command::new(&flk)
+                .args(args)
+                .args(["-c", config_path])
+                .output()
+                .context("running flk")?;
+            anyhow::ensure!(
+                output.status.success(),
+                "flk {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        };
+        let live = run(&["state-hash"])?.trim().to_owned();
+        let replayed = run(&["replay", "--no-swap", "--quiet"])?;
+        let rebuilt = replayed
+            .lines()
+            .find_map(|line| line.strip_prefix("rebuilt state hash: "))
+            .context("no rebuilt state hash in the replay's output")?
+            .trim()
+            .to_owned();
+        Ok((live, rebuilt))
     }
 }
