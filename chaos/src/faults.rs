@@ -199,8 +199,7 @@ async fn restart_after_kill(service: &str) -> anyhow::Result<()> {
     stack(&["start", service]).await
 }
 
-/// SIGSTOP of stack services for `hold`, then SIGCONT (also when the wait fails, so a failed
-/// scenario never leaves the stack frozen).
+/// SIGSTOP of stack services for `hold`, then SIGCONT.
 async fn pause_for(services: &[&str], hold: Duration) -> anyhow::Result<()> {
     let mut args = vec!["pause"];
     args.extend_from_slice(services);
@@ -312,12 +311,7 @@ impl ReadStats {
 
     /// The `quantile` (0..=1) of the lookups' latency.
     pub fn latency_quantile(&self, quantile: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let Some(last) = sorted.len().checked_sub(1) else {
-            return Duration::ZERO;
-        };
-        sorted[((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize]
+        load::quantile_of(&self.latencies, quantile)
     }
 }
 

@@ -40,6 +40,8 @@ pub fn parse_line(line: &str) -> anyhow::Result<Operation> {
     let status = || -> anyhow::Result<u16> {
         u16::try_from(number("status")?).context("`status` is not an HTTP status")
     };
+    let (invoked_at_ms, completed_at_ms) = (number("invoked_at_ms")?, number("completed_at_ms")?);
+    let (tenant, pcs_id, digest) = (text("tenant")?, text("pcs_id")?, text("digest")?);
     let answer = match text("answer")?.as_str() {
         "ok" => Answer::Ok {
             status: status()?,
@@ -50,11 +52,11 @@ pub fn parse_line(line: &str) -> anyhow::Result<Operation> {
         other => anyhow::bail!("`answer` is {other:?}, not ok, fail or unknown"),
     };
     Ok(Operation {
-        invoked_at_ms: number("invoked_at_ms")?,
-        completed_at_ms: number("completed_at_ms")?,
-        tenant: text("tenant")?,
-        pcs_id: text("pcs_id")?,
-        digest: text("digest")?,
+        invoked_at_ms,
+        completed_at_ms,
+        tenant,
+        pcs_id,
+        digest,
         answer,
     })
 }

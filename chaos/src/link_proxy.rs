@@ -228,6 +228,36 @@ mod tests {
         address
     }
 
+    /// A proxy on a free local port in front of `upstream`, and its address.
+    async fn proxy_to(upstream: &str) -> (String, LinkProxy) {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = probe.local_addr().unwrap().to_string();
+        drop(probe);
+        let proxy = LinkProxy::start(&listen, upstream).await.unwrap();
+        (listen, proxy)
+    }
+
+    /// A connection through the proxy that has carried one round trip.
+    async fn open_connection(listen: &str) -> TcpStream {
+        let mut open = TcpStream::connect(listen).await.unwrap();
+        open.write_all(b"ping").await.unwrap();
+        let mut buffer = [0u8; 4];
+        open.read_exact(&mut buffer).await.unwrap();
+        open
+    }
+
+    /// The connection ends (reset or closed) within 5 s, with nothing more on it.
+    async fn assert_ends(open: &mut TcpStream) {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert!(
+            read.is_err() || rest.is_empty(),
+            "the open connection ended"
+        );
+    }
+
     async fn round_trip(address: &str) -> Option<Vec<u8>> {
         let mut socket = TcpStream::connect(address).await.ok()?;
         socket.write_all(b"ping").await.ok()?;
@@ -242,25 +272,12 @@ mod tests {
     #[tokio::test]
     async fn forwards_until_cut_and_again_once_healed() {
         let upstream = echo_server().await;
-        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listen = probe.local_addr().unwrap().to_string();
-        drop(probe);
-        let proxy = LinkProxy::start(&listen, &upstream).await.unwrap();
+        let (listen, proxy) = proxy_to(&upstream).await;
         assert_eq!(round_trip(&listen).await, Some(b"ping".to_vec()));
         // An open connection drops when the link is cut.
-        let mut open = TcpStream::connect(&listen).await.unwrap();
-        open.write_all(b"ping").await.unwrap();
-        let mut buffer = [0u8; 4];
-        open.read_exact(&mut buffer).await.unwrap();
+        let mut open = open_connection(&listen).await;
         proxy.cut();
-        let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut rest))
-            .await
-            .unwrap();
-        assert!(
-            read.is_err() || rest.is_empty(),
-            "the open connection ended"
-        );
+        assert_ends(&mut open).await;
         assert_eq!(round_trip(&listen).await, None, "silence while cut");
         proxy.heal();
         assert_eq!(round_trip(&listen).await, Some(b"ping".to_vec()));
@@ -269,10 +286,7 @@ mod tests {
     #[tokio::test]
     async fn a_latency_delays_each_way_and_can_be_taken_back() {
         let upstream = echo_server().await;
-        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listen = probe.local_addr().unwrap().to_string();
-        drop(probe);
-        let proxy = LinkProxy::start(&listen, &upstream).await.unwrap();
+        let (listen, proxy) = proxy_to(&upstream).await;
         proxy.set_latency(Duration::from_millis(150));
         let mut socket = TcpStream::connect(&listen).await.unwrap();
         let sent = std::time::Instant::now();
@@ -293,10 +307,7 @@ mod tests {
     #[tokio::test]
     async fn a_bandwidth_cap_slows_a_large_transfer() {
         let upstream = echo_server().await;
-        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listen = probe.local_addr().unwrap().to_string();
-        drop(probe);
-        let proxy = LinkProxy::start(&listen, &upstream).await.unwrap();
+        let (listen, proxy) = proxy_to(&upstream).await;
         // 20 KiB at 40 KiB/s each way: at least half a second in, as long again back.
         proxy.set_bandwidth(40 * 1024);
         let socket = TcpStream::connect(&listen).await.unwrap();
@@ -318,23 +329,10 @@ mod tests {
     #[tokio::test]
     async fn a_reset_drops_open_connections_and_lets_new_ones_through() {
         let upstream = echo_server().await;
-        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listen = probe.local_addr().unwrap().to_string();
-        drop(probe);
-        let proxy = LinkProxy::start(&listen, &upstream).await.unwrap();
-        let mut open = TcpStream::connect(&listen).await.unwrap();
-        open.write_all(b"ping").await.unwrap();
-        let mut buffer = [0u8; 4];
-        open.read_exact(&mut buffer).await.unwrap();
+        let (listen, proxy) = proxy_to(&upstream).await;
+        let mut open = open_connection(&listen).await;
         proxy.reset();
-        let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut rest))
-            .await
-            .unwrap();
-        assert!(
-            read.is_err() || rest.is_empty(),
-            "the open connection ended"
-        );
+        assert_ends(&mut open).await;
         assert_eq!(round_trip(&listen).await, Some(b"ping".to_vec()));
     }
 }

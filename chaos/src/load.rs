@@ -39,17 +39,11 @@ pub struct LoadResult {
 impl LoadResult {
     /// The `quantile` (0..=1) of the acknowledged records' latencies; zero without any.
     pub fn latency_quantile(&self, quantile: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let Some(last) = sorted.len().checked_sub(1) else {
-            return Duration::ZERO;
-        };
-        let index = ((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize;
-        sorted[index.min(last)]
+        quantile_of(&self.latencies, quantile)
     }
 
-    /// Adds another task's outcome to this one.
-    fn merge(&mut self, part: LoadResult) {
+    /// Adds another load's (or task's) outcome to this one.
+    pub fn merge(&mut self, part: LoadResult) {
         self.acknowledged.extend(part.acknowledged);
         self.unavailable += part.unavailable;
         self.transport_errors += part.transport_errors;
@@ -58,6 +52,17 @@ impl LoadResult {
         self.latencies.extend(part.latencies);
         self.operations.extend(part.operations);
     }
+}
+
+/// The `quantile` (0..=1) of `durations` (nearest rank); zero when there are none.
+pub fn quantile_of(durations: &[Duration], quantile: f64) -> Duration {
+    let mut sorted = durations.to_vec();
+    sorted.sort_unstable();
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return Duration::ZERO;
+    };
+    let index = ((last as f64) * quantile.clamp(0.0, 1.0)).round() as usize;
+    sorted[index.min(last)]
 }
 
 /// The shape of a load.
@@ -182,24 +187,12 @@ async fn submit_until_decided(
     while Instant::now() < end {
         let invoked_at_ms = since_start();
         let answered = submit_json(client, url, None, record).await;
-        result.operations.push(Operation {
-            invoked_at_ms,
-            completed_at_ms: since_start(),
-            tenant: "default".into(),
-            pcs_id: pcs_id(record),
-            digest: signed_digest(record),
-            answer: match &answered {
-                Ok(answer) if [200, 202, 409].contains(&answer.status) => Answer::Ok {
-                    status: answer.status,
-                    outcome_code: outcome_code(&answer.body),
-                },
-                Ok(answer) if answer.status == 503 => Answer::Unknown,
-                Ok(answer) => Answer::Fail {
-                    status: answer.status,
-                },
-                Err(_) => Answer::Unknown,
-            },
-        });
+        result.operations.push(operation_of(
+            record,
+            "default",
+            (invoked_at_ms, since_start()),
+            &answered,
+        ));
         match answered {
             Ok(answer) if answer.status == 200 || answer.status == 202 => {
                 result.acknowledged.push(Acknowledged {
@@ -229,6 +222,35 @@ async fn submit_until_decided(
     }
     result.undecided.push(pcs_id(record));
     false
+}
+
+/// The history checker's record of one attempt to submit `record` as `tenant`: sent and answered
+/// at `(invoked, completed)` ms since the run started, told `answered`. For tests that drive
+/// their own submissions (the geo drills).
+pub fn operation_of(
+    record: &serde_json::Value,
+    tenant: &str,
+    (invoked_at_ms, completed_at_ms): (u64, u64),
+    answered: &anyhow::Result<crate::http::Answer>,
+) -> Operation {
+    Operation {
+        invoked_at_ms,
+        completed_at_ms,
+        tenant: tenant.to_owned(),
+        pcs_id: pcs_id(record),
+        digest: signed_digest(record),
+        answer: match answered {
+            Ok(answer) if [200, 202, 409].contains(&answer.status) => Answer::Ok {
+                status: answer.status,
+                outcome_code: outcome_code(&answer.body),
+            },
+            Ok(answer) if answer.status == 503 => Answer::Unknown,
+            Ok(answer) => Answer::Fail {
+                status: answer.status,
+            },
+            Err(_) => Answer::Unknown,
+        },
+    }
 }
 
 /// Lowercase hex of a record's signed digest (what the stores keep of it).

@@ -17,7 +17,7 @@ use crate::faults::{self, Fault, OVERLOAD_FACTOR, Stage};
 use crate::history;
 use crate::http::{metric_sum, metrics};
 use crate::link_proxy::LinkProxy;
-use crate::load::{self, LoadOptions, LoadResult};
+use crate::load::{self, LoadOptions};
 use crate::process::{FlkProcess, run_flk};
 
 /// The secret of the scenario's tenant.
@@ -193,7 +193,7 @@ async fn run_on(
 
     let mut result = steady.await?;
     if let Some(burst) = outcome.extra_load_opt {
-        merge_burst(&mut result, burst);
+        result.merge(burst);
     }
     let watched_after = watched_metric(fault, &client, &main).await?;
     anyhow::ensure!(
@@ -208,7 +208,7 @@ async fn run_on(
     drop(main);
     drop(second_opt);
     let mut observed = history::observe(deployment, &result.operations).await?;
-    let hashes = live_and_replayed_state_hashes(deployment).await?;
+    let hashes = live_and_replayed_state_hashes(|args| run_flk(deployment, args))?;
     let replay_equal = hashes.0 == hashes.1;
     observed.state_hashes_opt = Some(hashes);
     let anomalies = analyse(&result.operations, &observed);
@@ -289,11 +289,13 @@ async fn watched_metric(
 }
 
 /// `flk state-hash` and the hash a replay (into a side schema, not swapped in) rebuilds.
-async fn live_and_replayed_state_hashes(
-    deployment: &Deployment,
+/// `flk state-hash` and the hash a replay into a side schema rebuilds (not swapped in), each
+/// run by `run_flk` (the `flk` arguments in, its stdout out).
+pub fn live_and_replayed_state_hashes(
+    run_flk: impl Fn(&[&str]) -> anyhow::Result<String>,
 ) -> anyhow::Result<(String, String)> {
-    let live = run_flk(deployment, &["state-hash"])?.trim().to_owned();
-    let replayed = run_flk(deployment, &["replay", "--no-swap", "--quiet"])?;
+    let live = run_flk(&["state-hash"])?.trim().to_owned();
+    let replayed = run_flk(&["replay", "--no-swap", "--quiet"])?;
     let rebuilt = replayed
         .lines()
         .find_map(|line| line.strip_prefix("rebuilt state hash: "))
@@ -303,16 +305,6 @@ async fn live_and_replayed_state_hashes(
         .trim()
         .to_owned();
     Ok((live, rebuilt))
-}
-
-fn merge_burst(result: &mut LoadResult, burst: LoadResult) {
-    result.acknowledged.extend(burst.acknowledged);
-    result.unavailable += burst.unavailable;
-    result.transport_errors += burst.transport_errors;
-    result.throttled += burst.throttled;
-    result.undecided.extend(burst.undecided);
-    result.latencies.extend(burst.latencies);
-    result.operations.extend(burst.operations);
 }
 
 fn count(anomalies: &[Anomaly], which: impl Fn(&Anomaly) -> bool) -> usize {
@@ -353,22 +345,15 @@ pub fn during_fault(operations: &[Operation], window: (u64, u64)) -> DuringFault
             }
         }
     }
-    let mut latencies: Vec<u64> = spans
+    let latencies: Vec<Duration> = spans
         .values()
         .filter(|(first, _)| inside(*first))
-        .map(|(first, last)| last - first)
+        .map(|(first, last)| Duration::from_millis(last - first))
         .collect();
-    latencies.sort_unstable();
-    let quantile = |q: f64| -> Duration {
-        let Some(last) = latencies.len().checked_sub(1) else {
-            return Duration::ZERO;
-        };
-        Duration::from_millis(latencies[((last as f64) * q).round() as usize])
-    };
     DuringFault {
         records: latencies.len(),
-        p95: quantile(0.95),
-        p99: quantile(0.99),
+        p95: load::quantile_of(&latencies, 0.95),
+        p99: load::quantile_of(&latencies, 0.99),
         error_rate: if attempts == 0 {
             0.0
         } else {

@@ -7,7 +7,8 @@
 //! - Partition and heal: region a keeps taking records while the link is cut; region b's
 //!   newest heartbeat from a ages past the `WalReplicationLag` threshold (10 s); once healed, the
 //!   backlog drains, every record region a acknowledged is decided in region b, and the
-//!   heartbeat age is back under 2 s. Prints the backlog at the heal, the drain time and the
+//!   heartbeat age is back under 2 s. The history checker then judges every attempt of the
+//!   writer against each region's stores. Prints the backlog at the heal, the drain time and the
 //!   largest heartbeat age. A cut of 75 s or more (the long form) also scrapes region b with the
 //!   stack's Prometheus and checks that the `WalReplicationLag` alert fires and then clears.
 //! - Split brain during the partition: different records for one key submitted to both regions
@@ -21,9 +22,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chaos::checker::{Operation, analyse};
 use chaos::deployment::{Deployment, TestTenant, two_regions};
+use chaos::history;
 use chaos::http::submit_json;
 use chaos::link_proxy::LinkProxy;
+use chaos::load::operation_of;
 use chaos::process::{FlkProcess, run_flk_output, run_flk_status};
 use chaos::prometheus::{ScrapeTarget, query};
 use chaos::records::{edited, pcs_id, signed_record};
@@ -111,20 +115,37 @@ async fn partition_heal_and_split_brain() {
     let flk_b = FlkProcess::start(&b, roles, "region-b").unwrap();
     let client = reqwest::Client::new();
 
-    // A steady writer into region a for the whole drill.
+    // A steady writer into region a for the whole drill; every attempt is recorded for the
+    // history checker.
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let operations: Arc<Mutex<Vec<Operation>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (acknowledged, stop, client) = (acknowledged.clone(), stop.clone(), client.clone());
+        let (acknowledged, operations, stop, client) = (
+            acknowledged.clone(),
+            operations.clone(),
+            stop.clone(),
+            client.clone(),
+        );
         let url = flk_a.url().to_owned();
         tokio::spawn(async move {
+            let started = Instant::now();
+            let since_start = || started.elapsed().as_millis() as u64;
             let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
             let mut seed = 80_000;
             while !stop.load(Ordering::SeqCst) {
                 ticks.tick().await;
                 let record = signed_record(seed, SECRET);
                 seed += 1;
-                if let Ok(answer) = submit_json(&client, &url, None, &record).await {
+                let invoked_at_ms = since_start();
+                let answered = submit_json(&client, &url, None, &record).await;
+                operations.lock().unwrap().push(operation_of(
+                    &record,
+                    "default",
+                    (invoked_at_ms, since_start()),
+                    &answered,
+                ));
+                if let Ok(answer) = answered {
                     if answer.status == 200 || answer.status == 202 {
                         acknowledged.lock().unwrap().push(pcs_id(&record));
                     }
@@ -298,6 +319,19 @@ async fn partition_heal_and_split_brain() {
     .unwrap();
     let (code, stdout) = run_flk_status(&a, &diff_args(&b, "diff")).unwrap();
     assert_eq!(code, 0, "{stdout}");
+    // The history checker over region a's writer, in both regions: nothing region a
+    // acknowledged is lost or told wrong in either, and each region's stores agree.
+    let operations = operations.lock().unwrap().clone();
+    for region in [&a, &b] {
+        let observed = history::observe(region, &operations).await.unwrap();
+        let anomalies = analyse(&operations, &observed);
+        assert!(
+            anomalies.is_empty(),
+            "region {}: {}",
+            region.region,
+            history::describe(&anomalies)
+        );
+    }
     println!(
         "drill partition and heal: link cut both ways for {:.1} s at {rate}/s into region a; \
          newest heartbeat age in b reached {oldest_heartbeat:.1} s (WalReplicationLag threshold \

@@ -21,6 +21,7 @@
 //! - [`audit_proof`]: proof bundles and the order in which every verifier checks them;
 //! - [`audit_task`]: async audit tasks, dead tasks and the retry schedule;
 //! - [`cold_segment`]: the cold tier's compressed segments and their verifiable manifests.
+//! - [`trace_parent`]: the W3C `traceparent` every hop carries (untrusted, so parsed strictly).
 //!
 //! Invariant: every function here is deterministic; the same bytes and parameters give the same
 //! outcome on every machine, which is what makes rebuilding projections by replay possible.
@@ -41,6 +42,7 @@ pub mod outcome;
 pub mod pcs;
 pub mod replication_checkpoint;
 pub mod signing;
+pub mod trace_parent;
 pub mod verify;
 
 pub use canonical::{SignedFields, derive_pcs_id};

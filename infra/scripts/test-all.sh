@@ -6,7 +6,7 @@
 # Gates: cargo fmt --check, clippy -D warnings, cargo test (workspace, including the service tests
 # on a real local stack: Kafka, PostgreSQL, Redis, S3, Prometheus, and an OpenTelemetry Collector
 # feeding Jaeger for the trace test; plus region b, a second Kafka cluster with its own database
-# and Redis nodes, for the two-region tests), the `events` dependency check, fuzz targets
+# and Redis nodes, for the two-region tests), the light-crate dependency check, fuzz targets
 # (build + a short run each), SDK suites (Python, Go, TypeScript), the SDK clients against a running
 # `flk serve`, and the cross-language signing check over 1,000 random records.
 set -euo pipefail
@@ -80,18 +80,21 @@ step "the committed vector files are what the generators write"
 cargo run -q -p events --example vectors || failures+=("vector file out of date")
 cargo run -q -p events --example audit_vectors || failures+=("audit vector file out of date")
 
-step "events has no tokio, actix, rdkafka, postgres or redis in its normal dependencies"
-forbidden=$(cargo tree -p events -e normal --prefix none --format '{p}' \
-    | grep -Eo '^(tokio|actix[a-z_-]*|rdkafka[a-z_-]*|tokio-postgres|postgres[a-z_-]*|deadpool[a-z_-]*|redis[a-z_-]*) ' | sort -u || true)
-if [ -n "$forbidden" ]; then
-    echo "forbidden dependencies in events: $forbidden"
-    failures+=("events dependencies")
-else
-    echo "ok"
-fi
+# flk-config and flk-http-head too: the fuzz targets build them under a sanitizer.
+step "events, flk-config, flk-http-head: no tokio, actix, rdkafka, postgres or redis dependencies"
+for crate in events flk-config flk-http-head; do
+    forbidden=$(cargo tree -p "$crate" -e normal --prefix none --format '{p}' \
+        | grep -Eo '^(tokio|actix[a-z_-]*|rdkafka[a-z_-]*|tokio-postgres|postgres[a-z_-]*|deadpool[a-z_-]*|redis[a-z_-]*) ' | sort -u || true)
+    if [ -n "$forbidden" ]; then
+        echo "forbidden dependencies in $crate: $forbidden"
+        failures+=("$crate dependencies")
+    else
+        echo "$crate: ok"
+    fi
+done
 
 step "fuzz targets (${fuzz_seconds}s each)"
-for target in pcs_decoder envelope_decoder region_link_decoder; do
+for target in pcs_decoder envelope_decoder region_link_decoder config_loader http_request_head; do
     if ! (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$fuzz_seconds" \
             >"$logs/fuzz-$target.log" 2>&1); then
         tail -40 "$logs/fuzz-$target.log"

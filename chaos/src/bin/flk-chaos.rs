@@ -221,7 +221,7 @@ mod check_history {
     /// config (the replay is not swapped in).
     fn state_hashes(config_path: &str) -> anyhow::Result<(String, String)> {
         let flk = chaos::process::flk_binary()?;
-        let run = |args: &[&str]| -> anyhow::Result<String> {
+        chaos::scenario::live_and_replayed_state_hashes(|args| {
             let output = std::process::Command::new(&flk)
                 .args(args)
                 .args(["-c", config_path])
@@ -233,15 +233,6 @@ mod check_history {
                 String::from_utf8_lossy(&output.stderr)
             );
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        };
-        let live = run(&["state-hash"])?.trim().to_owned();
-        let replayed = run(&["replay", "--no-swap", "--quiet"])?;
-        let rebuilt = replayed
-            .lines()
-            .find_map(|line| line.strip_prefix("rebuilt state hash: "))
-            .context("no rebuilt state hash in the replay's output")?
-            .trim()
-            .to_owned();
-        Ok((live, rebuilt))
+        })
     }
 }

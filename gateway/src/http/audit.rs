@@ -21,7 +21,12 @@ use super::AppState;
 use super::status::{ApiError, ok};
 use super::submit::tenant_of;
 
-type Query = web::Query<HashMap<String, String>>;
+/// The parameters of a request's query string (see [`flk_http_head::query::parameters`]).
+type Query = HashMap<String, String>;
+
+fn query_of(request: &HttpRequest) -> Query {
+    flk_http_head::query::parameters(request.query_string())
+}
 
 fn store_error(state: &AppState, error: StoreError) -> ApiError {
     match error {
@@ -40,14 +45,11 @@ fn store_error(state: &AppState, error: StoreError) -> ApiError {
 
 /// A size or index named `name`: a non-negative integer the store can hold (below 2^63).
 fn count(name: &str, text: &str) -> Result<u64, ApiError> {
-    text.parse::<u64>()
-        .ok()
-        .filter(|value| i64::try_from(*value).is_ok())
-        .ok_or_else(|| {
-            ApiError::BadQuery(format!(
-                "{name} must be a non-negative integer, got {text:?}"
-            ))
-        })
+    flk_http_head::query::count(text).ok_or_else(|| {
+        ApiError::BadQuery(format!(
+            "{name} must be a non-negative integer, got {text:?}"
+        ))
+    })
 }
 
 /// The query parameter `name` as a [`count`], if given.
@@ -118,9 +120,9 @@ fn owned(leaf_opt: Option<StoredLeaf>, tenant: &str, what: &str) -> Result<Store
 pub async fn proof(
     state: web::Data<AppState>,
     request: HttpRequest,
-    query: Query,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant_of(&request);
+    let query = query_of(&request);
     let checkpoint = match number(&query, "tree_size")? {
         Some(tree_size) => checkpoint_of_size(&state, tree_size).await?,
         None => latest(&state).await?,
@@ -180,8 +182,9 @@ pub async fn proof(
 /// the RFC 9162 consistency proof between the two trees.
 pub async fn consistency(
     state: web::Data<AppState>,
-    query: Query,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let query = query_of(&request);
     let old_size = number(&query, "old_size")?
         .ok_or_else(|| ApiError::BadQuery("old_size is required".into()))?;
     let newest = latest(&state).await?.tree_size;

@@ -1,5 +1,6 @@
 //! The HTTP gateway (actix-web): routes, shared state, and the one mapping from outcomes and
-//! errors to HTTP statuses and bodies ([`status`]).
+//! errors to HTTP statuses and bodies ([`status`]). Headers and query strings are parsed by the
+//! actix-free `flk_http_head` (fuzzed); handlers hand it the raw values through [`header`].
 
 mod audit;
 mod cold_read;
@@ -11,7 +12,7 @@ mod submit;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::{HttpRequest, web};
 use actors::contract::StatusBoard;
 use actors::decision_bus::DecisionBus;
 use infra::config::GatewayConfig;
@@ -85,6 +86,12 @@ impl AppState {
     }
 }
 
+/// The raw value of the header `name` (the first, when repeated), `None` when absent: what the
+/// parsers of `flk_http_head` take.
+pub(crate) fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a [u8]> {
+    request.headers().get(name).map(|value| value.as_bytes())
+}
+
 /// Registers every route.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -116,4 +123,76 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/api/shards/sample", web::get().to(shards::sample))
         .route("/api/shards/find", web::get().to(shards::find))
         .route("/api/shards/stats", web::get().to(shards::stats));
+}
+
+/// The parsers moved to `flk_http_head` read exactly what actix read before: header text by
+/// `HeaderValue::to_str`'s rule, query strings as `web::Query<HashMap<String, String>>` does.
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use actix_web::http::header::HeaderValue;
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn header_text_is_actix_to_str() {
+        let mut values: Vec<Vec<u8>> = (0..=u8::MAX).map(|byte| vec![b'a', byte, b'z']).collect();
+        values.extend([
+            b"".to_vec(),
+            b"caf\xc3\xa9".to_vec(),
+            b"Basic dXNlcjpwYXNz".to_vec(),
+        ]);
+        for value in values {
+            // Bytes a header value cannot hold at all never reach a handler.
+            let Ok(header_value) = HeaderValue::from_bytes(&value) else {
+                continue;
+            };
+            assert_eq!(
+                flk_http_head::header_text(&value),
+                header_value.to_str().ok(),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_parameters_are_actix_query() {
+        let queries = [
+            "",
+            "&",
+            "per_node=5",
+            "per_node=5&per_node=7",
+            "tenant=a+b&pcs_id=x%2Fy%3D",
+            "flag&=v&a=1=2",
+            "a=%zz%4&b=%",
+            "a=caf%E9&caf%C3%A9=%00",
+            "tenant=%FF%FE&&&pcs_id=+%2B+",
+        ];
+        for text in queries {
+            let actix =
+                web::Query::<HashMap<String, String>>::from_query(text).map(web::Query::into_inner);
+            assert_eq!(
+                actix.ok(),
+                Some(flk_http_head::query::parameters(text)),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_gives_the_first_raw_value() {
+        let request = TestRequest::default()
+            .append_header(("X-Tenant-Id", HeaderValue::from_bytes(b"caf\xe9").unwrap()))
+            .append_header(("X-Tenant-Id", "second"))
+            .to_http_request();
+        assert_eq!(header(&request, "x-tenant-id"), Some(&b"caf\xe9"[..]));
+        assert_eq!(submit::tenant_of(&request), "caf\u{fffd}");
+        assert_eq!(header(&request, "Content-Encoding"), None);
+        assert_eq!(
+            submit::tenant_of(&TestRequest::default().to_http_request()),
+            "default"
+        );
+    }
 }

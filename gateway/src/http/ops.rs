@@ -4,12 +4,11 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine as _;
 use rdkafka::producer::Producer as _;
 use serde_json::json;
 
-use super::AppState;
 use super::status::{ApiError, ok};
+use super::{AppState, header};
 
 /// `GET /health`: `OK` while the process runs.
 pub async fn health() -> HttpResponse {
@@ -79,33 +78,9 @@ fn refuse_unauthorized(state: &AppState, request: &HttpRequest) -> Option<HttpRe
 }
 
 /// The 401 to answer when `basic_auth_opt` (`user:password`) is set and the request does not
-/// carry it.
+/// carry it (see [`flk_http_head::basic_auth::authorized`]).
 pub fn refuse_without(basic_auth_opt: Option<&str>, request: &HttpRequest) -> Option<HttpResponse> {
-    if let Some(expected) = basic_auth_opt {
-        let given = request
-            .headers()
-            .get("Authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Basic "))
-            .and_then(|encoded| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .ok()
-            });
-        let authorized = given.is_some_and(|bytes| subtle_equal(&bytes, expected.as_bytes()));
-        if !authorized {
-            return Some(ApiError::MetricsUnauthorized.to_response());
-        }
-    }
-    None
-}
-
-/// Constant-time comparison of credentials.
-fn subtle_equal(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len()
-        && left
-            .iter()
-            .zip(right)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    let authorization_opt = header(request, "Authorization");
+    (!flk_http_head::basic_auth::authorized(basic_auth_opt, authorization_opt))
+        .then(|| ApiError::MetricsUnauthorized.to_response())
 }

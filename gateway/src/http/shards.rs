@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use flk_http_head::query;
 use projections::shard_stats::{self, DEFAULT_SAMPLE_PER_NODE, MAX_SAMPLE_PER_NODE};
 
 use super::AppState;
@@ -27,12 +28,9 @@ fn admit(
     if let Some(refusal) = refuse_without(state.config.metrics_basic_auth_opt.as_deref(), request) {
         return Err(refusal);
     }
-    let params = web::Query::<HashMap<String, String>>::from_query(request.query_string())
-        .map_err(|error| {
-            ApiError::BadQuery(format!("the query string does not parse: {error}")).to_response()
-        })?
-        .into_inner();
-    if let Some(unknown) = params.keys().find(|name| !allowed.contains(&name.as_str())) {
+    // Never fails (neither did actix's `web::Query` of a map, which reads the same way).
+    let params = query::parameters(request.query_string());
+    if let Some(unknown) = query::unknown_parameter(params.keys(), allowed) {
         let expected = if allowed.is_empty() {
             "this route takes none".to_owned()
         } else {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actors::decision_bus::Wakeup;
 use events::{OutcomeClass, SourceCoordinates};
+use flk_http_head::submit as head;
 use futures::StreamExt as _;
 use infra::kafka::headers;
 use infra::tracing_context;
@@ -22,8 +23,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument as _;
 
-use super::AppState;
 use super::status::{ApiError, RateScope, applied_response, lookup_response};
+use super::{AppState, header};
 
 /// Just enough of a PCS to build the record key; everything else is the shard's business.
 #[derive(Deserialize)]
@@ -32,13 +33,9 @@ struct KeyProbe {
     pcs_id: Option<serde_json::Value>,
 }
 
-/// The tenant named by `X-Tenant-Id` (`default` when absent). A header that is not UTF-8 becomes
-/// a name no tenant has, so it gets the same 403 as any unknown name.
+/// The tenant named by `X-Tenant-Id` (`default` when absent; see [`head::tenant`]).
 pub(crate) fn tenant_of(request: &HttpRequest) -> String {
-    match request.headers().get("X-Tenant-Id") {
-        None => "default".to_owned(),
-        Some(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-    }
+    head::tenant(header(request, "X-Tenant-Id"))
 }
 
 /// Reads the body up to the limit; a body over it or a broken stream is the error to answer.
@@ -106,10 +103,7 @@ fn submit_span(request: &HttpRequest) -> tracing::Span {
 
 /// The caller's `traceparent` header, when it is text (validated by the trace context helpers).
 fn incoming_traceparent(request: &HttpRequest) -> Option<&str> {
-    request
-        .headers()
-        .get(headers::TRACEPARENT)
-        .and_then(|value| value.to_str().ok())
+    head::traceparent(header(request, headers::TRACEPARENT))
 }
 
 async fn submit_inner(
@@ -118,11 +112,7 @@ async fn submit_inner(
     payload: &mut web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant_of(request);
-    let declared = request
-        .headers()
-        .get("Content-Length")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
+    let declared = head::declared_length(header(request, "Content-Length"));
     if declared.is_some_and(|length| length > state.config.max_body_bytes) {
         return Err(ApiError::PayloadTooLarge {
             limit_bytes: state.config.max_body_bytes,
@@ -184,11 +174,8 @@ async fn submit_inner(
 
 /// A `Content-Encoding` other than `identity`: bodies are logged as sent, never inflated.
 fn unsupported_encoding(request: &HttpRequest) -> Option<ApiError> {
-    let encoding = request.headers().get("Content-Encoding")?;
-    let encoding = String::from_utf8_lossy(encoding.as_bytes());
-    (!encoding.trim().eq_ignore_ascii_case("identity")).then(|| ApiError::UnsupportedEncoding {
-        encoding: encoding.chars().take(32).collect(),
-    })
+    head::unsupported_encoding(header(request, "Content-Encoding"))
+        .map(|encoding| ApiError::UnsupportedEncoding { encoding })
 }
 
 /// The checks before the log; each refusal is counted.
