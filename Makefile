@@ -34,10 +34,11 @@ drills:
 		--test geo_divergence -- --nocapture --test-threads 1
 
 ## Every chaos scenario back to back (`chaos/src/faults.rs`: Postgres slow, silent, frozen and
-## killed; a Redis shard lost and Redis frozen; overload; rebalance; a zombie projector; the
-## broker frozen and killed), 10,000 records each at 250/s with 10 s faults, judged by the
-## history checker and a replay; prints one table (docs/chaos.md). The CI form is
-## `chaos/tests/scenarios.rs` (400 records each, 4 s faults). Override with FLK_CHAOS_RECORDS and
+## killed; a Redis shard lost and Redis frozen; overload; the object store frozen under the cold
+## tier; rebalance; a zombie projector; the broker frozen and killed), 10,000 records each at
+## 250/s with 10 s faults, judged by the history checker and a replay; prints one table
+## (docs/chaos.md). The CI form is
+## `chaos/tests/scenarios.rs` (400 records each, 5 s faults). Override with FLK_CHAOS_RECORDS and
 ## FLK_CHAOS_ONLY (comma-separated scenario names).
 chaos:
 	bash infra/scripts/stack.sh up >/dev/null

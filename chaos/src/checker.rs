@@ -84,8 +84,11 @@ pub struct AuditEntry {
 /// What the stores hold after a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
-    /// Dedup rows by (tenant, pcs_id).
+    /// Dedup rows (the warm tier) by (tenant, pcs_id).
     pub dedup: BTreeMap<(String, String), Stored>,
+    /// Keys the demoter moved to the cold tier (the `cold_keys` index), by (tenant, pcs_id): a
+    /// first decision stored there is stored, not lost.
+    pub cold: BTreeMap<(String, String), Stored>,
     /// Hot cache entries of the keys the history touched.
     pub cache: BTreeMap<(String, String), Stored>,
     /// The audit log.
@@ -94,6 +97,13 @@ pub struct Observed {
     pub decisions: BTreeSet<(String, i32, i64)>,
     /// `flk state-hash` of the live state and of a replay, when one was run.
     pub state_hashes_opt: Option<(String, String)>,
+}
+
+impl Observed {
+    /// The stored first decision of `key`, in the warm tier or else the cold one.
+    pub fn stored(&self, key: &(String, String)) -> Option<&Stored> {
+        self.dedup.get(key).or_else(|| self.cold.get(key))
+    }
 }
 
 /// One thing wrong, with what it is about.
@@ -168,7 +178,7 @@ pub fn analyse(operations: &[Operation], observed: &Observed) -> Vec<Anomaly> {
         else {
             continue;
         };
-        let Some(stored) = observed.dedup.get(&key) else {
+        let Some(stored) = observed.stored(&key) else {
             found.insert(Anomaly::Lost { key });
             continue;
         };
@@ -197,14 +207,14 @@ pub fn analyse(operations: &[Operation], observed: &Observed) -> Vec<Anomaly> {
                 firsts: *count,
             });
         }
-        if !observed.dedup.contains_key(key) {
+        if observed.stored(key).is_none() {
             found.insert(Anomaly::HalfApplied {
                 key: key.clone(),
                 present: "audit entry without dedup row",
             });
         }
     }
-    for key in observed.dedup.keys() {
+    for key in observed.dedup.keys().chain(observed.cold.keys()) {
         if !firsts.contains_key(key) {
             found.insert(Anomaly::HalfApplied {
                 key: key.clone(),
@@ -213,7 +223,7 @@ pub fn analyse(operations: &[Operation], observed: &Observed) -> Vec<Anomaly> {
         }
     }
     for (key, cached) in &observed.cache {
-        let stored = observed.dedup.get(key);
+        let stored = observed.stored(key);
         if stored != Some(cached) {
             found.insert(Anomaly::RedisAhead {
                 key: key.clone(),
@@ -366,6 +376,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            cold: BTreeMap::new(),
             cache: [(key("p1"), stored(A, "accepted"))].into_iter().collect(),
             decisions: audit.iter().map(|entry| entry.source.clone()).collect(),
             audit,
@@ -508,6 +519,21 @@ mod tests {
                 live: "live".into(),
                 replay: "replayed".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_first_decision_moved_to_the_cold_tier_is_stored_not_lost() {
+        let (operations, mut observed) = clean();
+        let moved = observed.dedup.remove(&key("p2")).unwrap();
+        observed.cold.insert(key("p2"), moved);
+        assert_eq!(analyse(&operations, &observed), vec![]);
+        // Gone from both tiers, it is lost.
+        observed.cold.clear();
+        assert!(
+            analyse(&operations, &observed).contains(&Anomaly::Lost { key: key("p2") }),
+            "{:?}",
+            analyse(&operations, &observed)
         );
     }
 }

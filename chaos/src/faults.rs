@@ -13,7 +13,8 @@ use std::time::Duration;
 use crate::deployment::Deployment;
 use crate::link_proxy::LinkProxy;
 use crate::load::{self, LoadOptions, LoadResult};
-use crate::process::{FlkProcess, stack};
+use crate::process::{FlkProcess, run_flk, stack};
+use crate::redis_node::ExtraRedis;
 use crate::wait_until;
 
 /// One fault.
@@ -41,6 +42,14 @@ pub enum Fault {
     /// A burst at four times the tenant's rate limit for the fault's duration, beside the
     /// steady load: backpressure (429) at the door, nothing logged twice or lost.
     Overload,
+    /// The object store frozen with SIGSTOP for the fault's duration while records move to the
+    /// cold tier a second after their decision and a reader looks them up: cold reads fail
+    /// (counted), ingestion and the warm tier do not.
+    ColdTierOutage,
+    /// A shard migration to one more Redis node is in its dual-write phase (writes go to the old
+    /// and the new ring) when the new node dies (`kill -9`); after the fault's duration the
+    /// migration is rolled back. Dual-write errors are counted, the old ring stays whole.
+    DualWriteFailure,
     /// Two more processes join the consumer groups, claim partitions, and leave again.
     Rebalance,
     /// A second process sharing the partitions frozen until its partitions moved, then woken
@@ -53,7 +62,7 @@ const LOST_REDIS_PORT: &str = "16380";
 
 impl Fault {
     /// Every fault, in the order `flk-chaos` runs them.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 13] = [
         Fault::SlowPostgres,
         Fault::PostgresBlackhole,
         Fault::PausePostgres,
@@ -61,6 +70,8 @@ impl Fault {
         Fault::RedisShardLoss,
         Fault::PauseRedis,
         Fault::Overload,
+        Fault::ColdTierOutage,
+        Fault::DualWriteFailure,
         Fault::Rebalance,
         Fault::ZombieProjector,
         Fault::PauseBroker,
@@ -79,6 +90,8 @@ impl Fault {
             Fault::RedisShardLoss => "redis-shard-loss",
             Fault::PauseRedis => "redis-pause",
             Fault::Overload => "overload",
+            Fault::ColdTierOutage => "cold-tier-outage",
+            Fault::DualWriteFailure => "dual-write-failure",
             Fault::Rebalance => "rebalance",
             Fault::ZombieProjector => "zombie-projector",
         }
@@ -94,9 +107,22 @@ impl Fault {
         matches!(self, Fault::SlowPostgres | Fault::PostgresBlackhole)
     }
 
-    /// Whether a second `shard,projector` process shares the partitions from the start.
-    pub fn needs_second_process(self) -> bool {
-        self == Fault::ZombieProjector
+    /// Whether records move to the cold tier during the scenario (a one-second hot and warm
+    /// life, a demoter running every 200 ms).
+    pub fn needs_cold_tier(self) -> bool {
+        self == Fault::ColdTierOutage
+    }
+
+    /// The roles of a second process that runs from the start, when the fault needs one: a
+    /// `shard,projector` sharing the partitions (the zombie), or the demoter on its own (so the
+    /// gateway's cold reads do not find the segments the demoter just wrote in a shared cache:
+    /// they must reach the object store).
+    pub fn second_process_roles_opt(self) -> Option<&'static str> {
+        match self {
+            Fault::ZombieProjector => Some("shard,projector"),
+            Fault::ColdTierOutage => Some("demoter"),
+            _ => None,
+        }
     }
 
     /// The counter of the gateway process that shows the fault from outside, when there is one
@@ -105,6 +131,8 @@ impl Fault {
         match self {
             Fault::Overload => Some("flk_rate_limited_total"),
             Fault::RedisShardLoss | Fault::PauseRedis => Some("flk_hot_cache_read_errors_total"),
+            Fault::ColdTierOutage => Some("flk_tier_cold_misses_total"),
+            Fault::DualWriteFailure => Some("flk_dedup_dual_write_errors_total"),
             _ => None,
         }
     }
@@ -187,6 +215,13 @@ pub async fn inject(fault: Fault, stage: &Stage<'_>) -> anyhow::Result<FaultOutc
             );
             outcome.extra_load_opt = Some(burst);
         }
+        Fault::ColdTierOutage => {
+            let reader = start_reader(stage);
+            let paused = pause_for(&["s3"], stage.hold).await;
+            outcome.reads_opt = Some(stop_reader(reader).await);
+            paused?;
+        }
+        Fault::DualWriteFailure => outcome.note = dual_write_failure(stage).await?,
         Fault::Rebalance => outcome.note = rebalance(stage).await?,
         Fault::ZombieProjector => outcome.note = zombie(stage).await?,
     }
@@ -318,6 +353,47 @@ impl ReadStats {
 /// The tenant's rate limit in an overload scenario, as a multiple of the steady load's rate:
 /// the steady load alone stays under it, the burst goes far past it.
 pub const OVERLOAD_FACTOR: f64 = 1.5;
+
+/// Starts a migration to the stack's Redis nodes plus a new one, waits until the running
+/// process writes to the new node too (dual write), kills the new node for the fault's
+/// duration, then rolls the migration back.
+async fn dual_write_failure(stage: &Stage<'_>) -> anyhow::Result<String> {
+    let deployment = stage.deployment;
+    let extra = ExtraRedis::start()?;
+    let mut nodes = deployment.stack.redis_urls.clone();
+    nodes.push(extra.url());
+    let spec = deployment.dir.join("dual-write.toml");
+    std::fs::write(
+        &spec,
+        format!("name = \"grow\"\n[target]\nnodes = {nodes:?}\n"),
+    )?;
+    run_flk(deployment, &["migrate", "plan", &spec.to_string_lossy()])?;
+    run_flk(deployment, &["migrate", "dual-write", "grow"])?;
+    // The process follows the ring: new decisions reach the new node once it has.
+    let prefix = format!("{}:*", deployment.id);
+    let url = extra.url();
+    wait_until(
+        "the running process to write to the new node (dual write)",
+        Duration::from_secs(60),
+        || async { (keys_on(&url, &prefix).await.ok()? > 0).then_some(()) },
+    )
+    .await?;
+    drop(extra);
+    tokio::time::sleep(stage.hold).await;
+    run_flk(deployment, &["migrate", "rollback", "grow", "--yes"])?;
+    Ok("migration to a fourth Redis node in dual write, the node killed, then rolled back".into())
+}
+
+/// How many keys matching `pattern` a Redis node holds.
+async fn keys_on(url: &str, pattern: &str) -> anyhow::Result<usize> {
+    let client = redis::Client::open(url)?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut connection)
+        .await?;
+    Ok(keys.len())
+}
 
 /// Two processes join, each waits for a partition, and both leave with a graceful stop.
 async fn rebalance(stage: &Stage<'_>) -> anyhow::Result<String> {

@@ -30,7 +30,7 @@ pub struct HistoryReport {
     pub wal_records: i64,
     /// Audit log entries.
     pub audit_entries: i64,
-    /// Dedup rows.
+    /// Stored first decisions: dedup rows and keys in the cold tier.
     pub dedup_rows: i64,
 }
 
@@ -110,8 +110,13 @@ pub async fn check(
     }
     // Every acknowledged record: exactly one dedup row whose outcome gives the status the client
     // was told.
+    // Warm rows and the keys demoted to the cold tier: both are stored first decisions.
     let rows = client
-        .query("SELECT tenant, pcs_id, outcome_code FROM dedup", &[])
+        .query(
+            "SELECT tenant, pcs_id, outcome_code FROM dedup \
+             UNION ALL SELECT tenant, pcs_id, outcome_code FROM cold_keys",
+            &[],
+        )
         .await?;
     let dedup: HashMap<(String, String), String> = rows
         .iter()
@@ -187,7 +192,8 @@ pub async fn check_load(
     Ok(report)
 }
 
-/// What the stores of `deployment` hold, for the history checker: dedup rows, the audit log,
+/// What the stores of `deployment` hold, for the history checker: dedup rows, the cold tier's
+/// key index, the audit log,
 /// every decision event of the decisions topic, and the hot cache entries of the keys
 /// `operations` touched.
 pub async fn observe(
@@ -198,6 +204,23 @@ pub async fn observe(
     let dedup = client
         .query(
             "SELECT tenant, pcs_id, encode(signed_digest, 'hex'), outcome_code FROM dedup",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            (
+                (row.get(0), row.get(1)),
+                Stored {
+                    digest: row.get(2),
+                    outcome_code: row.get(3),
+                },
+            )
+        })
+        .collect();
+    let cold = client
+        .query(
+            "SELECT tenant, pcs_id, encode(signed_digest, 'hex'), outcome_code FROM cold_keys",
             &[],
         )
         .await?
@@ -250,6 +273,7 @@ pub async fn observe(
     }
     Ok(Observed {
         dedup,
+        cold,
         cache: cached,
         audit,
         decisions: decision_sources(deployment).await?,

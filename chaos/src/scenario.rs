@@ -19,6 +19,7 @@ use crate::http::{metric_sum, metrics};
 use crate::link_proxy::LinkProxy;
 use crate::load::{self, LoadOptions};
 use crate::process::{FlkProcess, run_flk};
+use crate::wait_until;
 
 /// The secret of the scenario's tenant.
 const SECRET: &str = "chaos-secret";
@@ -35,12 +36,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The form `make test` runs: a few hundred records, faults of a few seconds.
+    /// The form `make test` runs: a few hundred records, faults of five seconds (longer than
+    /// the gateway's 3 s cold read deadline, so a frozen object store shows as misses).
     pub fn short() -> Self {
         Plan {
             records: 400,
             rate_per_second: 50.0,
-            hold: Duration::from_secs(4),
+            hold: Duration::from_secs(5),
         }
     }
 
@@ -115,8 +117,20 @@ pub async fn run(fault: Fault, plan: &Plan) -> anyhow::Result<Row> {
         let limit = plan.rate_per_second * OVERLOAD_FACTOR;
         tenant.rate_opt = Some((limit, limit));
     }
+    if fault.needs_cold_tier() {
+        // Out of the hot tier a second after the decision, so lookups reach the warm or cold
+        // tier; out of the warm tier a second later.
+        tenant.settings_toml = "hot_ttl_secs = 1\n".to_owned();
+    }
     let mut deployment = Deployment::new(vec![tenant])?;
     deployment.decision_timeout_ms = 5_000;
+    if fault.needs_cold_tier() {
+        deployment.extra_toml = "[tenants.default.tiering]\nwarm_ttl_secs = 1\n\
+             allow_warm_below_dedup_window = true\n\
+             [tiering]\ndemote_interval_ms = 200\nsegment_max_entries = 200\n\
+             segment_max_wait_ms = 0\n"
+            .to_owned();
+    }
     let postgres_proxy_opt = if fault.needs_postgres_proxy() {
         let (proxy, url) = proxy_in_front_of_postgres(&deployment).await?;
         deployment.flk_postgres_url_opt = Some(url);
@@ -136,10 +150,9 @@ async fn run_on(
     postgres_proxy_opt: Option<&LinkProxy>,
 ) -> anyhow::Result<Row> {
     let main = FlkProcess::start(deployment, "gateway,shard,projector", "main")?;
-    let second_opt = if fault.needs_second_process() {
-        Some(FlkProcess::start(deployment, "shard,projector", "second")?)
-    } else {
-        None
+    let second_opt = match fault.second_process_roles_opt() {
+        Some(roles) => Some(FlkProcess::start(deployment, roles, "second")?),
+        None => None,
     };
     let client = reqwest::Client::new();
     let watched_before = watched_metric(fault, &client, &main).await?;
@@ -166,6 +179,15 @@ async fn run_on(
     ));
     let warm_up = (plan.records / 5).clamp(20, 2_000) as usize;
     load::wait_for_progress(&progress, warm_up, Duration::from_secs(120)).await?;
+
+    if fault.needs_cold_tier() {
+        wait_until(
+            "records to reach the cold tier",
+            Duration::from_secs(60),
+            || async { (cold_keys(deployment).await.ok()? > 0).then_some(()) },
+        )
+        .await?;
+    }
 
     let fault_started = clock.elapsed();
     let stage = Stage {
@@ -257,6 +279,16 @@ async fn run_on(
         }),
         note: outcome.note,
     })
+}
+
+/// Keys in the cold tier's index.
+async fn cold_keys(deployment: &Deployment) -> anyhow::Result<i64> {
+    Ok(deployment
+        .postgres()
+        .await?
+        .query_one("SELECT count(*) FROM cold_keys", &[])
+        .await?
+        .get(0))
 }
 
 /// A proxy on a free local port in front of the stack's Postgres, and the URL that goes through

@@ -7,7 +7,13 @@
 //! region b acknowledges for the failed-over client; RPO before catch-up, the records region a
 //! acknowledged that region b did not hold at the kill (count and the time they span); and, once
 //! region a's processes are back, the catch-up time. Asserted: after the catch-up every record
-//! region a ever acknowledged is decided in region b with the same signed digest (RPO 0).
+//! region a ever acknowledged is decided in region b with the same signed digest (RPO 0), and the
+//! history checker finds nothing wrong in region b over every attempt of the client.
+//!
+//! The regions reach each other through link proxies that delay every chunk by
+//! `FLK_DRILL_LINK_DELAY_MS` each way (100 ms by default: a cross-region round trip), so the
+//! replication runs behind as it does between real regions and the RPO before catch-up is what
+//! such a delay costs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -15,8 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chaos::checker::{Operation, analyse};
 use chaos::deployment::{Deployment, TestTenant, two_regions};
+use chaos::history;
 use chaos::http::submit_json;
+use chaos::link_proxy::LinkProxy;
+use chaos::load::operation_of;
 use chaos::process::FlkProcess;
 use chaos::records::{pcs_id, signed_record};
 use chaos::wait_until;
@@ -52,7 +62,15 @@ async fn rows_from_a(deployment: &Deployment) -> BTreeMap<String, (String, i64)>
 async fn failover_to_region_b_loses_nothing_region_a_acknowledged() {
     let rate = env_number("FLK_DRILL_RATE", 250).max(1);
     let kill_after = env_number("FLK_DRILL_RECORDS", 500) / 2;
-    let (a, b) = two_regions(|| vec![TestTenant::signed("default", SECRET)], false).unwrap();
+    let delay = Duration::from_millis(env_number("FLK_DRILL_LINK_DELAY_MS", 100));
+    let (a, b) = two_regions(|| vec![TestTenant::signed("default", SECRET)], true).unwrap();
+    let mut proxies = Vec::new();
+    for region in [&a, &b] {
+        let (upstream, address) = region.stack.link().unwrap();
+        let proxy = LinkProxy::start(&address, &upstream).await.unwrap();
+        proxy.set_latency(delay);
+        proxies.push(proxy);
+    }
     let roles = "gateway,shard,projector,replicator";
     let mut flk_a = FlkProcess::start(&a, roles, "region-a").unwrap();
     let flk_b = FlkProcess::start(&b, roles, "region-b").unwrap();
@@ -60,9 +78,14 @@ async fn failover_to_region_b_loses_nothing_region_a_acknowledged() {
     // The client: one new record every 1/rate s to region a, each in its own task; what region
     // a acknowledges (200/202: decided and committed there) is recorded.
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Every attempt, to either region, for the history checker.
+    let operations: Arc<Mutex<Vec<Operation>>> = Arc::default();
+    let started = Instant::now();
+    let since_start = move || started.elapsed().as_millis() as u64;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        let (acknowledged, operations, stop) =
+            (acknowledged.clone(), operations.clone(), stop.clone());
         let url = flk_a.url().to_owned();
         tokio::spawn(async move {
             let client = reqwest::Client::new();
@@ -73,10 +96,22 @@ async fn failover_to_region_b_loses_nothing_region_a_acknowledged() {
                 ticks.tick().await;
                 let record = signed_record(seed, SECRET);
                 seed += 1;
-                let (client, url, acknowledged) =
-                    (client.clone(), url.clone(), acknowledged.clone());
+                let (client, url, acknowledged, operations) = (
+                    client.clone(),
+                    url.clone(),
+                    acknowledged.clone(),
+                    operations.clone(),
+                );
                 sends.spawn(async move {
-                    if let Ok(answer) = submit_json(&client, &url, None, &record).await {
+                    let invoked_at_ms = since_start();
+                    let answered = submit_json(&client, &url, None, &record).await;
+                    operations.lock().unwrap().push(operation_of(
+                        &record,
+                        "default",
+                        (invoked_at_ms, since_start()),
+                        &answered,
+                    ));
+                    if let Ok(answer) = answered {
                         if answer.status == 200 || answer.status == 202 {
                             acknowledged.lock().unwrap().push(pcs_id(&record));
                         }
@@ -104,7 +139,15 @@ async fn failover_to_region_b_loses_nothing_region_a_acknowledged() {
     let rto = loop {
         let record = signed_record(seed, SECRET);
         seed += 1;
-        if let Ok(answer) = submit_json(&client, flk_b.url(), None, &record).await {
+        let invoked_at_ms = since_start();
+        let answered = submit_json(&client, flk_b.url(), None, &record).await;
+        operations.lock().unwrap().push(operation_of(
+            &record,
+            "default",
+            (invoked_at_ms, since_start()),
+            &answered,
+        ));
+        if let Ok(answer) = answered {
             if answer.status == 200 || answer.status == 202 {
                 break killed_at.elapsed();
             }
@@ -156,20 +199,29 @@ async fn failover_to_region_b_loses_nothing_region_a_acknowledged() {
             "{pcs_id}: the same record in both regions"
         );
     }
+    // Every attempt of the client, judged against region b's stores.
+    let operations = operations.lock().unwrap().clone();
+    let observed = history::observe(&b, &operations).await.unwrap();
+    let anomalies = analyse(&operations, &observed);
+    assert!(anomalies.is_empty(), "{}", history::describe(&anomalies));
     println!(
-        "drill failover: {} records acknowledged by region a at {rate}/s before and during the \
-         kill; RTO (kill to the first record region b acknowledged for the failed-over client) \
+        "drill failover (link delayed {} ms each way): {} records acknowledged by region a at \
+         {rate}/s before and during the kill; RTO (kill to the first record region b acknowledged for the failed-over client) \
          {} ms; RPO before catch-up: {} acknowledged records not yet in region b, spanning {} ms \
-         of receipts; after region a's processes restarted, caught up in {} ms: RPO 0",
+         of receipts; after region a's processes restarted, caught up in {} ms: RPO 0; history \
+         checker over {} attempts: no anomaly in region b",
+        delay.as_millis(),
         acknowledged_in_a.len(),
         rto.as_millis(),
         missing.len(),
         span_ms,
-        catch_up.as_millis()
+        catch_up.as_millis(),
+        operations.len()
     );
 
     drop(flk_a);
     drop(flk_b);
+    drop(proxies);
     a.cleanup().await;
     b.cleanup().await;
 }

@@ -267,6 +267,10 @@ pub struct GatewayConfig {
     pub address_rate_per_second: f64,
     /// Burst allowed per client address.
     pub address_rate_burst: f64,
+    /// Longest a lookup waits for the object store when the entry is in the cold tier; past it
+    /// the answer is 503 `cold_tier_unavailable` (a frozen or partitioned store answers
+    /// nothing, and the lookup must not hang until the client gives up).
+    pub cold_read_timeout_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -283,6 +287,7 @@ impl Default for GatewayConfig {
             // this size (docs/benchmarks.md: about 1,000 signed submissions/s per 2 cores).
             address_rate_per_second: 2_000.0,
             address_rate_burst: 4_000.0,
+            cold_read_timeout_ms: 3_000,
         }
     }
 }
@@ -296,6 +301,11 @@ impl GatewayConfig {
     /// The body deadline as a duration.
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
+    }
+
+    /// The cold read deadline as a duration.
+    pub fn cold_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.cold_read_timeout_ms)
     }
 }
 
@@ -653,6 +663,9 @@ impl Config {
         }
         if self.gateway.max_body_bytes == 0 {
             return Err(invalid("gateway.max_body_bytes", "must be positive"));
+        }
+        if self.gateway.cold_read_timeout_ms == 0 {
+            return Err(invalid("gateway.cold_read_timeout_ms", "must be positive"));
         }
         if self.gateway.body_timeout_ms == 0 {
             return Err(invalid("gateway.body_timeout_ms", "must be positive"));

@@ -3,7 +3,7 @@
 //! fault, the history checker and a replay; the exit code is non-zero when any finds anything.
 //!
 //! Usage: `flk-chaos [--records N] [--only NAME,NAME...]` (N records per scenario, default
-//! 10,000: eleven scenarios make over 100,000 records). Needs the stack
+//! 10,000: twelve scenarios make over 100,000 records). Needs the stack
 //! (`infra/scripts/stack.sh up` and `. .local/stack/env.sh`) and a built `flk`
 //! (`$FLK_BIN` or `target/debug/flk`).
 //!

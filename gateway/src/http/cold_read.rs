@@ -36,10 +36,15 @@ pub async fn lookup(
     };
     let started = Instant::now();
     let metrics = &state.metrics;
-    let read = state
-        .cold
-        .entry(&key.segment, pcs_id)
+    let deadline = state.config.cold_read_timeout();
+    let read = tokio::time::timeout(deadline, state.cold.entry(&key.segment, pcs_id))
         .await
+        .unwrap_or_else(|_| {
+            Err(ColdReadError::Unavailable(format!(
+                "no answer from the object store within {} ms",
+                deadline.as_millis()
+            )))
+        })
         .and_then(|(entry, from_cache)| {
             if entry.signed_digest == hex::encode(key.signed_digest) && entry.tenant == tenant {
                 Ok((entry, from_cache))
