@@ -201,40 +201,8 @@ pub async fn observe(
     operations: &[Operation],
 ) -> anyhow::Result<Observed> {
     let client = deployment.postgres().await?;
-    let dedup = client
-        .query(
-            "SELECT tenant, pcs_id, encode(signed_digest, 'hex'), outcome_code FROM dedup",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|row| {
-            (
-                (row.get(0), row.get(1)),
-                Stored {
-                    digest: row.get(2),
-                    outcome_code: row.get(3),
-                },
-            )
-        })
-        .collect();
-    let cold = client
-        .query(
-            "SELECT tenant, pcs_id, encode(signed_digest, 'hex'), outcome_code FROM cold_keys",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|row| {
-            (
-                (row.get(0), row.get(1)),
-                Stored {
-                    digest: row.get(2),
-                    outcome_code: row.get(3),
-                },
-            )
-        })
-        .collect();
+    let dedup = stored_decisions(&client, "dedup").await?;
+    let cold = stored_decisions(&client, "cold_keys").await?;
     let audit = client
         .query(
             "SELECT source_topic, source_partition, source_offset, tenant, pcs_id, \
@@ -279,6 +247,33 @@ pub async fn observe(
         decisions: decision_sources(deployment).await?,
         state_hashes_opt: None,
     })
+}
+
+/// The first decisions `table` holds (`dedup`, the warm tier, or `cold_keys`, the cold tier's
+/// index: both keep the tenant, id, signed digest and outcome code of each).
+async fn stored_decisions(
+    client: &tokio_postgres::Client,
+    table: &str,
+) -> anyhow::Result<BTreeMap<(String, String), Stored>> {
+    Ok(client
+        .query(
+            &format!(
+                "SELECT tenant, pcs_id, encode(signed_digest, 'hex'), outcome_code FROM {table}"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            (
+                (row.get(0), row.get(1)),
+                Stored {
+                    digest: row.get(2),
+                    outcome_code: row.get(3),
+                },
+            )
+        })
+        .collect())
 }
 
 /// Source coordinates of every event in the deployment's decisions topic.
