@@ -124,7 +124,7 @@ pub fn lease_duration(tiering: &TieringConfig) -> Duration {
 pub async fn take_lease(deps: &DemotionDeps, owner: &str) -> Result<Lease, CycleError> {
     let lease_ms = i64::try_from(lease_duration(&deps.tiering).as_millis()).unwrap_or(i64::MAX);
     deps.store
-        .take_tier_lease(owner, now_ms(), lease_ms)
+        .take_tier_lease(owner, lease_ms)
         .await?
         .ok_or(CycleError::Standby)
 }

@@ -167,6 +167,9 @@ pub struct Deployment {
     pub flk_postgres_url_opt: Option<String>,
     /// Where the `flk` processes reach Redis, when not at the stack's addresses.
     pub flk_redis_urls_opt: Option<Vec<String>>,
+    /// Where the `flk` processes reach Kafka, when not at the stack's address (a fault proxy in
+    /// front of a listener that advertises the proxy).
+    pub flk_brokers_opt: Option<String>,
 }
 
 impl Deployment {
@@ -194,6 +197,7 @@ impl Deployment {
             extra_toml: String::new(),
             flk_postgres_url_opt: None,
             flk_redis_urls_opt: None,
+            flk_brokers_opt: None,
         })
     }
 
@@ -202,6 +206,13 @@ impl Deployment {
         self.flk_postgres_url_opt
             .as_deref()
             .unwrap_or(&self.stack.postgres_url)
+    }
+
+    /// The Kafka bootstrap servers the `flk` processes are given.
+    pub fn flk_brokers(&self) -> &str {
+        self.flk_brokers_opt
+            .as_deref()
+            .unwrap_or(&self.stack.brokers)
     }
 
     /// The Redis URLs the `flk` processes are given.
@@ -229,7 +240,7 @@ impl Deployment {
              [redis]\nurls = {:?}\nkey_prefix = \"{}\"\n\
              [gateway]\nlisten = \"127.0.0.1:0\"\ndecision_timeout_ms = {}\nmax_body_bytes = {}\nworkers = 2\n",
             self.region,
-            self.stack.brokers,
+            self.flk_brokers(),
             self.topic_prefix,
             self.partitions,
             self.flk_postgres_url(),

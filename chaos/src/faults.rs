@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::deployment::Deployment;
+use crate::fixtures::Fixtures;
 use crate::link_proxy::LinkProxy;
 use crate::load::{self, LoadOptions, LoadResult};
 use crate::process::{FlkProcess, run_flk, stack};
@@ -55,6 +56,20 @@ pub enum Fault {
     /// A second process sharing the partitions frozen until its partitions moved, then woken
     /// (a zombie owner whose stale writes must be fenced).
     ZombieProjector,
+    /// Every Redis node reached through a fault proxy: 50 ms each way and 64 KiB/s for half the
+    /// fault's duration, then every connection dropped and new ones held silent (a blackhole).
+    RedisLinkFaults,
+    /// Kafka reached through a fault proxy (the broker's LINK listener advertises it): 20 ms
+    /// each way and 512 KiB/s for half the fault's duration, then a blackhole.
+    BrokerLinkFaults,
+    /// The disk under the deployment's tables fills up (a ballast file on a small tmpfs
+    /// tablespace) for the fault's duration, then is freed.
+    PostgresDiskFull,
+    /// A process whose clock runs ten minutes ahead (`clock_offset_ms`) joins as shard,
+    /// projector and second demoter while records move to the cold tier, and leaves after the
+    /// fault's duration. The demoter lease must stay with its holder: expiry is judged by the
+    /// database's clock.
+    ClockSkew,
 }
 
 /// The Redis node a shard-loss scenario kills (one of the stack's three).
@@ -62,18 +77,22 @@ const LOST_REDIS_PORT: &str = "16380";
 
 impl Fault {
     /// Every fault, in the order `flk-chaos` runs them.
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 17] = [
         Fault::SlowPostgres,
         Fault::PostgresBlackhole,
         Fault::PausePostgres,
         Fault::KillPostgres,
+        Fault::PostgresDiskFull,
         Fault::RedisShardLoss,
         Fault::PauseRedis,
+        Fault::RedisLinkFaults,
         Fault::Overload,
         Fault::ColdTierOutage,
         Fault::DualWriteFailure,
         Fault::Rebalance,
         Fault::ZombieProjector,
+        Fault::ClockSkew,
+        Fault::BrokerLinkFaults,
         Fault::PauseBroker,
         Fault::KillBroker,
     ];
@@ -94,6 +113,10 @@ impl Fault {
             Fault::DualWriteFailure => "dual-write-failure",
             Fault::Rebalance => "rebalance",
             Fault::ZombieProjector => "zombie-projector",
+            Fault::RedisLinkFaults => "redis-link-faults",
+            Fault::BrokerLinkFaults => "broker-link-faults",
+            Fault::PostgresDiskFull => "postgres-disk-full",
+            Fault::ClockSkew => "clock-skew",
         }
     }
 
@@ -102,25 +125,20 @@ impl Fault {
         Fault::ALL.into_iter().find(|fault| fault.name() == name)
     }
 
-    /// Whether `flk` must reach Postgres through a fault proxy.
-    pub fn needs_postgres_proxy(self) -> bool {
-        matches!(self, Fault::SlowPostgres | Fault::PostgresBlackhole)
-    }
-
     /// Whether records move to the cold tier during the scenario (a one-second hot and warm
     /// life, a demoter running every 200 ms).
     pub fn needs_cold_tier(self) -> bool {
-        self == Fault::ColdTierOutage
+        matches!(self, Fault::ColdTierOutage | Fault::ClockSkew)
     }
 
     /// The roles of a second process that runs from the start, when the fault needs one: a
     /// `shard,projector` sharing the partitions (the zombie), or the demoter on its own (so the
     /// gateway's cold reads do not find the segments the demoter just wrote in a shared cache:
-    /// they must reach the object store).
+    /// they must reach the object store; the demoter whose lease a skewed clock must not take).
     pub fn second_process_roles_opt(self) -> Option<&'static str> {
         match self {
             Fault::ZombieProjector => Some("shard,projector"),
-            Fault::ColdTierOutage => Some("demoter"),
+            Fault::ColdTierOutage | Fault::ClockSkew => Some("demoter"),
             _ => None,
         }
     }
@@ -130,7 +148,9 @@ impl Fault {
     pub fn watched_metric_opt(self) -> Option<&'static str> {
         match self {
             Fault::Overload => Some("flk_rate_limited_total"),
-            Fault::RedisShardLoss | Fault::PauseRedis => Some("flk_hot_cache_read_errors_total"),
+            Fault::RedisShardLoss | Fault::PauseRedis | Fault::RedisLinkFaults => {
+                Some("flk_hot_cache_read_errors_total")
+            }
             Fault::ColdTierOutage => Some("flk_tier_cold_misses_total"),
             Fault::DualWriteFailure => Some("flk_dedup_dual_write_errors_total"),
             _ => None,
@@ -147,8 +167,8 @@ pub struct Stage<'a> {
     pub main: &'a FlkProcess,
     /// The second process, for faults that need one.
     pub second_opt: Option<&'a FlkProcess>,
-    /// The proxy `flk` reaches Postgres through, for faults that need one.
-    pub postgres_proxy_opt: Option<&'a LinkProxy>,
+    /// The proxies and the small disk the fault needs.
+    pub fixtures: &'a Fixtures,
     /// Acknowledged records of the steady load so far.
     pub progress: &'a AtomicUsize,
     /// How long a timed fault lasts.
@@ -185,7 +205,7 @@ pub async fn inject(fault: Fault, stage: &Stage<'_>) -> anyhow::Result<FaultOutc
             paused?;
         }
         Fault::SlowPostgres => {
-            let proxy = proxy_of(stage)?;
+            let proxy = postgres_proxy(stage)?;
             proxy.set_latency(Duration::from_millis(20));
             proxy.set_bandwidth(256 * 1024);
             tokio::time::sleep(stage.hold).await;
@@ -193,7 +213,7 @@ pub async fn inject(fault: Fault, stage: &Stage<'_>) -> anyhow::Result<FaultOutc
             proxy.set_bandwidth(0);
         }
         Fault::PostgresBlackhole => {
-            let proxy = proxy_of(stage)?;
+            let proxy = postgres_proxy(stage)?;
             proxy.cut();
             tokio::time::sleep(stage.hold).await;
             proxy.heal();
@@ -224,6 +244,24 @@ pub async fn inject(fault: Fault, stage: &Stage<'_>) -> anyhow::Result<FaultOutc
         Fault::DualWriteFailure => outcome.note = dual_write_failure(stage).await?,
         Fault::Rebalance => outcome.note = rebalance(stage).await?,
         Fault::ZombieProjector => outcome.note = zombie(stage).await?,
+        Fault::RedisLinkFaults => {
+            let proxies: Vec<&LinkProxy> = stage.fixtures.redis_proxies.iter().collect();
+            anyhow::ensure!(
+                !proxies.is_empty(),
+                "this fault needs proxies in front of Redis"
+            );
+            let reader = start_reader(stage);
+            slow_then_silent(&proxies, Duration::from_millis(50), 64 * 1024, stage.hold).await;
+            outcome.reads_opt = Some(stop_reader(reader).await);
+        }
+        Fault::BrokerLinkFaults => {
+            let proxy = stage.fixtures.broker_proxy_opt.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("this fault needs a proxy in front of the broker")
+            })?;
+            slow_then_silent(&[proxy], Duration::from_millis(20), 512 * 1024, stage.hold).await;
+        }
+        Fault::PostgresDiskFull => outcome.note = disk_full(stage).await?,
+        Fault::ClockSkew => outcome.note = clock_skew(stage).await?,
     }
     Ok(outcome)
 }
@@ -244,10 +282,125 @@ async fn pause_for(services: &[&str], hold: Duration) -> anyhow::Result<()> {
     stack(&args).await
 }
 
-fn proxy_of<'a>(stage: &Stage<'a>) -> anyhow::Result<&'a LinkProxy> {
+fn postgres_proxy<'a>(stage: &Stage<'a>) -> anyhow::Result<&'a LinkProxy> {
     stage
+        .fixtures
         .postgres_proxy_opt
+        .as_ref()
         .ok_or_else(|| anyhow::anyhow!("this fault needs a proxy in front of Postgres"))
+}
+
+/// Slows every link of `proxies` (latency each way, a bandwidth cap) for half of `hold`, then
+/// drops their connections and holds new ones silent for the other half, then heals them.
+async fn slow_then_silent(
+    proxies: &[&LinkProxy],
+    latency: Duration,
+    bytes_per_second: u64,
+    hold: Duration,
+) {
+    for proxy in proxies {
+        proxy.set_latency(latency);
+        proxy.set_bandwidth(bytes_per_second);
+    }
+    tokio::time::sleep(hold / 2).await;
+    for proxy in proxies {
+        proxy.cut();
+    }
+    tokio::time::sleep(hold / 2).await;
+    for proxy in proxies {
+        proxy.set_latency(Duration::ZERO);
+        proxy.set_bandwidth(0);
+        proxy.heal();
+    }
+}
+
+/// Fills the small disk under the deployment's tables for the fault's duration, then frees it.
+/// Postgres must have refused to grow a table meanwhile (the main process logged it), or the
+/// fault did not happen.
+async fn disk_full(stage: &Stage<'_>) -> anyhow::Result<String> {
+    let disk = stage
+        .fixtures
+        .small_disk_opt
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("this fault needs a small disk under Postgres"))?;
+    let full_before = no_space_errors(stage.main);
+    let ballast = disk.fill()?;
+    let refused = wait_until(
+        "Postgres to refuse a write for want of space",
+        stage.hold.max(Duration::from_secs(30)),
+        || async { (no_space_errors(stage.main) > full_before).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(stage.hold).await;
+    disk.free()?;
+    refused?;
+    Ok(format!(
+        "disk under the tables filled ({} MiB of ballast), {} writes refused for want of space",
+        ballast / (1024 * 1024),
+        no_space_errors(stage.main) - full_before
+    ))
+}
+
+/// Lines of a process's log that report a full disk.
+fn no_space_errors(process: &FlkProcess) -> usize {
+    process.log().matches("No space left on device").count()
+}
+
+/// How far ahead the skewed process's clock runs: far past the demoter lease (30 s).
+const CLOCK_SKEW_MS: i64 = 600_000;
+
+/// A process whose clock runs ahead joins as shard, projector and demoter, works beside the
+/// others for the fault's duration, and leaves. The demoter lease must not change hands.
+async fn clock_skew(stage: &Stage<'_>) -> anyhow::Result<String> {
+    let lease_before = wait_until(
+        "the demoter to hold the tier lease",
+        Duration::from_secs(60),
+        || async { demoter_lease(stage.deployment).await.ok().flatten() },
+    )
+    .await?;
+    let offset = CLOCK_SKEW_MS.to_string();
+    let mut skewed = FlkProcess::start_with_env(
+        stage.deployment,
+        "shard,projector,demoter",
+        "skewed",
+        &[("FLK_CLOCK_OFFSET_MS", &offset)],
+    )?;
+    wait_until(
+        "the skewed process to claim a partition",
+        Duration::from_secs(90),
+        || async { skewed.log().contains("partition claimed").then_some(()) },
+    )
+    .await?;
+    wait_for_more(stage.progress, 20).await?;
+    tokio::time::sleep(stage.hold).await;
+    let lease_after = demoter_lease(stage.deployment).await?;
+    skewed.stop(Duration::from_secs(30)).await?;
+    anyhow::ensure!(
+        skewed.log().contains("clock is shifted"),
+        "the skewed process did not report its shifted clock"
+    );
+    anyhow::ensure!(
+        lease_after.as_ref() == Some(&lease_before),
+        "the demoter lease changed hands while a process whose clock runs {CLOCK_SKEW_MS} ms \
+         ahead was running: {lease_before:?} -> {lease_after:?}"
+    );
+    Ok(format!(
+        "a process {} s ahead decided, projected and stood by as demoter; lease stayed with \
+         {} (epoch {})",
+        CLOCK_SKEW_MS / 1_000,
+        lease_before.0,
+        lease_before.1
+    ))
+}
+
+/// The demoter lease's (owner, epoch), if one was ever taken.
+async fn demoter_lease(deployment: &Deployment) -> anyhow::Result<Option<(String, i64)>> {
+    Ok(deployment
+        .postgres()
+        .await?
+        .query_opt("SELECT owner, epoch FROM tier_lease", &[])
+        .await?
+        .map(|row| (row.get(0), row.get(1))))
 }
 
 /// Sends records at four times the tenant's limit for the fault's duration, beside the steady

@@ -3,7 +3,9 @@
 //! - [`bad_input`]: the corpus of malformed and hostile submissions with their exact answers;
 //! - [`checker`]: the history checker's judgement (anomalies of a history against the stores), pure;
 //! - [`faults`]: the faults a scenario injects (kills, pauses, a slow or silent link, overload,
-//!   rebalance, a zombie owner) and how each is healed;
+//!   rebalance, a zombie owner, a full disk, a skewed clock) and how each is healed;
+//! - [`fixtures`]: what a fault needs before the processes start (proxies in front of Postgres,
+//!   Redis or Kafka; [`small_disk`], a tmpfs tablespace that a scenario fills);
 //! - [`scenario`]: one fault under a paced load, judged by the checker and a replay (a row of
 //!   `flk-chaos`'s table);
 //! - [`deployment`]: a throwaway FLK deployment on the real local stack (its own topic prefix,
@@ -24,6 +26,7 @@ pub mod bad_input;
 pub mod checker;
 pub mod deployment;
 pub mod faults;
+pub mod fixtures;
 pub mod history;
 pub mod history_file;
 pub mod http;
@@ -34,6 +37,7 @@ pub mod prometheus;
 pub mod records;
 pub mod redis_node;
 pub mod scenario;
+pub mod small_disk;
 
 use std::time::{Duration, Instant};
 

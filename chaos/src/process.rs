@@ -208,7 +208,7 @@ impl Drop for FlkProcess {
 fn flk_command(deployment: &Deployment) -> anyhow::Result<Command> {
     let mut command = Command::new(flk_binary()?);
     command
-        .env("FLK_KAFKA_BROKERS", &deployment.stack.brokers)
+        .env("FLK_KAFKA_BROKERS", deployment.flk_brokers())
         .env("FLK_POSTGRES_URL", deployment.flk_postgres_url())
         .env("FLK_REDIS_URLS", deployment.flk_redis_urls().join(","));
     Ok(command)

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use crate::checker::{Anomaly, Answer, Operation, analyse};
 use crate::deployment::{Deployment, TestTenant};
 use crate::faults::{self, Fault, OVERLOAD_FACTOR, Stage};
+use crate::fixtures::Fixtures;
 use crate::history;
 use crate::http::{metric_sum, metrics};
-use crate::link_proxy::LinkProxy;
 use crate::load::{self, LoadOptions};
 use crate::process::{FlkProcess, run_flk};
 use crate::wait_until;
@@ -131,15 +131,16 @@ pub async fn run(fault: Fault, plan: &Plan) -> anyhow::Result<Row> {
              segment_max_wait_ms = 0\n"
             .to_owned();
     }
-    let postgres_proxy_opt = if fault.needs_postgres_proxy() {
-        let (proxy, url) = proxy_in_front_of_postgres(&deployment).await?;
-        deployment.flk_postgres_url_opt = Some(url);
-        Some(proxy)
-    } else {
-        None
+    let fixtures = match Fixtures::prepare(fault, &mut deployment).await {
+        Ok(fixtures) => fixtures,
+        Err(error) => {
+            deployment.cleanup().await;
+            return Err(error);
+        }
     };
-    let result = run_on(fault, plan, &deployment, postgres_proxy_opt.as_ref()).await;
+    let result = run_on(fault, plan, &deployment, &fixtures).await;
     deployment.cleanup().await;
+    fixtures.remove(&deployment).await;
     result
 }
 
@@ -147,7 +148,7 @@ async fn run_on(
     fault: Fault,
     plan: &Plan,
     deployment: &Deployment,
-    postgres_proxy_opt: Option<&LinkProxy>,
+    fixtures: &Fixtures,
 ) -> anyhow::Result<Row> {
     let main = FlkProcess::start(deployment, "gateway,shard,projector", "main")?;
     let second_opt = match fault.second_process_roles_opt() {
@@ -194,7 +195,7 @@ async fn run_on(
         deployment,
         main: &main,
         second_opt: second_opt.as_ref(),
-        postgres_proxy_opt,
+        fixtures,
         progress: &progress,
         hold: plan.hold,
         secret: SECRET,
@@ -291,23 +292,6 @@ async fn cold_keys(deployment: &Deployment) -> anyhow::Result<i64> {
         .get(0))
 }
 
-/// A proxy on a free local port in front of the stack's Postgres, and the URL that goes through
-/// it.
-async fn proxy_in_front_of_postgres(
-    deployment: &Deployment,
-) -> anyhow::Result<(LinkProxy, String)> {
-    let url = &deployment.stack.postgres_url;
-    let (scheme_user, rest) = url
-        .split_once('@')
-        .ok_or_else(|| anyhow::anyhow!("postgres URL without a host: {url}"))?;
-    let (address, database) = rest.split_once('/').unwrap_or((rest, ""));
-    let free = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let listen = free.local_addr()?.to_string();
-    drop(free);
-    let proxy = LinkProxy::start(&listen, address).await?;
-    Ok((proxy, format!("{scheme_user}@{listen}/{database}")))
-}
-
 /// The fault's watched counter in the gateway process (0 without one).
 async fn watched_metric(
     fault: Fault,
@@ -320,7 +304,6 @@ async fn watched_metric(
     Ok(metric_sum(&metrics(client, main.url()).await?, name, &[]))
 }
 
-/// `flk state-hash` and the hash a replay (into a side schema, not swapped in) rebuilds.
 /// `flk state-hash` and the hash a replay into a side schema rebuilds (not swapped in), each
 /// run by `run_flk` (the `flk` arguments in, its stdout out).
 pub fn live_and_replayed_state_hashes(

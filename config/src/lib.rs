@@ -90,6 +90,10 @@ pub struct Config {
     pub divergence: DivergenceConfig,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// Shifts this process's wall clock by this many milliseconds (`FLK_CLOCK_OFFSET_MS`; 0 by
+    /// default). For fault tests of what depends on time (leases, tier ages, heartbeat lag):
+    /// never set it in production. At most a week either way.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             replication: ReplicationConfig::default(),
             divergence: DivergenceConfig::default(),
             tenants,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -519,6 +524,9 @@ impl std::fmt::Debug for KeyConfig {
     }
 }
 
+/// The largest clock shift a process accepts: a week, far beyond any TTL a test needs.
+const MAX_CLOCK_OFFSET_MS: u64 = 7 * 24 * 3_600 * 1_000;
+
 impl Config {
     /// Reads `path` (or defaults when `None`), applies `FLK_*` overrides from `env`, validates.
     pub fn load(
@@ -602,6 +610,11 @@ impl Config {
         if let Some(value) = get("FLK_METRICS_LISTEN") {
             self.telemetry.metrics_listen_opt = Some(value);
         }
+        if let Some(value) = get("FLK_CLOCK_OFFSET_MS") {
+            self.clock_offset_ms = value
+                .parse()
+                .map_err(|_| invalid("FLK_CLOCK_OFFSET_MS", "must be an integer"))?;
+        }
         if let Some(value) = get("FLK_TRACE_SAMPLE_RATIO") {
             self.telemetry.sample_ratio = value
                 .parse()
@@ -614,6 +627,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.region.is_empty() {
             return Err(invalid("region", "must not be empty"));
+        }
+        if self.clock_offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS {
+            return Err(invalid(
+                "clock_offset_ms",
+                "must be within a week (604800000 ms) either way",
+            ));
         }
         if self.kafka.brokers.is_empty() {
             return Err(invalid("kafka.brokers", "must not be empty"));
@@ -833,6 +852,22 @@ mod tests {
     #[test]
     fn defaults_validate() {
         Config::load(None, &HashMap::new()).unwrap();
+    }
+
+    #[test]
+    fn clock_offset_from_toml_or_env_within_a_week() {
+        assert_eq!(Config::default().clock_offset_ms, 0);
+        let config = Config::load_from_text("clock_offset_ms = -5000\n", &HashMap::new()).unwrap();
+        assert_eq!(config.clock_offset_ms, -5_000);
+        let env = HashMap::from([("FLK_CLOCK_OFFSET_MS".to_owned(), "600000".to_owned())]);
+        assert_eq!(Config::load(None, &env).unwrap().clock_offset_ms, 600_000);
+        let env = HashMap::from([("FLK_CLOCK_OFFSET_MS".to_owned(), "ten".to_owned())]);
+        let error = Config::load(None, &env).unwrap_err().to_string();
+        assert!(error.contains("FLK_CLOCK_OFFSET_MS"), "{error}");
+        let error = Config::load_from_text("clock_offset_ms = 604800001\n", &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("clock_offset_ms"), "{error}");
     }
 
     #[test]

@@ -166,19 +166,22 @@ impl crate::ProjectionStore {
     pub async fn take_tier_lease(
         &self,
         owner: &str,
-        now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Lease>, StoreError> {
         let client = self.client().await?;
+        // Expiry is judged by the database's clock, the one clock every demoter shares: a
+        // demoter whose host clock runs ahead must not find a live lease expired and take it.
         let row = client
             .query_opt(
-                "INSERT INTO tier_lease (name, owner, epoch, expires_at_ms) VALUES ($1, $2, 1, $3) \
+                "INSERT INTO tier_lease (name, owner, epoch, expires_at_ms) \
+                 SELECT $1, $2, 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $3 \
                  ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
                      epoch = tier_lease.epoch + CASE WHEN tier_lease.owner = excluded.owner THEN 0 ELSE 1 END, \
                      expires_at_ms = excluded.expires_at_ms \
-                 WHERE tier_lease.owner = excluded.owner OR tier_lease.expires_at_ms < $4 \
+                 WHERE tier_lease.owner = excluded.owner \
+                     OR tier_lease.expires_at_ms < excluded.expires_at_ms - $3 \
                  RETURNING epoch",
-                &[&LEASE, &owner, &(now_ms + lease_ms), &now_ms],
+                &[&LEASE, &owner, &lease_ms],
             )
             .await?;
         Ok(row.map(|row| Lease {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinSet;
 
@@ -234,13 +234,6 @@ fn escape_tenant(tenant: &str) -> String {
     tenant.replace('%', "%25").replace(':', "%3A")
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 impl HotCache {
     /// A client for the configured nodes and prefix (nothing connects yet). Reads and writes go
     /// through the configuration's ring until [`HotCache::set_placement`] installs a recorded one.
@@ -320,7 +313,7 @@ impl HotCache {
     /// `Ok(n)`: all `n` entries landed on all their nodes; otherwise [`CacheError::Partial`]
     /// counts the entries with a write that failed.
     pub async fn put_many(&self, entries: &[CacheEntry]) -> Result<usize, CacheError> {
-        let now = now_ms();
+        let now = infra::clock::now_ms();
         let placement = self.placement();
         // Per node: the pipeline, the entries it writes, and how many of them are second-ring
         // (dual) writes.

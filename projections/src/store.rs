@@ -100,13 +100,19 @@ impl ProjectionStore {
     ) -> Result<Self, StoreError> {
         validate_schema_name(schema)?;
         let mut pg_config = parse_url(url)?;
+        // Server options given in the URL (`?options=-c%20default_tablespace%3Dfast`) come
+        // first; ours follow and win where both set the same one.
+        let from_url = pg_config
+            .get_options()
+            .map(|given| format!("{given} "))
+            .unwrap_or_default();
         pg_config
             .connect_timeout(options.connect_timeout)
             .application_name("flk-projections")
             // Custom plans: a statement prepared while a fresh schema's tables are empty would
             // otherwise keep a generic plan with sequential scans (docs/benchmarks.md, fix 2).
             .options(format!(
-                "-c search_path={schema} -c plan_cache_mode=force_custom_plan \
+                "{from_url}-c search_path={schema} -c plan_cache_mode=force_custom_plan \
                  -c idle_in_transaction_session_timeout={}",
                 options.idle_in_transaction_timeout.as_millis()
             ));

@@ -77,6 +77,7 @@ pub(crate) fn load(
         .filter(|(name, _)| name.starts_with("FLK_") || name.starts_with("AWS_"))
         .collect();
     let config = Config::load(common.config.as_deref(), &env)?;
+    infra::clock::set_offset_ms(config.clock_offset_ms);
     let guard = telemetry::init_with_traces(
         format,
         default_filter,
@@ -86,6 +87,12 @@ pub(crate) fn load(
             ("flk.region", config.region.clone()),
         ],
     )?;
+    if config.clock_offset_ms != 0 {
+        tracing::warn!(
+            clock_offset_ms = config.clock_offset_ms,
+            "this process's clock is shifted (clock_offset_ms): for fault tests only"
+        );
+    }
     Ok((config, guard))
 }
 
