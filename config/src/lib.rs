@@ -136,6 +136,11 @@ pub struct KafkaConfig {
     pub linger_ms: u64,
     /// Longest a consumer fetch waits for data: small, for the same reason.
     pub fetch_wait_max_ms: u64,
+    /// Most KiB of fetched records each group consumer keeps queued ahead of the actors (and the
+    /// largest fetch): what bounds a process's memory while it drains a large backlog, whatever
+    /// the partition count (librdkafka's own default is 64 MiB per consumer plus 100,000
+    /// records per partition).
+    pub consumer_queue_max_kbytes: u32,
 }
 
 impl Default for KafkaConfig {
@@ -147,6 +152,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             linger_ms: 1,
             fetch_wait_max_ms: 5,
+            consumer_queue_max_kbytes: 8_192,
         }
     }
 }
@@ -639,6 +645,12 @@ impl Config {
         }
         if !(1..=1000).contains(&self.kafka.partitions) {
             return Err(invalid("kafka.partitions", "must be between 1 and 1000"));
+        }
+        if !(1_024..=1_048_576).contains(&self.kafka.consumer_queue_max_kbytes) {
+            return Err(invalid(
+                "kafka.consumer_queue_max_kbytes",
+                "must be between 1024 (1 MiB, one record of the largest size) and 1048576 (1 GiB)",
+            ));
         }
         let prefix_ok = self
             .kafka

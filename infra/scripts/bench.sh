@@ -9,7 +9,12 @@
 #      (the anchorer runs with a key made for the run) and `flk bench --target proofs` (audit
 #      proofs served per second, a tenth verified);
 #   4. the gateway closed loop (maximum throughput);
-#   5. `flk replay --no-swap` of every decision the runs produced (rate and state-hash equality).
+#   5. a backlog of FLK_BENCH_BACKLOG records produced while flk serve is stopped, then drained:
+#      the drain rate and the most resident memory of `flk serve` meanwhile (target < 300 MiB);
+#   6. `flk replay --no-swap` of every decision the runs produced (rate and state-hash equality).
+# Rows 1, 3 and 4 also give the CPU time per decided record of each process group (broker,
+# Postgres, flk serve, the load generator, Redis, the rest), read from /proc around the load
+# (infra/scripts/cpu_per_process.py): CPU time, unlike wall time, stays comparable on a busy machine.
 # Every run uses its own topic prefix, Postgres schema and Redis key prefix (bench<time>_<pid>), and
 # removes them at the end unless FLK_BENCH_KEEP=1. The load average is printed next to each number.
 #
@@ -17,8 +22,8 @@
 # FLK_BENCH_MAX_TRANSACTIONS, FLK_BENCH_LINGER_MS, FLK_BENCH_FETCH_WAIT_MS (config defaults), FLK_BENCH_RATE (1000),
 # FLK_BENCH_DURATION seconds per gateway run (30), FLK_BENCH_CONNECTIONS (64),
 # FLK_BENCH_KAFKA_COUNT records for the Kafka run (100000), FLK_BENCH_KAFKA_WINDOW (5000),
-# FLK_BENCH_CEILING_RECORDS (300000), FLK_BENCH_PORT (18090), FLK_BENCH_ONLY (comma list of
-# kafka,ceiling,open,closed,replay; default all), FLK_BENCH_KEEP (0), FLK_BENCH_BIN (a prebuilt
+# FLK_BENCH_CEILING_RECORDS (300000), FLK_BENCH_BACKLOG (1000000), FLK_BENCH_PORT (18090),
+# FLK_BENCH_ONLY (comma list of kafka,ceiling,open,closed,backlog,replay; default all), FLK_BENCH_KEEP (0), FLK_BENCH_BIN (a prebuilt
 # flk to measure instead of building target/release/flk), FLK_BENCH_AUDIT (1: the anchorer runs; 0
 # leaves it out), FLK_BENCH_ANCHOR_INTERVAL_MS ([audit] anchor_interval_ms, config default), FLK_BENCH_TRACES (0: OTLP trace export
 # off even when env.sh sets FLK_OTLP_ENDPOINT; 1 keeps it, to measure its cost).
@@ -40,7 +45,8 @@ kafka_count="${FLK_BENCH_KAFKA_COUNT:-100000}"
 kafka_window="${FLK_BENCH_KAFKA_WINDOW:-5000}"
 ceiling_records="${FLK_BENCH_CEILING_RECORDS:-300000}"
 port="${FLK_BENCH_PORT:-18090}"
-only="${FLK_BENCH_ONLY:-kafka,ceiling,open,closed,replay}"
+backlog_count="${FLK_BENCH_BACKLOG:-1000000}"
+only="${FLK_BENCH_ONLY:-kafka,ceiling,open,closed,backlog,replay}"
 run_id="bench$(date +%s)_$$"
 out="$repo/.local/bench/$run_id"
 mkdir -p "$out"
@@ -141,6 +147,15 @@ start_serve() {
     return 1
 }
 
+# Runs a load generator (the rest of the arguments) with the CPU seconds of every process group
+# (broker, Postgres, Redis, flk serve, the generator, the rest) measured meanwhile into $1.
+with_cpu() {
+    local cpu_out="$1"
+    shift
+    python3 infra/scripts/cpu_per_process.py --out "$cpu_out" --flk-pid "$flk_pid" \
+        --stack "$repo/.local/stack" -- "$@"
+}
+
 # Samples the RSS (KiB) of $flk_pid every 0.5 s into $1 until stopped.
 sample_rss() {
     while kill -0 "$flk_pid" 2>/dev/null; do
@@ -173,7 +188,8 @@ record_size=""
 if wants kafka; then
     say "Kafka-mode end to end, closed loop, ${kafka_count} records, window ${kafka_window}"
     row[kafka_load]="$(load)"
-    "$flk" bench --target kafka --count "$kafka_count" --window "$kafka_window" --duration 600 \
+    with_cpu "$out/cpu-kafka.json" \
+        "$flk" bench --target kafka --count "$kafka_count" --window "$kafka_window" --duration 600 \
         --label kafka-e2e --json-out "$out/kafka.json" | tee "$out/kafka.txt"
     record_size="$(jget "$out/kafka.json" '.record_bytes_mean | floor')"
 fi
@@ -199,7 +215,8 @@ if wants open; then
     rss_pid=$!
     row[open_load]="$(load)"
     open_from_ms="$(date +%s%3N)"
-    "$flk" bench --target gateway --rate "$rate" --duration "$duration" --connections "$connections" \
+    with_cpu "$out/cpu-open.json" \
+        "$flk" bench --target gateway --rate "$rate" --duration "$duration" --connections "$connections" \
         --label gateway-open --json-out "$out/open.json" | tee "$out/open.txt"
     kill "$rss_pid" 2>/dev/null || true
     wait "$rss_pid" 2>/dev/null || true
@@ -231,14 +248,54 @@ fi
 if wants closed; then
     say "gateway closed loop for ${duration} s, ${connections} connections"
     row[closed_load]="$(load)"
-    "$flk" bench --target gateway --duration "$duration" --connections "$connections" \
+    with_cpu "$out/cpu-closed.json" \
+        "$flk" bench --target gateway --duration "$duration" --connections "$connections" \
         --label gateway-closed --json-out "$out/closed.json" | tee "$out/closed.txt"
 fi
 
 say "stopping flk serve"
+if wants backlog; then
+    submitted_before_backlog="$(bash infra/scripts/kafka-class.sh org.apache.kafka.tools.GetOffsetShell \
+        --bootstrap-server "$FLK_KAFKA_BROKERS" --topic "${run_id}.flk.submissions" 2>/dev/null |
+        awk -F: '{sum += $3} END {print sum + 0}')"
+fi
 kill "$flk_pid" 2>/dev/null || true
 wait "$flk_pid" 2>/dev/null || true
 flk_pid=""
+
+if wants backlog; then
+    # A backlog produced while no flk runs, then drained: the resident memory of `flk serve` must
+    # stay bounded (consumer queues are capped in bytes, kafka.consumer_queue_max_kbytes).
+    say "backlog: ${backlog_count} records produced with flk serve stopped, then drained"
+    row[backlog_load]="$(load)"
+    "$flk" bench --target kafka --count "$backlog_count" --window "$backlog_count" --duration 3600 \
+        --drain-timeout 1800 --quiet --label backlog --json-out "$out/backlog.json" >"$out/backlog.txt" &
+    backlog_bench=$!
+    # Produced in full once the end offsets of the submissions topic add up to the count (plus
+    # what the earlier steps produced).
+    before_backlog="${submitted_before_backlog:-0}"
+    for _ in $(seq 1 1800); do
+        ends="$(bash infra/scripts/kafka-class.sh org.apache.kafka.tools.GetOffsetShell \
+            --bootstrap-server "$FLK_KAFKA_BROKERS" --topic "${run_id}.flk.submissions" 2>/dev/null |
+            awk -F: '{sum += $3} END {print sum + 0}')"
+        (( ends - before_backlog >= backlog_count )) && break
+        kill -0 "$backlog_bench" 2>/dev/null || break
+        sleep 1
+    done
+    rm -f "$out/rss-backlog.txt"
+    drain_from_ms="$(date +%s%3N)"
+    start_serve
+    sample_rss "$out/rss-backlog.txt" &
+    rss_pid=$!
+    wait "$backlog_bench" || true
+    drain_ms=$(( $(date +%s%3N) - drain_from_ms ))
+    kill "$rss_pid" 2>/dev/null || true
+    wait "$rss_pid" 2>/dev/null || true
+    echo "$drain_ms" >"$out/backlog-drain-ms.txt"
+    kill "$flk_pid" 2>/dev/null || true
+    wait "$flk_pid" 2>/dev/null || true
+    flk_pid=""
+fi
 
 if wants replay; then
     say "replay of every decision (flk replay --no-swap)"
@@ -253,6 +310,14 @@ summary="$out/summary.txt"
     echo "FLK benchmark summary (${run_id}: ${partitions} partitions, max_batch ${max_batch}, max_transactions ${max_transactions:-default}, $(nproc) cpus)"
     printf '%-44s %14s  %-26s %s\n' "measure" "value" "target" "load (1/5/15 min at start)"
     line() { printf '%-44s %14s  %-26s %s\n' "$@"; }
+    # CPU microseconds per decided record: $1 the label, $2 the cpu JSON, $3 the decided records.
+    cpu_lines() {
+        [[ -f "$2" && "${3:-0}" -gt 0 ]] || return 0
+        line "CPU per decided record, $1" "$(jq -r --argjson n "$3" '[.cpu_s[]] | add * 1e6 / $n | floor | "\(.) us"' "$2")" "half of round 2" ""
+        line "  broker / postgres / flk / loadgen" "$(jq -r --argjson n "$3" '.cpu_s | [.broker, .postgres, .flk, .loadgen] | map(. * 1e6 / $n | floor | tostring) | join(" / ")' "$2") us" "" ""
+        line "  redis / other" "$(jq -r --argjson n "$3" '.cpu_s | [.redis, .other] | map(. * 1e6 / $n | floor | tostring) | join(" / ")' "$2") us" "" ""
+    }
+    decided_gateway() { jq -r '[.statuses | to_entries[] | select(.key | test("^(2|409)")) | .value] | add // 0' "$1"; }
     ceiling_rate=""
     if [[ -f "$out/ceiling.txt" ]]; then
         ceiling_rate="$(grep 'records sent' "$out/ceiling.txt" | tail -1 | sed -E 's/.*, ([0-9.]+) records\/sec.*/\1/')"
@@ -268,12 +333,14 @@ summary="$out/summary.txt"
         fi
         line "e2e latency p50 / p99 (Kafka mode)" "$(jget "$out/kafka.json" '"\(.latencies.e2e.p50_ms|floor) / \(.latencies.e2e.p99_ms|floor) ms"')" "-" ""
         line "Kafka mode errors (undecided, produce)" "$(jget "$out/kafka.json" '[.statuses | to_entries[] | select(.key != "decided") | .value] | add // 0')" "0" ""
+        cpu_lines "Kafka mode" "$out/cpu-kafka.json" "$(jget "$out/kafka.json" '.statuses.decided // 0')"
     fi
     if [[ -f "$out/open.json" ]]; then
         line "gateway open loop ${rate}/s: p50" "$(jget "$out/open.json" '.latencies.submit.p50_ms') ms" "-" "${row[open_load]}"
         line "gateway open loop ${rate}/s: p99" "$(jget "$out/open.json" '.latencies.submit.p99_ms') ms" "<= 25 ms" ""
         line "gateway open loop ${rate}/s: achieved" "$(printf '%.0f/s' "$(jget "$out/open.json" '.throughput_per_s')")" "-" ""
         line "gateway open loop ${rate}/s: errors" "$(jget "$out/open.json" '[.statuses | to_entries[] | select(.key | test("^(2|409)") | not) | .value] | add // 0')" "0" ""
+        cpu_lines "gateway ${rate}/s" "$out/cpu-open.json" "$(decided_gateway "$out/open.json")"
         if [[ -s "$out/rss.txt" ]]; then
             line "flk serve RSS under load (max)" "$(sort -n "$out/rss.txt" | tail -1 | awk '{printf "%.0f MiB", $1/1024}')" "< 300 MiB" ""
         fi
@@ -290,6 +357,15 @@ summary="$out/summary.txt"
     if [[ -f "$out/closed.json" ]]; then
         line "gateway closed loop (${connections} conns)" "$(printf '%.0f/s' "$(jget "$out/closed.json" '.throughput_per_s')")" "-" "${row[closed_load]}"
         line "gateway closed loop p50 / p99" "$(jget "$out/closed.json" '"\(.latencies.submit.p50_ms) / \(.latencies.submit.p99_ms) ms"')" "-" ""
+        cpu_lines "gateway closed loop" "$out/cpu-closed.json" "$(decided_gateway "$out/closed.json")"
+    fi
+    if [[ -f "$out/backlog.json" ]]; then
+        drained="$(jget "$out/backlog.json" '.statuses.decided // 0')"
+        drain_ms="$(cat "$out/backlog-drain-ms.txt" 2>/dev/null || echo 0)"
+        line "backlog drained (${drained} of ${backlog_count})" "$(awk -v n="$drained" -v ms="$drain_ms" 'BEGIN {printf "%.0f/s", n*1000/(ms>0?ms:1)}')" "-" "${row[backlog_load]}"
+        if [[ -s "$out/rss-backlog.txt" ]]; then
+            line "flk serve RSS while draining (max)" "$(sort -n "$out/rss-backlog.txt" | tail -1 | awk '{printf "%.0f MiB", $1/1024}')" "< 300 MiB" ""
+        fi
     fi
     if [[ -f "$out/replay.txt" ]]; then
         replay_rate="$(sed -nE 's/^replayed ([0-9]+) decisions in ([0-9.]+) s \(([0-9]+)\/s\).*/\3/p' "$out/replay.txt")"

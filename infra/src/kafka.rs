@@ -94,6 +94,10 @@ pub fn consumer<C: ConsumerContext + 'static>(
     Ok(consumer_config(config, group).create_with_context(context)?)
 }
 
+/// Records per partition a consumer tries to keep queued (librdkafka's default is 100,000; the
+/// byte bound applies first either way).
+const QUEUED_MIN_RECORDS: u32 = 10_000;
+
 /// The settings of every group consumer: positions are stored by the caller after its work is
 /// done and committed in the background (at-least-once); cooperative rebalancing, so a member
 /// joining or leaving moves only the partitions that change hands.
@@ -109,6 +113,17 @@ fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
         .set("fetch.min.bytes", "1")
+        // Bounded in bytes, not only in records: a backlog of large records must not fill the
+        // memory before the actors take them (docs/benchmarks.md, backlog drain).
+        .set(
+            "queued.max.messages.kbytes",
+            config.consumer_queue_max_kbytes.to_string(),
+        )
+        .set("queued.min.messages", QUEUED_MIN_RECORDS.to_string())
+        .set(
+            "fetch.max.bytes",
+            (u64::from(config.consumer_queue_max_kbytes) * 1024).to_string(),
+        )
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("partition.assignment.strategy", "cooperative-sticky")
