@@ -99,6 +99,9 @@ schema = "${run_id}"
 key_prefix = "${run_id}"
 [gateway]
 listen = "127.0.0.1:${port}"
+# Every load comes from one address: the per-address limit (a front-door guard) would answer the
+# closed loop with 429s instead of measuring it.
+address_rate_per_second = 0.0
 ${audit_section}
 [projector]
 max_batch = ${max_batch}
@@ -152,8 +155,9 @@ start_serve() {
 with_cpu() {
     local cpu_out="$1"
     shift
+    # Measured from the moment the generator has built and signed its records.
     python3 infra/scripts/cpu_per_process.py --out "$cpu_out" --flk-pid "$flk_pid" \
-        --stack "$repo/.local/stack" -- "$@"
+        --stack "$repo/.local/stack" --start-after "submissions prepared" -- "$@"
 }
 
 # Samples the RSS (KiB) of $flk_pid every 0.5 s into $1 until stopped.

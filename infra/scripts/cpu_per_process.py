@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """CPU time per process group while one benchmark command runs (infra/scripts/bench.sh).
 
-    cpu_per_process.py --out FILE.json --flk-pid PID --stack DIR -- COMMAND [ARGS...]
+    cpu_per_process.py --out FILE.json --flk-pid PID --stack DIR [--start-after TEXT] -- COMMAND...
 
 Runs COMMAND (the load generator, `flk bench`), reads /proc before and after, and writes the CPU
-seconds (user + system) each group spent meanwhile:
+seconds (user + system) each group spent meanwhile. With --start-after, "before" is the moment
+COMMAND writes a line containing TEXT to its stderr (`flk bench` announces the records it prepared
+before it starts sending: building and signing them is not what a record costs the service):
 
 - broker: the Kafka broker of region a (`DIR/kafka/kafka.pid`);
 - postgres: the postmaster, every backend and helper it started (backends that ended meanwhile
   are counted through the postmaster's reaped-children time);
 - redis: region a's Redis nodes (`DIR/redis/<port>/redis.pid`, the ports of FLK_REDIS_URLS);
 - flk: the `flk serve` process (every thread);
-- loadgen: COMMAND itself (its own rusage, so nothing it did is missed);
+- loadgen: COMMAND itself (its own rusage at the end, less what it had used at "before");
 - other: everything else the machine did (from /proc/stat), the stack's idle services and this
   script included.
 
@@ -24,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -108,6 +111,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--flk-pid", type=int, required=True)
     parser.add_argument("--stack", required=True, help="the stack's state directory (.local/stack)")
+    parser.add_argument("--start-after", help="start measuring when COMMAND's stderr shows this")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -123,14 +127,44 @@ def main():
     if missing:
         print(f"cpu_per_process: no pid for {', '.join(missing)} under {args.stack}", file=sys.stderr)
 
-    before, busy_before, started = snapshot(group_table), machine_busy_ticks(), time.monotonic()
-    child = subprocess.Popen(command)
-    _, status, usage = os.wait4(child.pid, 0)
-    after, busy_after, wall = snapshot(group_table), machine_busy_ticks(), time.monotonic() - started
+    marks = {"child_ticks": 0}
 
+    def mark_before():
+        marks["groups"], marks["busy"] = snapshot(group_table), machine_busy_ticks()
+        marks["started"] = time.monotonic()
+
+    mark_before()
+    if args.start_after is None:
+        child, reader = subprocess.Popen(command), None
+    else:
+        child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+
+        def pass_stderr():
+            seen = False
+            for line in child.stderr:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                if not seen and args.start_after in line:
+                    seen = True
+                    stat = proc_stat(child.pid)
+                    marks["child_ticks"] = stat[1] + stat[2] if stat else 0
+                    mark_before()
+            if not seen:
+                print(f"cpu_per_process: never saw {args.start_after!r}; measured the whole run",
+                      file=sys.stderr)
+
+        reader = threading.Thread(target=pass_stderr, daemon=True)
+        reader.start()
+    _, status, usage = os.wait4(child.pid, 0)
+    if reader is not None:
+        reader.join(timeout=5)
+    after, busy_after = snapshot(group_table), machine_busy_ticks()
+    wall = time.monotonic() - marks["started"]
+
+    before = marks["groups"]
     seconds = {name: (after[name] - before[name]) / CLOCK_TICKS for name in group_table}
-    seconds["loadgen"] = usage.ru_utime + usage.ru_stime
-    busy = (busy_after - busy_before) / CLOCK_TICKS
+    seconds["loadgen"] = usage.ru_utime + usage.ru_stime - marks["child_ticks"] / CLOCK_TICKS
+    busy = (busy_after - marks["busy"]) / CLOCK_TICKS
     seconds["other"] = max(0.0, busy - sum(seconds.values()))
     with open(args.out, "w") as handle:
         json.dump({"wall_s": wall, "machine_busy_s": busy, "cpu_s": seconds}, handle, indent=1)
