@@ -26,14 +26,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use events::{DecisionEvent, OutcomeClass, SourceCoordinates, SubmissionSource, Verdict};
-use serde_json::{Value, json};
+use events::{DecisionEvent, SourceCoordinates};
 
 use crate::audit::{self, AuditEntry, GENESIS_HASH};
 use crate::dedup::{DedupBatch, DedupKey, DedupRow};
 use crate::error::{AttemptError, StoreError};
 use crate::model::{Applied, DedupResult, TenantTtl};
-use crate::sanitize::{pg_json, pg_text};
+use crate::normalized::Normalized;
 use crate::{notify, offsets};
 
 /// Attempts of one batch before a transient race is reported as unavailable.
@@ -171,12 +170,19 @@ async fn attempt_batches(
                 continue;
             }
             let applied = fold_one(&mut dedup, &event, offset, ttl);
-            let mut entry = event.audit_entry(partition, *seq, offset, &applied);
+            applied_in_batch.insert(event.source.clone(), applied.clone());
+            let mut entry = event.into_audit_entry(
+                partition,
+                *seq,
+                offset,
+                applied.outcome_class,
+                applied.dedup_result,
+                applied.body.clone(),
+            );
             entry.seal(*prev_hash);
             *prev_hash = entry.entry_hash;
             *seq += 1;
             entries.push(entry);
-            applied_in_batch.insert(event.source.clone(), applied.clone());
             results.push(applied);
         }
         if let Some(last_offset) = last_offset_opt {
@@ -216,109 +222,8 @@ async fn attempt_batches(
     Ok(answers)
 }
 
-/// The fields of a decision event as they will be stored (NUL-free, see [`crate::sanitize`]).
-#[derive(Debug)]
-struct Normalized {
-    source: SourceCoordinates,
-    tenant: String,
-    pcs_id_opt: Option<String>,
-    signed_digest_opt: Option<[u8; 32]>,
-    verdict_code: &'static str,
-    /// Class and body of the verdict alone, before dedup.
-    outcome_class: OutcomeClass,
-    body: Value,
-    /// Present for verified events: they are the ones deduplicated.
-    verified: bool,
-    key_id_opt: Option<String>,
-    params_version: i64,
-    region: String,
-    /// The region that first received the record: its origin for a replica, else the deciding
-    /// region.
-    origin_region: String,
-    received_at_ms: i64,
-    decided_at_ms: i64,
-}
-
-impl Normalized {
-    fn from_event(event: &DecisionEvent) -> Self {
-        let (body, verified) = match &event.verdict {
-            Verdict::Verified { outcome } => (outcome.to_json(), true),
-            Verdict::Malformed { error } => (error_body(&event.verdict, error), false),
-            Verdict::TenantRefused { reason } | Verdict::SignatureRejected { reason } => {
-                (error_body(&event.verdict, reason), false)
-            }
-        };
-        Normalized {
-            source: SourceCoordinates {
-                topic: pg_text(&event.source.topic).into_owned(),
-                partition: event.source.partition,
-                offset: event.source.offset,
-            },
-            tenant: pg_text(&event.tenant).into_owned(),
-            pcs_id_opt: event.pcs_id_opt.as_deref().map(|p| pg_text(p).into_owned()),
-            signed_digest_opt: event.signed_digest_opt,
-            verdict_code: event.verdict.code(),
-            outcome_class: event.verdict.class(),
-            body: pg_json(body),
-            verified,
-            key_id_opt: event.key_id_opt.as_deref().map(|k| pg_text(k).into_owned()),
-            params_version: i64::from(event.params_version),
-            region: pg_text(&event.region).into_owned(),
-            origin_region: match &event.submission_source {
-                SubmissionSource::Replica { origin_region, .. } => pg_text(origin_region),
-                SubmissionSource::Gateway | SubmissionSource::Kafka => pg_text(&event.region),
-            }
-            .into_owned(),
-            received_at_ms: event.received_at_ms,
-            decided_at_ms: event.decided_at_ms,
-        }
-    }
-
-    /// The dedup key, for verified events that carry a `pcs_id` and a digest.
-    fn dedup_key(&self) -> Option<DedupKey> {
-        match (&self.pcs_id_opt, &self.signed_digest_opt) {
-            (Some(pcs_id), Some(_)) if self.verified => Some((self.tenant.clone(), pcs_id.clone())),
-            _ => None,
-        }
-    }
-
-    fn audit_entry(
-        &self,
-        partition: i32,
-        seq: i64,
-        decisions_offset: i64,
-        applied: &Applied,
-    ) -> AuditEntry {
-        AuditEntry {
-            partition,
-            seq,
-            source: self.source.clone(),
-            decisions_offset,
-            tenant: self.tenant.clone(),
-            pcs_id_opt: self.pcs_id_opt.clone(),
-            verdict: self.verdict_code.to_owned(),
-            outcome_class: applied.outcome_class,
-            dedup_result: applied.dedup_result,
-            outcome: applied.body.clone(),
-            signed_digest_opt: self.signed_digest_opt,
-            key_id_opt: self.key_id_opt.clone(),
-            params_version: self.params_version,
-            region: self.region.clone(),
-            received_at_ms: self.received_at_ms,
-            decided_at_ms: self.decided_at_ms,
-            prev_hash: GENESIS_HASH,
-            entry_hash: GENESIS_HASH,
-        }
-    }
-}
-
-/// The contract's error body for a verdict that is not a verification (stored and hashed as is).
-fn error_body(verdict: &Verdict, message: &str) -> Value {
-    json!({"error": verdict.code(), "message": message})
-}
-
 /// The answer for one new event (dedup folded in memory; written later in the transaction).
-fn fold_one(
+pub(crate) fn fold_one(
     dedup: &mut DedupBatch,
     event: &Normalized,
     decisions_offset: i64,
@@ -346,9 +251,7 @@ fn fold_one(
         first_source: event.source.clone(),
         received_at_ms: event.received_at_ms,
         decided_at_ms: event.decided_at_ms,
-        expires_at_ms: event
-            .received_at_ms
-            .saturating_add(ttl.ttl_ms(&event.tenant)),
+        expires_at_ms: event.expires_at_ms(ttl),
         origin_region: event.origin_region.clone(),
     };
     let answer = dedup.decide(key, candidate);

@@ -5,6 +5,10 @@
 //! event by event, then written back with one multi-row INSERT (new keys) and one UPDATE (rows an
 //! expired first record gave up). A concurrent projector inserting the same new key makes the
 //! INSERT fail with a unique violation; the whole batch transaction is then retried and sees it.
+//!
+//! The rules themselves ([`rule`]: first write wins, expiry, the cross-region rule) are pure
+//! functions over [`FirstRecord`], shared with the in-memory fold of a replay
+//! ([`crate::replay_fold`]), which keeps its rows in a more compact form.
 
 use std::collections::HashMap;
 
@@ -40,6 +44,38 @@ pub(crate) struct DedupRow {
     pub origin_region: String,
 }
 
+/// What the first-write-wins rules read of a first record: a stored row, or the row a new
+/// record would write. Implemented by [`DedupRow`] here and by the replay's compact rows
+/// ([`crate::replay_fold`]), so the live fold and a replay decide by the same code.
+pub(crate) trait FirstRecord {
+    /// Signed digest of the record.
+    fn signed_digest(&self) -> &[u8; 32];
+    /// Received at, ms.
+    fn received_at_ms(&self) -> i64;
+    /// `received_at_ms` + the tenant's TTL.
+    fn expires_at_ms(&self) -> i64;
+    /// Region that first received the record ("" when unknown).
+    fn origin_region(&self) -> &str;
+}
+
+impl FirstRecord for DedupRow {
+    fn signed_digest(&self) -> &[u8; 32] {
+        &self.signed_digest
+    }
+
+    fn received_at_ms(&self) -> i64 {
+        self.received_at_ms
+    }
+
+    fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+
+    fn origin_region(&self) -> &str {
+        &self.origin_region
+    }
+}
+
 /// How a verified record relates to the row stored for its key (pure; no I/O).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resolution {
@@ -49,40 +85,82 @@ pub(crate) enum Resolution {
     Duplicate,
     /// Different digest from the live row.
     Conflict,
+    /// Different digest from the live row of another region, and first by the cross-region rule:
+    /// this record takes the row's place.
+    Superseded,
+}
+
+impl Resolution {
+    /// True when the record becomes the key's row.
+    pub(crate) fn takes_place(self) -> bool {
+        matches!(self, Resolution::First | Resolution::Superseded)
+    }
+
+    /// The dedup result an audit entry records for it.
+    pub(crate) fn result(self) -> DedupResult {
+        match self {
+            Resolution::First => DedupResult::First,
+            Resolution::Duplicate => DedupResult::Duplicate,
+            Resolution::Conflict => DedupResult::Conflict,
+            Resolution::Superseded => DedupResult::Superseded,
+        }
+    }
 }
 
 /// The cross-region rule (docs/contract.md): does `candidate`, a different record for the key of
 /// `stored`, take its place? Only between records of two different, known regions, and only when
 /// the candidate ranks first by (received-at, origin region, signed digest). Every region ranks
 /// the same two records the same way, so they all keep the same one.
-pub(crate) fn supersedes(stored: &DedupRow, candidate: &DedupRow) -> bool {
-    if stored.origin_region.is_empty()
-        || candidate.origin_region.is_empty()
-        || stored.origin_region == candidate.origin_region
+pub(crate) fn supersedes(stored: &impl FirstRecord, candidate: &impl FirstRecord) -> bool {
+    if stored.origin_region().is_empty()
+        || candidate.origin_region().is_empty()
+        || stored.origin_region() == candidate.origin_region()
     {
         return false;
     }
-    let rank = |row: &DedupRow| {
-        (
-            row.received_at_ms,
-            row.origin_region.clone(),
-            row.signed_digest,
-        )
-    };
     rank(candidate) < rank(stored)
+}
+
+/// The order of the cross-region rule: received-at, then origin region, then signed digest.
+fn rank(row: &impl FirstRecord) -> (i64, &str, [u8; 32]) {
+    (
+        row.received_at_ms(),
+        row.origin_region(),
+        *row.signed_digest(),
+    )
 }
 
 /// First write wins; a row expired before `received_at_ms` no longer counts.
 pub(crate) fn resolve(
-    existing_opt: Option<&DedupRow>,
+    existing_opt: Option<&impl FirstRecord>,
     signed_digest: &[u8; 32],
     received_at_ms: i64,
 ) -> Resolution {
     match existing_opt {
         None => Resolution::First,
-        Some(row) if row.expires_at_ms < received_at_ms => Resolution::First,
-        Some(row) if row.signed_digest == *signed_digest => Resolution::Duplicate,
+        Some(row) if row.expires_at_ms() < received_at_ms => Resolution::First,
+        Some(row) if row.signed_digest() == signed_digest => Resolution::Duplicate,
         Some(_) => Resolution::Conflict,
+    }
+}
+
+/// The whole rule for one verified record against its key's row: [`resolve`], then the
+/// cross-region rule for a conflict ([`supersedes`]).
+pub(crate) fn rule(
+    existing_opt: Option<&impl FirstRecord>,
+    candidate: &impl FirstRecord,
+) -> Resolution {
+    match resolve(
+        existing_opt,
+        candidate.signed_digest(),
+        candidate.received_at_ms(),
+    ) {
+        Resolution::Conflict
+            if existing_opt.is_some_and(|stored| supersedes(stored, candidate)) =>
+        {
+            Resolution::Superseded
+        }
+        other => other,
     }
 }
 
@@ -233,55 +311,35 @@ impl DedupBatch {
     /// Folds one verified record whose own first-record row would be `candidate`.
     pub(crate) fn decide(&mut self, key: DedupKey, candidate: DedupRow) -> DedupAnswer {
         let existing_opt = self.slots.get(&key).map(|slot| &slot.row);
-        match resolve(
-            existing_opt,
-            &candidate.signed_digest,
-            candidate.received_at_ms,
-        ) {
-            Resolution::First => {
-                let answer = DedupAnswer {
-                    result: DedupResult::First,
-                    outcome_class: candidate.outcome_class,
-                    body: candidate.outcome.clone(),
-                    expires_at_ms_opt: Some(candidate.expires_at_ms),
-                };
-                self.take_place(key, candidate);
-                answer
-            }
-            Resolution::Duplicate => {
-                let stored = existing_opt.cloned().unwrap_or(candidate);
-                DedupAnswer {
-                    result: DedupResult::Duplicate,
-                    outcome_class: stored.outcome_class,
-                    body: stored.outcome,
-                    expires_at_ms_opt: Some(stored.expires_at_ms),
-                }
-            }
-            Resolution::Conflict
-                if existing_opt.is_some_and(|stored| supersedes(stored, &candidate)) =>
-            {
-                let answer = DedupAnswer {
-                    result: DedupResult::Superseded,
-                    outcome_class: candidate.outcome_class,
-                    body: candidate.outcome.clone(),
-                    expires_at_ms_opt: Some(candidate.expires_at_ms),
-                };
-                self.take_place(key, candidate);
-                answer
-            }
-            Resolution::Conflict => {
-                // `resolve` answers Conflict only when a row exists; the candidate is a fallback
-                // that cannot be reached, not a second source of truth.
-                debug_assert!(existing_opt.is_some());
-                let stored = existing_opt.cloned().unwrap_or(candidate);
-                DedupAnswer {
-                    result: DedupResult::Conflict,
-                    outcome_class: stored.outcome_class,
-                    body: stored.outcome,
-                    expires_at_ms_opt: None,
-                }
-            }
+        let resolution = rule(existing_opt, &candidate);
+        if resolution.takes_place() {
+            let answer = DedupAnswer {
+                result: resolution.result(),
+                outcome_class: candidate.outcome_class,
+                body: candidate.outcome.clone(),
+                expires_at_ms_opt: Some(candidate.expires_at_ms),
+            };
+            self.take_place(key, candidate);
+            return answer;
         }
+        // `rule` keeps the stored row only when there is one; the candidate is a fallback that
+        // cannot be reached, not a second source of truth.
+        debug_assert!(existing_opt.is_some());
+        let stored = existing_opt.cloned().unwrap_or(candidate);
+        DedupAnswer {
+            result: resolution.result(),
+            outcome_class: stored.outcome_class,
+            body: stored.outcome,
+            // A conflict is not answered by the row's window.
+            expires_at_ms_opt: (resolution == Resolution::Duplicate)
+                .then_some(stored.expires_at_ms),
+        }
+    }
+
+    /// Every row the batch holds (the replay fold's tests compare with it).
+    #[cfg(test)]
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (&DedupKey, &DedupRow)> {
+        self.slots.iter().map(|(key, slot)| (key, &slot.row))
     }
 
     /// Makes `candidate` the key's row: an INSERT for a key without a warm row, else an UPDATE.
@@ -501,7 +559,7 @@ mod tests {
 
     #[test]
     fn first_write_wins_until_expiry() {
-        assert_eq!(resolve(None, &[1; 32], 5), Resolution::First);
+        assert_eq!(resolve(None::<&DedupRow>, &[1; 32], 5), Resolution::First);
         let stored = row(1, 100);
         assert_eq!(resolve(Some(&stored), &[1; 32], 50), Resolution::Duplicate);
         assert_eq!(resolve(Some(&stored), &[2; 32], 50), Resolution::Conflict);

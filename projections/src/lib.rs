@@ -12,6 +12,8 @@
 //!   under an advisory lock;
 //! - [`offsets`]: claims and owner epochs (fencing);
 //! - [`apply`]: `apply_batch`, the one-transaction fold of a batch;
+//! - `normalized`: a decision event as both folds store it (sanitized text, answer body, dedup
+//!   key, audit entry);
 //! - [`dedup`]: first write wins per (tenant, `pcs_id`);
 //! - [`divergence`]: where two regions' dedup state differs (range digests, then keys), and the
 //!   cross-region rule that says which first record wins;
@@ -24,6 +26,10 @@
 //! - [`notify`]: `pg_notify` after commit, the [`DecidedListener`] and the [`RingListener`];
 //! - [`state_hash`]: the digest that proves a rebuild equals the live store;
 //! - [`rebuild`]: swapping a rebuilt schema in;
+//! - [`replay_merge`], [`replay_fold`], [`bulk_copy`], [`bulk_load`]: the rebuild of `flk
+//!   replay`: the order of the partitions' events, the pure in-memory fold that gives the rows
+//!   `apply_batch` would leave, the binary COPY of those rows, and the keys and indexes dropped
+//!   while they load;
 //! - [`open`]: opening the store and the hot cache as the configuration describes them;
 //! - [`hot_cache`] and [`ring`]: the Redis hot tier over a consistent hash ring;
 //!   [`placement`]: the rings reads and writes go through (two while a migration dual-writes);
@@ -59,6 +65,8 @@
 pub mod apply;
 pub mod audit;
 pub mod audit_tasks;
+pub mod bulk_copy;
+pub mod bulk_load;
 pub mod canonical_json;
 pub mod cold_objects;
 pub mod cold_tier;
@@ -71,12 +79,15 @@ pub mod merkle_check;
 pub mod merkle_log;
 pub mod migrations;
 pub mod model;
+mod normalized;
 pub mod notify;
 pub mod offsets;
 pub mod open;
 pub mod placement;
 pub mod rebuild;
 pub mod redis_nodes;
+pub mod replay_fold;
+pub mod replay_merge;
 pub mod reshard;
 pub mod ring;
 pub mod ring_algorithms;
@@ -98,5 +109,7 @@ pub use model::{
     StoredOutcome, SwapReport, TenantTtl,
 };
 pub use notify::{DecidedListener, RingListener};
+pub use replay_fold::{DedupRowVersion, Folded, ReplayFold};
+pub use replay_merge::PartitionMerge;
 pub use ring::{DEFAULT_VIRTUAL_NODES, HashRing};
 pub use store::{ProjectionStore, StoreOptions};

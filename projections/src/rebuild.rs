@@ -10,11 +10,9 @@
 //!    before the swap (on either schema) matches by coincidence: old owners are fenced and must
 //!    re-claim, which seeks them to the rebuild's offsets.
 //!
-//! [`BulkLoad`] makes the replay itself cheaper: while the rebuild schema is private to the
-//! replay, the audit log's secondary indexes, which no replay statement reads, are dropped and
-//! built once at the end (a sort instead of a B-tree insert per row: about +10 % replay rate,
-//! docs/benchmarks.md). Unlogged tables were measured too and rejected: the WAL saved while
-//! loading was less than what `SET LOGGED` costs before the swap.
+//! The replay fills the rebuild schema by COPY under a [`crate::bulk_load::BulkLoad`] (keys and
+//! indexes dropped while loading). Unlogged tables were measured too and rejected: the WAL saved
+//! while loading was less than what `SET LOGGED` costs before the swap.
 //!
 //! The hot tier's ring (versions, the state processes follow, migration history) is operator
 //! state, not a projection: the swap copies it from the live schema into the rebuilt one.
@@ -33,7 +31,11 @@ use crate::error::StoreError;
 use crate::migrations::validate_schema_name;
 use crate::model::SwapReport;
 
-async fn connect(pg_config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, StoreError> {
+/// A connection of its own, outside the pool (admin statements, and the COPY and index builds of a
+/// bulk load, which hold a connection for long).
+pub(crate) async fn connect(
+    pg_config: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, StoreError> {
     let (client, connection) = pg_config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
@@ -180,47 +182,4 @@ pub(crate) async fn drop_schema(
         .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .await?;
     Ok(())
-}
-
-/// What a bulk load set aside: the definitions of the indexes it dropped.
-#[derive(Debug)]
-#[must_use = "finish the bulk load, or the rebuild lacks its secondary indexes"]
-pub struct BulkLoad {
-    /// `CREATE INDEX` statements of the dropped secondary indexes.
-    index_definitions: Vec<String>,
-}
-
-impl BulkLoad {
-    /// Drops the audit log's non-unique indexes, remembering their definitions. For a schema no
-    /// one else reads or writes (a fresh rebuild).
-    pub(crate) async fn begin(client: &deadpool_postgres::Client) -> Result<Self, StoreError> {
-        let rows = client
-            .query(
-                "SELECT i.relname::text, pg_get_indexdef(x.indexrelid) \
-                 FROM pg_index x \
-                 JOIN pg_class i ON i.oid = x.indexrelid \
-                 JOIN pg_class t ON t.oid = x.indrelid \
-                 WHERE t.relname = 'audit_log' AND t.relnamespace = current_schema()::regnamespace \
-                   AND NOT x.indisunique AND NOT x.indisprimary",
-                &[],
-            )
-            .await?;
-        let mut index_definitions = Vec::with_capacity(rows.len());
-        for row in rows {
-            let name: String = row.try_get(0)?;
-            index_definitions.push(row.try_get::<_, String>(1)?);
-            client
-                .batch_execute(&format!("DROP INDEX \"{name}\""))
-                .await?;
-        }
-        Ok(BulkLoad { index_definitions })
-    }
-
-    /// Builds the dropped indexes again.
-    pub(crate) async fn finish(self, client: &deadpool_postgres::Client) -> Result<(), StoreError> {
-        for definition in &self.index_definitions {
-            client.batch_execute(definition).await?;
-        }
-        Ok(())
-    }
 }

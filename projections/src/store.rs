@@ -8,11 +8,13 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use events::{DecisionEvent, SourceCoordinates};
 use tokio_postgres::NoTls;
 
+use crate::bulk_load::{BulkLoad, TableLoad};
 use crate::error::StoreError;
 use crate::migrations::{migrate, validate_schema_name};
 use crate::model::{Applied, ChainReport, Claim, StoredOutcome, SwapReport, TenantTtl};
 use crate::notify::{DecidedListener, RingListener};
-use crate::{apply, audit, dedup, notify, offsets, rebuild, state_hash};
+use crate::replay_fold::ReplayFold;
+use crate::{apply, audit, bulk_copy, dedup, notify, offsets, rebuild, state_hash};
 
 /// Tuning for a [`ProjectionStore`]; `Default` is the local default.
 #[derive(Debug, Clone)]
@@ -291,16 +293,54 @@ impl ProjectionStore {
         audit::verify_chain(&mut client, partition).await
     }
 
-    /// Readies a fresh rebuild schema for a bulk replay; see [`crate::rebuild::BulkLoad`].
-    pub async fn begin_bulk_load(&self) -> Result<rebuild::BulkLoad, StoreError> {
+    /// Readies a fresh rebuild schema for a bulk replay; see [`crate::bulk_load`].
+    pub async fn begin_bulk_load(&self) -> Result<BulkLoad, StoreError> {
         let client = self.client().await?;
-        rebuild::BulkLoad::begin(&client).await
+        BulkLoad::begin(&client).await
     }
 
-    /// Builds the indexes [`Self::begin_bulk_load`] dropped.
-    pub async fn finish_bulk_load(&self, bulk_load: rebuild::BulkLoad) -> Result<(), StoreError> {
+    /// Builds the keys and indexes [`Self::begin_bulk_load`] dropped, both tables at once.
+    pub async fn finish_bulk_load(&self, bulk_load: BulkLoad) -> Result<(), StoreError> {
+        bulk_load.finish(&self.pg_config).await
+    }
+
+    /// Builds one table's keys and indexes (it may finish while another table is being copied).
+    pub async fn finish_table_load(&self, table_load: TableLoad) -> Result<(), StoreError> {
+        table_load.finish(&self.pg_config).await
+    }
+
+    /// Starts a binary COPY of audit entries on a connection of its own (a rebuild under a bulk
+    /// load; see [`crate::bulk_copy`]).
+    pub async fn copy_audit(&self) -> Result<bulk_copy::AuditCopy, StoreError> {
+        bulk_copy::AuditCopy::start(rebuild::connect(&self.pg_config).await?).await
+    }
+
+    /// Starts a binary COPY of the dedup row versions a replay's fold hands out, on a connection
+    /// of its own (a rebuild under a bulk load; see [`crate::bulk_copy`]).
+    pub async fn copy_dedup(&self) -> Result<bulk_copy::DedupCopy, StoreError> {
+        bulk_copy::DedupCopy::start(rebuild::connect(&self.pg_config).await?).await
+    }
+
+    /// Deletes the copied dedup rows the fold replaced later (before the key is built). Returns
+    /// the rows deleted.
+    pub async fn delete_replaced_dedup_rows(&self, fold: &ReplayFold) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        bulk_load.finish(&client).await
+        bulk_copy::delete_replaced(&client, fold).await
+    }
+
+    /// Sets `next_offset` of claimed partitions, `(partition, next offset)`, without an owner
+    /// check (a rebuild no one else writes; [`ReplayFold::next_offsets`]).
+    pub async fn set_next_offsets(
+        &self,
+        consumer: &str,
+        topic: &str,
+        next_offsets: &[(i32, i64)],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        offsets::advance(&transaction, consumer, topic, next_offsets).await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// The conventional schema a rebuild of `live_schema` is replayed into: `<live>_rebuild`.

@@ -265,64 +265,6 @@ async fn two_processes_migrating_at_once_both_succeed() {
     assert_eq!(versions, expected);
 }
 
-/// Names and definitions of the audit log's indexes in a schema, sorted.
-async fn audit_indexes(schema: &TestSchema) -> Vec<(String, String)> {
-    let client = schema.raw().await;
-    let mut indexes: Vec<(String, String)> = client
-        .query(
-            "SELECT indexname::text, indexdef FROM pg_indexes \
-             WHERE schemaname = $1 AND tablename = 'audit_log'",
-            &[&schema.name],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    indexes.sort();
-    indexes
-}
-
-#[tokio::test]
-async fn a_bulk_load_defers_the_secondary_index_and_ends_with_the_same_state() {
-    let events = stream(0, 60);
-    let plain = TestSchema::new();
-    let plain_store = plain.store().await;
-    apply_in_chunks(&plain_store, 0, &events, 16).await;
-
-    let bulk = TestSchema::new();
-    let store = bulk.store().await;
-    let before = audit_indexes(&bulk).await;
-    assert!(
-        before
-            .iter()
-            .any(|(name, _)| name == "audit_log_tenant_pcs"),
-        "{before:?}"
-    );
-    let bulk_load = store.begin_bulk_load().await.unwrap();
-    let during = audit_indexes(&bulk).await;
-    assert!(
-        !during
-            .iter()
-            .any(|(name, _)| name == "audit_log_tenant_pcs"),
-        "the tenant index is dropped while loading: {during:?}"
-    );
-    assert_eq!(
-        during.len(),
-        before.len() - 1,
-        "unique indexes stay: {during:?}"
-    );
-    apply_in_chunks(&store, 0, &events, 16).await;
-    store.finish_bulk_load(bulk_load).await.unwrap();
-
-    assert_eq!(audit_indexes(&bulk).await, before, "the same indexes again");
-    assert_eq!(
-        store.state_hash().await.unwrap(),
-        plain_store.state_hash().await.unwrap()
-    );
-    assert!(store.verify_audit_chain(0).await.unwrap().is_intact());
-}
-
 #[tokio::test]
 async fn partitions_applied_in_one_transaction_end_like_separate_ones() {
     let streams: Vec<Vec<(i64, DecisionEvent)>> = (0..3).map(|p| stream(p, 30)).collect();

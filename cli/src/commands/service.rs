@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use actors::replay::{Progress, Quiet};
-use indicatif::{ProgressBar, ProgressStyle};
+use actors::replay::{Progress, Quiet, Stage};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -51,7 +51,8 @@ pub struct ReplayArgs {
     /// Config and logging.
     #[command(flatten)]
     pub common: ConfigArgs,
-    /// Decisions per Postgres transaction during the rebuild.
+    /// Rows of a table (audit entries, dedup rows) handed to the rebuild's COPY at a time (a
+    /// few chunks are in flight).
     #[arg(long, default_value_t = 2000)]
     pub batch: usize,
     /// Build the fresh projections but do not swap them in (prints both state hashes).
@@ -187,33 +188,58 @@ pub fn state_hash(args: ConfigArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The replay's progress bar on the terminal.
+/// The replay's progress bars on the terminal: decisions folded, rows copied.
 #[derive(Debug)]
-struct ProgressLine(ProgressBar);
+struct ProgressLine {
+    /// Draws the two bars together.
+    _bars: MultiProgress,
+    /// Decisions read and folded.
+    fold: ProgressBar,
+    /// Audit and dedup rows copied into the rebuild schema.
+    copy: ProgressBar,
+}
 
 impl ProgressLine {
     fn new() -> Self {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} replay [{bar:40}] {pos}/{len} decisions ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        let bars = MultiProgress::new();
+        let bar = |template: &str| {
+            let bar = bars.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        };
+        let (fold, copy) = (
+            bar("{spinner} fold [{bar:40}] {pos}/{len} decisions ({per_sec}, eta {eta})"),
+            bar("{spinner} copy [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta})"),
         );
-        ProgressLine(bar)
+        ProgressLine {
+            _bars: bars,
+            fold,
+            copy,
+        }
+    }
+
+    fn bar(&self, stage: Stage) -> &ProgressBar {
+        match stage {
+            Stage::Fold => &self.fold,
+            Stage::Copy => &self.copy,
+        }
     }
 }
 
 impl Progress for ProgressLine {
-    fn start(&self, total: u64) {
-        self.0.set_length(total);
+    fn start(&self, stage: Stage, total: u64) {
+        self.bar(stage).set_length(total);
     }
 
-    fn advance(&self, count: u64) {
-        self.0.inc(count);
+    fn advance(&self, stage: Stage, count: u64) {
+        self.bar(stage).inc(count);
     }
 
     fn finish(&self) {
-        self.0.finish_and_clear();
+        self.fold.finish_and_clear();
+        self.copy.finish_and_clear();
     }
 }
