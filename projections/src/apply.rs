@@ -27,12 +27,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use events::{DecisionEvent, SourceCoordinates};
+use futures::TryFutureExt as _;
 
 use crate::audit::{self, AuditEntry, GENESIS_HASH};
 use crate::dedup::{DedupBatch, DedupKey, DedupRow};
 use crate::error::{AttemptError, StoreError};
 use crate::model::{Applied, DedupResult, TenantTtl};
 use crate::normalized::Normalized;
+use crate::plan_mode::{self, PlanMode};
 use crate::{notify, offsets};
 
 /// Attempts of one batch before a transient race is reported as unavailable.
@@ -137,11 +139,13 @@ async fn attempt_batches(
         .map(|batch| (batch.partition, batch.claim_epoch))
         .collect();
     let partitions: Vec<i32> = claims.iter().map(|(partition, _)| *partition).collect();
-    let (next_offsets, audited, mut dedup, mut heads) = futures::try_join!(
+    // Statements are planned once per connection, but for the dedup lookup (crate::plan_mode).
+    let ((), next_offsets, audited, mut heads, mut dedup) = futures::try_join!(
+        plan_mode::set(&transaction, PlanMode::Cached).err_into(),
         offsets::lock_and_check_owners(&transaction, consumer, topic, &claims),
         audit::find_by_sources(&transaction, &sources),
-        DedupBatch::load_for_update(&transaction, &keys),
         audit::heads(&transaction, &partitions),
+        DedupBatch::load_for_update(&transaction, &keys),
     )?;
 
     let ttl = store.dedup_ttl;
@@ -198,6 +202,7 @@ async fn attempt_batches(
 
     let channel = store.channel.as_str();
     futures::try_join!(
+        plan_mode::set(&transaction, PlanMode::Cached).err_into(),
         dedup.write(&transaction),
         audit::insert(&transaction, &entries),
         async {

@@ -250,7 +250,9 @@ pub(crate) async fn heads(
     Ok(heads)
 }
 
-/// Stored answers of the given sources that already have an audit entry.
+/// Stored answers of the given sources that already have an audit entry. One index probe per
+/// source (`LIMIT 1`, a source having one entry, keeps each probe a subquery the planner cannot
+/// turn into a join), so a plan cached while the table was empty stays an index scan.
 pub(crate) async fn find_by_sources(
     transaction: &deadpool_postgres::Transaction<'_>,
     sources: &[&SourceCoordinates],
@@ -260,10 +262,10 @@ pub(crate) async fn find_by_sources(
     let offsets: Vec<i64> = sources.iter().map(|s| s.offset).collect();
     let statement = transaction
         .prepare_cached(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log \
-             WHERE (source_topic, source_partition, source_offset) IN \
-                 (SELECT s.topic, s.part, s.off \
-                  FROM unnest($1::text[], $2::int4[], $3::int8[]) AS s(topic, part, off))"
+            "SELECT a.* FROM unnest($1::text[], $2::int4[], $3::int8[]) AS s(topic, part, off) \
+             JOIN LATERAL (SELECT {AUDIT_COLUMNS} FROM audit_log \
+                 WHERE source_topic = s.topic AND source_partition = s.part \
+                     AND source_offset = s.off LIMIT 1) AS a ON true"
         ))
         .await?;
     let mut found = HashMap::new();

@@ -18,6 +18,7 @@ use tokio_postgres::Row;
 
 use crate::error::{AttemptError, StoreError};
 use crate::model::{DedupResult, StoredOutcome};
+use crate::plan_mode::{self, PlanMode};
 
 /// (tenant, `pcs_id`).
 pub(crate) type DedupKey = (String, String);
@@ -206,6 +207,21 @@ const ROW_COLUMNS: &str = "tenant, pcs_id, signed_digest, outcome_code, outcome:
      first_partition, first_offset, received_at_ms, decided_at_ms, expires_at_ms, tier, \
      COALESCE(origin_region, '')";
 
+/// The cold tier's entries of the given keys (migration 0007), so a demoted key still decides
+/// duplicates and conflicts inside its window. The first outcome's body comes from the audit log
+/// entry at the first record's coordinates (kept forever), so the object store is never on this
+/// path. Not locked: a cold key only changes when the demoter seals or expires a segment, and
+/// sealing locks the warm rows it deletes first. One index probe per key (`LIMIT 1` keeps each
+/// probe a subquery, whatever the cached plan).
+const COLD_LOOKUP: &str = "SELECT c.* FROM unnest($1::text[], $2::text[]) AS k(tenant, pcs_id) \
+     JOIN LATERAL (SELECT c.tenant, c.pcs_id, c.signed_digest, c.outcome_code, a.outcome::text, \
+         c.first_topic, c.first_partition, c.first_offset, c.received_at_ms, c.decided_at_ms, \
+         c.expires_at_ms, 'cold', ''::text \
+         FROM cold_keys c \
+         JOIN audit_log a ON a.source_topic = c.first_topic \
+             AND a.source_partition = c.first_partition AND a.source_offset = c.first_offset \
+         WHERE c.tenant = k.tenant AND c.pcs_id = k.pcs_id LIMIT 1) AS c ON true";
+
 fn row_from_sql(row: &Row) -> Result<(DedupKey, DedupRow, String), StoreError> {
     let digest: Vec<u8> = row.try_get(2)?;
     let signed_digest: [u8; 32] = digest.try_into().map_err(|bytes: Vec<u8>| {
@@ -238,7 +254,14 @@ fn row_from_sql(row: &Row) -> Result<(DedupKey, DedupRow, String), StoreError> {
 }
 
 impl DedupBatch {
-    /// Locks and loads the rows of `keys` (duplicates allowed) for the rest of the transaction.
+    /// Locks and loads the rows of `keys` (duplicates allowed) for the rest of the transaction,
+    /// and the cold-tier entries of the keys without a warm row.
+    ///
+    /// Both lookups go out together (one round trip) and probe an index once per key. The cold
+    /// one runs on the transaction's cached plan; the warm one is planned at execution, and so
+    /// is every statement after it until the transaction switches back ([`crate::plan_mode`]).
+    /// Keys are locked in sorted order, as every writer of `dedup` locks them, so two
+    /// transactions never wait for each other in a cycle.
     pub(crate) async fn load_for_update(
         transaction: &deadpool_postgres::Transaction<'_>,
         keys: &[DedupKey],
@@ -247,17 +270,30 @@ impl DedupBatch {
         if keys.is_empty() {
             return Ok(batch);
         }
-        let tenants: Vec<&str> = keys.iter().map(|(tenant, _)| tenant.as_str()).collect();
-        let pcs_ids: Vec<&str> = keys.iter().map(|(_, pcs_id)| pcs_id.as_str()).collect();
-        let statement = transaction
-            .prepare_cached(&format!(
-                "SELECT {ROW_COLUMNS} FROM dedup \
-                 WHERE (tenant, pcs_id) IN (SELECT k.tenant, k.pcs_id \
-                     FROM unnest($1::text[], $2::text[]) AS k(tenant, pcs_id)) \
-                 ORDER BY tenant, pcs_id FOR UPDATE"
-            ))
-            .await?;
-        for row in transaction.query(&statement, &[&tenants, &pcs_ids]).await? {
+        let mut sorted: Vec<&DedupKey> = keys.iter().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let tenants: Vec<&str> = sorted.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let pcs_ids: Vec<&str> = sorted.iter().map(|(_, pcs_id)| pcs_id.as_str()).collect();
+        let (cold, (), warm) = futures::try_join!(
+            async {
+                let statement = transaction.prepare_cached(COLD_LOOKUP).await?;
+                transaction.query(&statement, &[&tenants, &pcs_ids]).await
+            },
+            plan_mode::set(transaction, PlanMode::PerExecution),
+            async {
+                let statement = transaction
+                    .prepare_cached(&format!(
+                        "SELECT d.* FROM unnest($1::text[], $2::text[]) AS k(tenant, pcs_id) \
+                         JOIN LATERAL (SELECT {ROW_COLUMNS} FROM dedup \
+                             WHERE dedup.tenant = k.tenant AND dedup.pcs_id = k.pcs_id \
+                             FOR UPDATE) AS d ON true"
+                    ))
+                    .await?;
+                transaction.query(&statement, &[&tenants, &pcs_ids]).await
+            },
+        )?;
+        for row in warm {
             let (key, row, _tier) = row_from_sql(&row)?;
             batch.slots.insert(
                 key,
@@ -267,45 +303,15 @@ impl DedupBatch {
                 },
             );
         }
-        batch.load_cold(transaction, keys).await?;
-        Ok(batch)
-    }
-
-    /// Loads the keys without a warm row from the cold tier's index (migration 0007), so a
-    /// demoted key still decides duplicates and conflicts inside its window. The first outcome's
-    /// body comes from the audit log entry at the first record's coordinates (kept forever), so
-    /// the object store is never on this path. Not locked: a cold key only changes when the
-    /// demoter seals or expires a segment, and sealing locks the warm rows it deletes first.
-    async fn load_cold(
-        &mut self,
-        transaction: &deadpool_postgres::Transaction<'_>,
-        keys: &[DedupKey],
-    ) -> Result<(), AttemptError> {
-        let missing: Vec<&DedupKey> = keys
-            .iter()
-            .filter(|key| !self.slots.contains_key(*key))
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let tenants: Vec<&str> = missing.iter().map(|(tenant, _)| tenant.as_str()).collect();
-        let pcs_ids: Vec<&str> = missing.iter().map(|(_, pcs_id)| pcs_id.as_str()).collect();
-        let statement = transaction
-            .prepare_cached(
-                "SELECT c.tenant, c.pcs_id, c.signed_digest, c.outcome_code, a.outcome::text,                      c.first_topic, c.first_partition, c.first_offset, c.received_at_ms,                       c.decided_at_ms, c.expires_at_ms, 'cold', ''::text                  FROM unnest($1::text[], $2::text[]) AS k(tenant, pcs_id)                  JOIN cold_keys c ON c.tenant = k.tenant AND c.pcs_id = k.pcs_id                  JOIN audit_log a ON a.source_topic = c.first_topic                      AND a.source_partition = c.first_partition AND a.source_offset = c.first_offset",
-            )
-            .await?;
-        for row in transaction.query(&statement, &[&tenants, &pcs_ids]).await? {
+        // A key with a warm row decides by it; the cold tier answers only for the others.
+        for row in cold {
             let (key, row, _tier) = row_from_sql(&row)?;
-            self.slots.insert(
-                key,
-                Slot {
-                    row,
-                    state: SlotState::Cold,
-                },
-            );
+            batch.slots.entry(key).or_insert(Slot {
+                row,
+                state: SlotState::Cold,
+            });
         }
-        Ok(())
+        Ok(batch)
     }
 
     /// Folds one verified record whose own first-record row would be `candidate`.
@@ -401,7 +407,12 @@ impl DedupBatch {
                      WHERE dedup.tenant = u.tenant AND dedup.pcs_id = u.pcs_id"
                 ))
                 .await?;
-            transaction.execute(&statement, &replaced.params()).await?;
+            // A join: planned at execution (crate::plan_mode).
+            let params = replaced.params();
+            futures::try_join!(
+                plan_mode::set(transaction, PlanMode::PerExecution),
+                transaction.execute(&statement, &params),
+            )?;
         }
         Ok(())
     }

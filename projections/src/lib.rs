@@ -38,6 +38,7 @@
 //!   the loop that keeps a process's hot cache on the recorded ring; [`ring_event`]: the ring
 //!   change as an event of the Kafka log;
 //! - [`error`]: [`StoreError`], classified by what the caller must do;
+//! - `plan_mode`: which statements of the projector's transaction run on cached plans, and why;
 //! - [`model`]: the values handed back; [`canonical_json`]: hashing `jsonb` values;
 //! - [`frozen_status`]: the legacy numeric class the frozen hash formats still encode, derived
 //!   from the stored outcome class (the store keeps outcomes, never HTTP statuses).
@@ -84,6 +85,7 @@ pub mod notify;
 pub mod offsets;
 pub mod open;
 pub mod placement;
+mod plan_mode;
 pub mod rebuild;
 pub mod redis_nodes;
 pub mod replay_fold;
