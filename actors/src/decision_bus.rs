@@ -1,7 +1,8 @@
 //! Where a gateway request waits for the committed decision of its own record.
 //!
 //! A request registers its WAL coordinates after Kafka acks the produce; the projector publishes
-//! every applied result. Either may come first (a fast projector can commit before the produce ack
+//! the applied result of every record that came through a gateway (no request waits for the
+//! others). Either may come first (a fast projector can commit before the produce ack
 //! reaches the gateway), so results with no waiter are kept for a short while, bounded in count.
 //! Results from projectors in other processes arrive as coordinates only (Postgres NOTIFY); a
 //! waiter woken that way reads its result from the store.

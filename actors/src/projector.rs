@@ -18,13 +18,13 @@
 //! Revocation is synchronous: a revoked lane drops its buffer, lets its transaction in flight
 //! finish, stores its position, and only then releases the partition.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use events::DecisionEvent;
+use events::{DecisionEvent, SourceCoordinates, SubmissionSource};
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, LocalBoxFuture, Shared};
 use infra::failpoints::{Failpoints, points};
@@ -775,8 +775,21 @@ impl Handler<Committed> for Projector {
                     .instrument(redis_fill_span(&applied))
                     .boxed()
             });
-            // Waiters only need the commit; the cache is best effort and comes after.
-            self.deps.bus.publish_applied(applied);
+            // Waiters only need the commit; the cache is best effort and comes after. Only a
+            // record that came through a gateway can have a request waiting for it (perhaps not
+            // registered yet); the bus would keep the others' results for nothing (about 2 KiB
+            // each, which made the memory of a backlog drain grow with the backlog).
+            let through_gateway: HashSet<&SourceCoordinates> = batch
+                .events
+                .iter()
+                .filter(|(_, event)| event.submission_source == SubmissionSource::Gateway)
+                .map(|(_, event)| &event.source)
+                .collect();
+            self.deps.bus.publish_applied(
+                applied
+                    .into_iter()
+                    .filter(|result| through_gateway.contains(&result.source)),
+            );
             if !self.owns(batch) {
                 // Committed for a partition this process no longer owns (claimed again by
                 // someone): its owner stores the position.
