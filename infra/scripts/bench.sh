@@ -21,7 +21,7 @@
 # removes them at the end unless FLK_BENCH_KEEP=1. The load average is printed next to each number.
 #
 # Knobs (environment): FLK_BENCH_PARTITIONS (12), FLK_BENCH_MAX_BATCH (2000),
-# FLK_BENCH_MAX_TRANSACTIONS, FLK_BENCH_LINGER_MS, FLK_BENCH_FETCH_WAIT_MS (config defaults), FLK_BENCH_RATE (1000),
+# FLK_BENCH_MAX_TRANSACTIONS, FLK_BENCH_LINGER_MS, FLK_BENCH_FETCH_WAIT_MS, FLK_BENCH_FETCH_MIN_BYTES (config defaults), FLK_BENCH_RATE (1000),
 # FLK_BENCH_EXTRA_RATES (comma list of further open-loop rates, "2000,4000"; empty for none),
 # FLK_BENCH_DURATION seconds per gateway run (30), FLK_BENCH_CONNECTIONS (64),
 # FLK_BENCH_KAFKA_COUNT records for the Kafka run (100000), FLK_BENCH_KAFKA_WINDOW (5000),
@@ -97,6 +97,7 @@ topic_prefix = "${run_id}."
 partitions = ${partitions}
 ${FLK_BENCH_LINGER_MS:+linger_ms = ${FLK_BENCH_LINGER_MS}}
 ${FLK_BENCH_FETCH_WAIT_MS:+fetch_wait_max_ms = ${FLK_BENCH_FETCH_WAIT_MS}}
+${FLK_BENCH_FETCH_MIN_BYTES:+fetch_min_bytes = ${FLK_BENCH_FETCH_MIN_BYTES}}
 [postgres]
 schema = "${run_id}"
 [redis]

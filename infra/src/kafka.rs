@@ -112,7 +112,7 @@ fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
-        .set("fetch.min.bytes", "1")
+        .set("fetch.min.bytes", config.fetch_min_bytes.to_string())
         // Bounded in bytes, not only in records: a backlog of large records must not fill the
         // memory before the actors take them (docs/benchmarks.md, backlog drain).
         .set(
