@@ -157,13 +157,45 @@ start_serve() {
 
 # Runs a load generator (the rest of the arguments) with the CPU seconds of every process group
 # (broker, Postgres, Redis, flk serve, the generator, the rest) measured meanwhile into $1.
+# Also writes the Postgres transactions committed and statements run meanwhile into
+# ${1%.json}-pg.txt ("transactions statements"; statements need pg_stat_statements, which the
+# stack's server loads).
 with_cpu() {
     local cpu_out="$1"
     shift
+    local pg_before pg_after
+    # The statement counters start from zero at each step: pg_stat_statements drops its least
+    # used entries when full (each run's schema makes new ones), which would skew a difference.
+    if [[ "$pg_statements" == "1" ]]; then
+        psql "$FLK_POSTGRES_URL" -XAtq -c 'SELECT pg_stat_statements_reset()' >/dev/null
+    fi
+    pg_before="$(pg_counts)"
     # Measured from the moment the generator has built and signed its records.
     python3 infra/scripts/cpu_per_process.py --out "$cpu_out" --flk-pid "$flk_pid" \
         --stack "$repo/.local/stack" --start-after "submissions prepared" -- "$@"
+    # Backends report their counts at most once a second.
+    sleep 2
+    pg_after="$(pg_counts)"
+    awk -v a="$pg_before" -v b="$pg_after" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }' >"${cpu_out%.json}-pg.txt"
 }
+
+# "transactions statements" committed and run in the database so far (statements 0 without
+# pg_stat_statements).
+pg_counts() {
+    local statements="0"
+    if [[ "$pg_statements" == "1" ]]; then
+        statements="(SELECT sum(calls)::bigint FROM pg_stat_statements
+                     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+    fi
+    psql "$FLK_POSTGRES_URL" -XAt -F ' ' -c "SELECT xact_commit, ${statements}
+        FROM pg_stat_database WHERE datname = current_database()" | tail -1
+}
+pg_statements=0
+if [[ "$(psql "$FLK_POSTGRES_URL" -XAt -c 'SHOW shared_preload_libraries')" == *pg_stat_statements* ]] &&
+    psql "$FLK_POSTGRES_URL" -XAtq -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' >/dev/null 2>&1; then
+    pg_statements=1
+fi
 
 # Samples the RSS (KiB) of $flk_pid every 0.5 s into $1 until stopped.
 sample_rss() {
@@ -336,6 +368,10 @@ summary="$out/summary.txt"
         line "CPU per decided record, $1" "$(jq -r --argjson n "$3" '[.cpu_s[]] | add * 1e6 / $n | floor | "\(.) us"' "$2")" "half of round 2" ""
         line "  broker / postgres / flk / loadgen" "$(jq -r --argjson n "$3" '.cpu_s | [.broker, .postgres, .flk, .loadgen] | map(. * 1e6 / $n | floor | tostring) | join(" / ")' "$2") us" "" ""
         line "  redis / other" "$(jq -r --argjson n "$3" '.cpu_s | [.redis, .other] | map(. * 1e6 / $n | floor | tostring) | join(" / ")' "$2") us" "" ""
+        if [[ -s "${2%.json}-pg.txt" ]]; then
+            read -r transactions statements <"${2%.json}-pg.txt"
+            line "  Postgres transactions / statements per record" "$(awk -v t="$transactions" -v s="$statements" -v n="$3" 'BEGIN {printf "%.3f / %.2f", t/n, s/n}')" "" ""
+        fi
     }
     tail_latency() { jget "$1" '"\(.latencies.submit.p999_ms) / \(.latencies.submit.max_ms) ms"'; }
     gateway_errors() { jget "$1" '[.statuses | to_entries[] | select(.key | test("^(2|409)") | not) | .value] | add // 0'; }
