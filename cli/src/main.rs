@@ -18,8 +18,9 @@ fn main() -> ExitCode {
 
 /// glibc's malloc gives threads that allocate at the same time arenas of their own (up to eight
 /// per core) and keeps what was freed in each. With the Kafka client's and the runtime's
-/// threads, `flk serve` draining a backlog of 1,000,000 records held 348 MiB, and 192 MiB with
-/// two arenas (docs/benchmarks.md, "Performance round 3"). glibc reads the limit from the
+/// threads, `flk serve` draining a backlog of 1,000,000 records held 348 MiB, and 191 MiB with
+/// four arenas (two held as little but cost about 15 % more CPU per record under full load:
+/// docs/benchmarks.md, "Performance round 3"). glibc reads the limit from the
 /// environment only as the process starts, so without one the binary starts itself again
 /// (`exec`: same process id, arguments and environment) with `MALLOC_ARENA_MAX` set. A value
 /// already set, by the operator or by that first start, is left alone; if the new start fails
@@ -30,7 +31,7 @@ fn limit_malloc_arenas() {
 
     const VARIABLE: &str = "MALLOC_ARENA_MAX";
     /// The arenas glibc may create, when the environment does not say.
-    const MALLOC_ARENAS: &str = "2";
+    const MALLOC_ARENAS: &str = "4";
     if std::env::var_os(VARIABLE).is_some() {
         return;
     }
