@@ -82,6 +82,14 @@ struct BinaryCopy {
     rows: u64,
 }
 
+impl std::fmt::Debug for BinaryCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BinaryCopy")
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BinaryCopy {
     /// Starts `statement` (a `COPY ... FROM STDIN (FORMAT binary)`) on `client`.
     async fn start(
@@ -114,15 +122,8 @@ impl BinaryCopy {
 }
 
 /// A COPY into `audit_log` in progress, fed entries in any order (the chain is in the columns).
+#[derive(Debug)]
 pub struct AuditCopy(BinaryCopy);
-
-impl std::fmt::Debug for AuditCopy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditCopy")
-            .field("rows", &self.0.rows)
-            .finish_non_exhaustive()
-    }
-}
 
 impl AuditCopy {
     /// Starts the COPY on `client`.
@@ -176,15 +177,8 @@ impl AuditCopy {
 
 /// A COPY into `dedup` in progress, fed the row versions a replay's fold hands out (the replaced
 /// ones are deleted afterwards: [`delete_replaced`]).
+#[derive(Debug)]
 pub struct DedupCopy(BinaryCopy);
-
-impl std::fmt::Debug for DedupCopy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DedupCopy")
-            .field("rows", &self.0.rows)
-            .finish_non_exhaustive()
-    }
-}
 
 impl DedupCopy {
     /// Starts the COPY on `client`.

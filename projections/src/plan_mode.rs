@@ -10,8 +10,9 @@
 //! whose plan cannot go wrong: lookups written as one index probe per key (a `LATERAL` subquery
 //! with `LIMIT` that the planner cannot turn into a join), and inserts from arrays, which scan
 //! nothing. It switches back to custom plans before a statement with a choice to make: the dedup
-//! lookup (its key is also a suffix of another index, which an empty table's estimates rank
-//! equal) and the dedup update (a join). `SET LOCAL` lasts until the transaction ends.
+//! lookup (its two columns are also in the `dedup_due` index, which starts with the tenant and
+//! which an empty table's estimates rank equal to the key) and the dedup update (a join).
+//! `SET LOCAL` lasts until the transaction ends.
 //!
 //! The switch is sent in the same round trip as the statements it covers: tokio-postgres sends
 //! each request when its future is first polled, and `futures::try_join!` polls in order. Were the
