@@ -93,7 +93,7 @@ pub async fn run(
     let topic = options.kafka.submissions_topic();
     // Listen before the first produce, so no decision can be committed unheard.
     let listener = store.listen_decided().await?;
-    let producer = infra::kafka::producer(&options.kafka)?;
+    let producer = infra::kafka::producer(&options.kafka, "flk-bench")?;
     let window = Arc::new(Semaphore::new(options.window.max(1)));
     let (produced_sender, produced_receiver) = mpsc::unbounded_channel();
     let collector = tokio::spawn(collect(

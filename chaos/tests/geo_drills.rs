@@ -301,7 +301,7 @@ async fn rewind_checkpoints(a: &Deployment, b: &Deployment) {
         topic_prefix: b.topic_prefix.clone(),
         ..infra::config::KafkaConfig::default()
     };
-    let sink = infra::kafka::sink::KafkaSink::new(&kafka_b).unwrap();
+    let sink = infra::kafka::sink::KafkaSink::new(&kafka_b, "geo-drills").unwrap();
     for partition in 0..a.partitions {
         let checkpoint = ReplicationCheckpoint::new("a", "submissions", partition, 0, 0);
         let ack = sink

@@ -264,7 +264,7 @@ async fn produce_all(
     records: Vec<(String, Vec<u8>)>,
 ) {
     use infra::log::{LogSink as _, OutgoingRecord};
-    let sink = infra::kafka::sink::KafkaSink::new(kafka).unwrap();
+    let sink = infra::kafka::sink::KafkaSink::new(kafka, "geo-replication").unwrap();
     for (key, payload) in records {
         let ack = sink
             .produce(OutgoingRecord {

@@ -24,7 +24,7 @@ use actors::shard::{OpenSource, Shard, ShardDeps};
 use actors::supervision::{Heartbeat, OnExhausted, Supervision, SupervisorPolicy, Watchdog};
 use anyhow::Context as _;
 use events::checkpoint::NoteSigner;
-use infra::config::Config;
+use infra::config::{Config, KafkaConfig};
 use infra::failpoints::Failpoints;
 use infra::kafka::sink::KafkaSink;
 use infra::log::LogError;
@@ -149,7 +149,7 @@ pub async fn serve(
         }
         actix::spawn(forward_notifications(store.clone(), bus.clone()));
         let state = AppState {
-            producer: infra::kafka::producer(&config.kafka)?,
+            producer: infra::kafka::producer(&config.kafka, "flk-gateway")?,
             submissions_topic: config.kafka.submissions_topic(),
             bus,
             store,
@@ -281,8 +281,8 @@ impl StartedActors {
                 let group = format!("flk-{role}");
                 let deps = ShardDeps {
                     role,
-                    open_source: open_source(config, &group, topic, revoke_timeout),
-                    sink: Arc::new(KafkaSink::new(&config.kafka)?),
+                    open_source: open_source(&config.kafka, &group, topic, revoke_timeout),
+                    sink: Arc::new(KafkaSink::new(&config.kafka, &group)?),
                     decisions_topic: config.kafka.decisions_topic(),
                     region: config.region.clone(),
                     tenants: Arc::new(config.tenant_policies()?),
@@ -322,7 +322,7 @@ impl StartedActors {
             let heartbeat = Heartbeat::default();
             let deps = ProjectorDeps {
                 open_source: open_source(
-                    config,
+                    &config.kafka,
                     "flk-projector",
                     config.kafka.decisions_topic(),
                     revoke_timeout,
@@ -368,7 +368,8 @@ impl StartedActors {
                 object_prefix: config.postgres.schema.clone(),
                 attest_tasks_opt: match &config.audit.tsa_url_opt {
                     Some(_) => Some((
-                        Arc::new(KafkaSink::new(&config.kafka)?) as Arc<dyn infra::log::LogSink>,
+                        Arc::new(KafkaSink::new(&config.kafka, "flk-anchorer")?)
+                            as Arc<dyn infra::log::LogSink>,
                         config.kafka.audit_tasks_topic(),
                     )),
                     None => None,
@@ -390,12 +391,15 @@ impl StartedActors {
             };
             let deps = AuditWorkerDeps {
                 open_source: open_source(
-                    config,
+                    &KafkaConfig {
+                        fetch_wait_max_ms: BACKGROUND_FETCH_WAIT_MS,
+                        ..config.kafka.clone()
+                    },
                     actors::audit_worker::GROUP,
                     config.kafka.audit_tasks_topic(),
                     revoke_timeout,
                 ),
-                sink: Arc::new(KafkaSink::new(&config.kafka)?),
+                sink: Arc::new(KafkaSink::new(&config.kafka, actors::audit_worker::GROUP)?),
                 dlq_topic: config.kafka.audit_dlq_topic(),
                 context: TaskContext {
                     store: wiring.store.clone(),
@@ -490,17 +494,22 @@ fn start_suffix() -> String {
     format!("{nanos:08x}")
 }
 
+/// Longest a fetch of the audit worker waits on the broker for tasks. Tasks are background work
+/// retried over seconds; with the pipeline's 5 ms, an idle worker sent the broker 200 fetches a
+/// second, a third of all fetches at 1,000 records/s (docs/benchmarks.md).
+const BACKGROUND_FETCH_WAIT_MS: u64 = 500;
+
 /// Longest graceful shutdown of one actor.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a fresh Kafka subscription of `group` to `topic` on every call (every actor start).
 fn open_source(
-    config: &Config,
+    kafka: &KafkaConfig,
     group: &str,
     topic: String,
     revoke_timeout: Duration,
 ) -> OpenSource {
-    let kafka = config.kafka.clone();
+    let kafka = kafka.clone();
     let group = kafka.group(group);
     Arc::new(move || {
         infra::kafka::source::subscribe(&kafka, &group, &topic, revoke_timeout)

@@ -34,7 +34,7 @@ fn state() -> AppState {
     let producer = ClientConfig::new()
         .set("bootstrap.servers", DEAD)
         .set("message.timeout.ms", "300")
-        .create()
+        .create_with_context(infra::kafka::CountingContext::default())
         .unwrap();
     let options = StoreOptions {
         wait_timeout: Duration::from_millis(300),

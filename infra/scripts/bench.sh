@@ -16,7 +16,9 @@
 #   6. `flk replay --no-swap` of every decision the runs produced (rate and state-hash equality).
 # Rows 1, 3 and 4 also give the CPU time per decided record of each process group (broker,
 # Postgres, flk serve, the load generator, Redis, the rest), read from /proc around the load
-# (infra/scripts/cpu_per_process.py): CPU time, unlike wall time, stays comparable on a busy machine.
+# (infra/scripts/cpu_per_process.py): CPU time, unlike wall time, stays comparable on a busy machine;
+# and what each record cost in Postgres transactions and statements and in Kafka requests by type
+# and client (flk_kafka_requests_total of flk serve, not counting the load generator's own).
 # Every run uses its own topic prefix, Postgres schema and Redis key prefix (bench<time>_<pid>), and
 # removes them at the end unless FLK_BENCH_KEEP=1. The load average is printed next to each number.
 #
@@ -159,11 +161,13 @@ start_serve() {
 # (broker, Postgres, Redis, flk serve, the generator, the rest) measured meanwhile into $1.
 # Also writes the Postgres transactions committed and statements run meanwhile into
 # ${1%.json}-pg.txt ("transactions statements"; statements need pg_stat_statements, which the
-# stack's server loads).
+# stack's server loads), and the Kafka requests flk's clients sent meanwhile into
+# ${1%.json}-kafka.txt ("client request count" lines, from flk_kafka_requests_total).
 with_cpu() {
     local cpu_out="$1"
     shift
-    local pg_before pg_after
+    local pg_before pg_after kafka_before
+    kafka_before="$(kafka_requests)"
     # The statement counters start from zero at each step: pg_stat_statements drops its least
     # used entries when full (each run's schema makes new ones), which would skew a difference.
     if [[ "$pg_statements" == "1" ]]; then
@@ -178,6 +182,16 @@ with_cpu() {
     pg_after="$(pg_counts)"
     awk -v a="$pg_before" -v b="$pg_after" 'BEGIN {
         split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }' >"${cpu_out%.json}-pg.txt"
+    # librdkafka reports its counts once a second: the sleep above covers that too.
+    { echo "$kafka_before" | sed 's/^/before /'; kafka_requests | sed 's/^/after /'; } |
+        awk '{ key = $2 " " $3; if ($1 == "before") { was[key] = $4 } else if ($4 - was[key] > 0) { print key, $4 - was[key] } }' \
+            >"${cpu_out%.json}-kafka.txt"
+}
+
+# "client request count" for every flk_kafka_requests_total series of the running flk serve.
+kafka_requests() {
+    curl -fs "http://127.0.0.1:${port}/metrics" 2>/dev/null |
+        sed -nE 's/^flk_kafka_requests_total\{client="([^"]*)",request="([^"]*)"\} ([0-9]+)$/\1 \2 \3/p'
 }
 
 # "transactions statements" committed and run in the database so far (statements 0 without
@@ -371,6 +385,13 @@ summary="$out/summary.txt"
         if [[ -s "${2%.json}-pg.txt" ]]; then
             read -r transactions statements <"${2%.json}-pg.txt"
             line "  Postgres transactions / statements per record" "$(awk -v t="$transactions" -v s="$statements" -v n="$3" 'BEGIN {printf "%.3f / %.2f", t/n, s/n}')" "" ""
+        fi
+        if [[ -s "${2%.json}-kafka.txt" ]]; then
+            line "  Kafka requests per record: produce / fetch / other" "$(awk -v n="$3" '
+                $2 == "Produce" { p += $3; next } $2 == "Fetch" { f += $3; next } { o += $3 }
+                END { printf "%.3f / %.3f / %.3f", p/n, f/n, o/n }' "${2%.json}-kafka.txt")" "" ""
+            line "  fetches per record, by client" "$(awk -v n="$3" '$2 == "Fetch" { sub(/^.*flk-/, "", $1); printf "%s%s %.3f", sep, $1, $3/n; sep = ", " }' "${2%.json}-kafka.txt")" "" ""
+            line "  produces per record, by client" "$(awk -v n="$3" '$2 == "Produce" { sub(/^.*flk-/, "", $1); printf "%s%s %.3f", sep, $1, $3/n; sep = ", " }' "${2%.json}-kafka.txt")" "" ""
         fi
     }
     tail_latency() { jget "$1" '"\(.latencies.submit.p999_ms) / \(.latencies.submit.max_ms) ms"'; }

@@ -5,19 +5,21 @@
 pub mod checkpoints;
 pub mod fetch;
 pub mod reader;
+pub mod requests;
 pub mod sink;
 pub mod source;
 pub mod tail;
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext};
 use thiserror::Error;
 
 use crate::config::KafkaConfig;
@@ -71,10 +73,16 @@ impl From<KafkaClientError> for crate::log::LogError {
     }
 }
 
-/// The idempotent, acks=all producer every write to the log goes through (I1).
-pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaClientError> {
+/// The producer every write to the log goes through, counting its requests
+/// ([`requests::RequestTally`]).
+pub type Producer = FutureProducer<CountingContext>;
+
+/// The idempotent, acks=all producer every write to the log goes through (I1). `client_id`
+/// names it to the broker and in `flk_kafka_requests_total` (a role, such as `flk-gateway`).
+pub fn producer(config: &KafkaConfig, client_id: &str) -> Result<Producer, KafkaClientError> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
+        .set("client.id", client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         // Java-compatible key hashing, so a key lands in the same partition whichever client wrote it.
@@ -82,7 +90,21 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaClientError
         .set("linger.ms", config.linger_ms.to_string())
         .set("message.timeout.ms", "30000")
         .set("socket.nagle.disable", "true")
-        .create()?)
+        .set("statistics.interval.ms", requests::STATISTICS_INTERVAL_MS)
+        .create_with_context(CountingContext::default())?)
+}
+
+/// Client context that only counts requests (see [`requests`]).
+#[derive(Debug, Default)]
+pub struct CountingContext {
+    /// Totals last reported.
+    tally: requests::RequestTally,
+}
+
+impl ClientContext for CountingContext {
+    fn stats(&self, statistics: Statistics) {
+        self.tally.record(&statistics);
+    }
 }
 
 /// A consumer in `group` that commits only the offsets the caller stores (at-least-once).
@@ -106,6 +128,8 @@ fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
     client
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", group)
+        .set("client.id", group)
+        .set("statistics.interval.ms", requests::STATISTICS_INTERVAL_MS)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")

@@ -116,6 +116,23 @@ pub struct Metrics {
     pub geo_divergence_last_success: IntGaugeVec,
 }
 
+/// Requests sent to Kafka brokers, by client (`client.id`) and request type. Process-wide, unlike
+/// every other metric: librdkafka reports them from inside each client, and clients are made in
+/// places that hold no [`Metrics`]; every [`Metrics`] registers this one counter.
+pub fn kafka_requests() -> &'static IntCounterVec {
+    static REQUESTS: std::sync::LazyLock<IntCounterVec> = std::sync::LazyLock::new(|| {
+        IntCounterVec::new(
+            Opts::new(
+                "flk_kafka_requests_total",
+                "requests sent to Kafka brokers, by client and request type",
+            ),
+            &["client", "request"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("flk_kafka_requests_total"))
+    });
+    &REQUESTS
+}
+
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|_| unreachable_metric(name));
@@ -241,6 +258,7 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_metric("flk_crr_heartbeat_age_seconds"));
         let _ = registry.register(Box::new(crr_heartbeat_age.clone()));
+        let _ = registry.register(Box::new(kafka_requests().clone()));
         Metrics {
             crr_lag,
             crr_heartbeat_age,

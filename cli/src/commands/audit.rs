@@ -415,7 +415,7 @@ fn dlq(command: DlqCommand) -> anyhow::Result<u8> {
             },
             DlqCommand::Redrive { selection, .. } => {
                 let entries = selected(&store, selection).await?;
-                let sink = infra::kafka::sink::KafkaSink::new(&config.kafka)?;
+                let sink = infra::kafka::sink::KafkaSink::new(&config.kafka, "flk-audit-dlq")?;
                 let mut redriven = 0;
                 for entry in entries {
                     let Ok(mut task) = serde_json::from_value::<events::audit_task::AuditTask>(
@@ -502,7 +502,7 @@ async fn produce_tasks(
     config: &Config,
     tasks: &[events::audit_task::AuditTask],
 ) -> anyhow::Result<()> {
-    let sink = infra::kafka::sink::KafkaSink::new(&config.kafka)?;
+    let sink = infra::kafka::sink::KafkaSink::new(&config.kafka, "flk-audit")?;
     for task in tasks {
         let record = task_record(&config.kafka.audit_tasks_topic(), task);
         infra::log::LogSink::produce(&sink, record)?.await?;

@@ -40,7 +40,7 @@ async fn try_publish(
     let event = RingChanged::of(&state, store.schema(), phase_opt, now_ms());
     infra::kafka::ensure_topics(kafka).await?;
     // The producer's delivery timeout (30 s) bounds the wait for the acknowledgement.
-    KafkaSink::new(kafka)?
+    KafkaSink::new(kafka, "flk-migrate")?
         .produce(OutgoingRecord {
             topic: kafka.ring_topic(),
             partition_opt: None,

@@ -21,6 +21,9 @@ use infra::kafka::sink::KafkaSink;
 use infra::log::{LogError, LogSink};
 use infra::metrics::Metrics;
 
+/// `client.id` of the replicators' producers to the remote clusters.
+const REPLICATOR_CLIENT: &str = "flk-replicator";
+
 /// Longest a replicator's start waits for the target's checkpoints and partition counts.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,7 +49,7 @@ pub(super) fn start_replication(
         return Ok(());
     }
     let emitter = HeartbeatEmitter::new(HeartbeatEmitterDeps {
-        sink: Arc::new(KafkaSink::new(&config.kafka)?),
+        sink: Arc::new(KafkaSink::new(&config.kafka, "flk-heartbeats")?),
         topic: config.kafka.heartbeats_topic(),
         region: config.region.clone(),
         interval: HEARTBEAT_INTERVAL,
@@ -269,12 +272,12 @@ fn tenant_filter(target: &ReplicationTarget) -> TenantFilter {
 /// A new producer to `remote` per replicator start (checked once now, so a bad setting fails
 /// the start rather than the first record).
 fn open_sink(remote: &KafkaConfig) -> anyhow::Result<OpenSink> {
-    drop(KafkaSink::new(remote)?);
+    drop(KafkaSink::new(remote, REPLICATOR_CLIENT)?);
     let remote = remote.clone();
     Ok(Arc::new(move || {
-        Ok(
-            Arc::new(KafkaSink::new(&remote).map_err(|error| LogError::Fatal(error.to_string()))?)
-                as Arc<dyn LogSink>,
-        )
+        Ok(Arc::new(
+            KafkaSink::new(&remote, REPLICATOR_CLIENT)
+                .map_err(|error| LogError::Fatal(error.to_string()))?,
+        ) as Arc<dyn LogSink>)
     }))
 }

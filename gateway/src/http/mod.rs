@@ -16,9 +16,9 @@ use actix_web::{HttpRequest, web};
 use actors::contract::StatusBoard;
 use actors::decision_bus::DecisionBus;
 use infra::config::GatewayConfig;
+use infra::kafka::Producer;
 use infra::metrics::Metrics;
 use projections::{HotCache, ProjectionStore};
-use rdkafka::producer::FutureProducer;
 
 use crate::rate_limit::{AddressLimiter, RateLimiter};
 
@@ -28,7 +28,7 @@ pub use status::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     /// Producer of the write-ahead log.
-    pub producer: FutureProducer,
+    pub producer: Producer,
     /// `flk.submissions` with prefix.
     pub submissions_topic: String,
     /// Where requests wait for their committed decision.

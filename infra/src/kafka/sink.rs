@@ -2,9 +2,9 @@
 
 use futures::FutureExt as _;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
-use super::KafkaClientError;
+use super::{KafkaClientError, Producer};
 use crate::config::KafkaConfig;
 use crate::log::{Ack, LogError, LogSink, OutgoingRecord};
 
@@ -12,7 +12,7 @@ use crate::log::{Ack, LogError, LogSink, OutgoingRecord};
 #[derive(Clone)]
 pub struct KafkaSink {
     /// The producer.
-    producer: FutureProducer,
+    producer: Producer,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -22,10 +22,10 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    /// A sink with a producer of its own.
-    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaClientError> {
+    /// A sink with a producer of its own; `client_id` names it (see [`super::producer`]).
+    pub fn new(config: &KafkaConfig, client_id: &str) -> Result<Self, KafkaClientError> {
         Ok(KafkaSink {
-            producer: super::producer(config)?,
+            producer: super::producer(config, client_id)?,
         })
     }
 }

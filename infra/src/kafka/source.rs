@@ -21,6 +21,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::requests::RequestTally;
 use super::{KafkaClientError, consumer_config};
 use crate::config::KafkaConfig;
 use crate::log::{LogError, LogSource, Positions, Release, SourceEvent};
@@ -68,10 +69,10 @@ pub fn subscribe_from(
         topic: topic.to_owned(),
         revoke_timeout,
         checkpoints,
+        requests: RequestTally::default(),
     };
-    let consumer: BaseConsumer<ForwardingContext> = consumer_config(config, group)
-        .set("statistics.interval.ms", "1000")
-        .create_with_context(context)?;
+    let consumer: BaseConsumer<ForwardingContext> =
+        consumer_config(config, group).create_with_context(context)?;
     consumer.subscribe(&[topic])?;
     let consumer = Arc::new(consumer);
     let positions = Arc::new(KafkaPositions {
@@ -135,6 +136,8 @@ struct ForwardingContext {
     revoke_timeout: Duration,
     /// Start positions kept outside the group (see [`subscribe_from`]).
     checkpoints: BTreeMap<i32, i64>,
+    /// Requests sent, for `flk_kafka_requests_total`.
+    requests: RequestTally,
 }
 
 impl ForwardingContext {
@@ -209,6 +212,7 @@ impl ForwardingContext {
 
 impl ClientContext for ForwardingContext {
     fn stats(&self, statistics: Statistics) {
+        self.requests.record(&statistics);
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };

@@ -105,8 +105,8 @@ pub async fn run(config: &Config, args: &ReconcileArgs) -> anyhow::Result<u8> {
         println!("nothing to reconcile");
         return Ok(0);
     }
-    let here_sink = KafkaSink::new(&config.kafka)?;
-    let there_sink = KafkaSink::new(&remote_kafka)?;
+    let here_sink = KafkaSink::new(&config.kafka, "flk-reconcile")?;
+    let there_sink = KafkaSink::new(&remote_kafka, "flk-reconcile")?;
     let mut shipped = 0usize;
     let mut unfixable = 0usize;
     for finding in &report.findings {
