@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc instead of glibc's malloc for Rust's allocations: in Kafka mode a third of the
+/// process's CPU was glibc's allocator (`_int_malloc`, `_int_free`, `malloc_consolidate`; perf,
+/// docs/benchmarks.md "Performance round 3, third part").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = flk::Cli::parse();
