@@ -11,7 +11,7 @@ use clap::Parser as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    set_allocator_defaults();
     let cli = flk::Cli::parse();
     match flk::run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -22,23 +22,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc's malloc gives threads that allocate at the same time arenas of their own (up to eight
-/// per core) and keeps what was freed in each. With the Kafka client's and the runtime's
-/// threads, `flk serve` draining a backlog of 1,000,000 records held 348 MiB, and 191 MiB with
-/// four arenas (two held as little but cost about 15 % more CPU per record under full load:
-/// docs/benchmarks.md, "Performance round 3"). glibc reads the limit from the
-/// environment only as the process starts, so without one the binary starts itself again
-/// (`exec`: same process id, arguments and environment) with `MALLOC_ARENA_MAX` set. A value
-/// already set, by the operator or by that first start, is left alone; if the new start fails
-/// the process goes on with glibc's default.
+/// Allocator settings read from the environment only as the process starts, each with the
+/// value `flk` runs with unless the operator set it:
+/// - glibc's malloc (still used by the C libraries, librdkafka's threads above all) gives threads
+///   that allocate at the same time arenas of their own, up to eight per core, and keeps what was
+///   freed in each. Draining a backlog of 1,000,000 records held 348 MiB, and 191 MiB with four
+///   arenas (two held as little but cost about 15 % more CPU per record under full load);
+/// - mimalloc (Rust's allocations) returns freed pages to the system 10 ms after they empty by
+///   default; the same drain peaked at 373 MiB that way and at 197 MiB returning them at once.
+///
+/// (docs/benchmarks.md, "Performance round 3".)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
+const ALLOCATOR_DEFAULTS: [(&str, &str); 2] =
+    [("MALLOC_ARENA_MAX", "4"), ("MIMALLOC_PURGE_DELAY", "0")];
+
+/// Without one of [`ALLOCATOR_DEFAULTS`] in the environment, the binary starts itself again
+/// (`exec`: same process id, arguments and environment) with the missing ones set. Values
+/// already set, by the operator or by that first start, are left alone; if the new start fails
+/// the process goes on with the allocators' own defaults.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_allocator_defaults() {
     use std::os::unix::process::CommandExt as _;
 
-    const VARIABLE: &str = "MALLOC_ARENA_MAX";
-    /// The arenas glibc may create, when the environment does not say.
-    const MALLOC_ARENAS: &str = "4";
-    if std::env::var_os(VARIABLE).is_some() {
+    let missing: Vec<(&str, &str)> = ALLOCATOR_DEFAULTS
+        .into_iter()
+        .filter(|(variable, _)| std::env::var_os(variable).is_none())
+        .collect();
+    if missing.is_empty() {
         return;
     }
     let Ok(executable) = std::env::current_exe() else {
@@ -50,8 +60,8 @@ fn limit_malloc_arenas() {
         command.arg0(name);
     }
     // `exec` returns only when it failed.
-    let _error = command.args(arguments).env(VARIABLE, MALLOC_ARENAS).exec();
+    let _error = command.args(arguments).envs(missing).exec();
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn set_allocator_defaults() {}
