@@ -46,7 +46,11 @@ stack_pid=$!
 step "SDK suites (background; logs in target/test-logs)"
 declare -A sdk_pids=()
 for sdk in python go ts; do
-    bash "sdk/$sdk/test.sh" >"$logs/sdk-$sdk.log" 2>&1 &
+    # The exit status goes to a file too: a suite that finished long ago can lose its saved
+    # status in bash once a later child reuses its process id (a long run wraps the pid space),
+    # and `wait` then fails with "not a child of this shell" although the suite passed.
+    rm -f "$logs/sdk-$sdk.rc"
+    { status=0; bash "sdk/$sdk/test.sh" >"$logs/sdk-$sdk.log" 2>&1 || status=$?; echo "$status" >"$logs/sdk-$sdk.rc"; } &
     sdk_pids[$sdk]=$!
 done
 
@@ -106,7 +110,10 @@ done
 
 step "waiting for SDK suites"
 for sdk in python go ts; do
-    if wait "${sdk_pids[$sdk]}"; then
+    # A running suite is always a child: once `wait` returns, the suite is done and its status
+    # file written (see where it starts).
+    wait "${sdk_pids[$sdk]}" 2>/dev/null || true
+    if [[ "$(cat "$logs/sdk-$sdk.rc" 2>/dev/null)" == "0" ]]; then
         echo "sdk/$sdk: ok ($(grep -Eo '[0-9]+ passed|ok +[^ ]+|# pass [0-9]+' "$logs/sdk-$sdk.log" | tail -1))"
     else
         tail -60 "$logs/sdk-$sdk.log"
