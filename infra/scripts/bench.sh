@@ -376,6 +376,11 @@ summary="$out/summary.txt"
     echo "FLK benchmark summary (${run_id}: ${partitions} partitions, max_batch ${max_batch}, max_transactions ${max_transactions:-default}, $(nproc) cpus)"
     printf '%-44s %14s  %-26s %s\n' "measure" "value" "target" "load (1/5/15 min at start)"
     line() { printf '%-44s %14s  %-26s %s\n' "$@"; }
+    # "client count, ..." per record of Kafka request type $1: $2 the decided records, $3 the
+    # requests file of a step (client names without their run prefix and "flk-").
+    per_client() {
+        awk -v request="$1" -v n="$2" '$2 == request { sub(/^.*flk-/, "", $1); printf "%s%s %.3f", sep, $1, $3/n; sep = ", " }' "$3"
+    }
     # CPU microseconds per decided record: $1 the label, $2 the cpu JSON, $3 the decided records.
     cpu_lines() {
         [[ -f "$2" && "${3:-0}" -gt 0 ]] || return 0
@@ -390,8 +395,8 @@ summary="$out/summary.txt"
             line "  Kafka requests per record: produce / fetch / other" "$(awk -v n="$3" '
                 $2 == "Produce" { p += $3; next } $2 == "Fetch" { f += $3; next } { o += $3 }
                 END { printf "%.3f / %.3f / %.3f", p/n, f/n, o/n }' "${2%.json}-kafka.txt")" "" ""
-            line "  fetches per record, by client" "$(awk -v n="$3" '$2 == "Fetch" { sub(/^.*flk-/, "", $1); printf "%s%s %.3f", sep, $1, $3/n; sep = ", " }' "${2%.json}-kafka.txt")" "" ""
-            line "  produces per record, by client" "$(awk -v n="$3" '$2 == "Produce" { sub(/^.*flk-/, "", $1); printf "%s%s %.3f", sep, $1, $3/n; sep = ", " }' "${2%.json}-kafka.txt")" "" ""
+            line "  fetches per record, by client" "$(per_client Fetch "$3" "${2%.json}-kafka.txt")" "" ""
+            line "  produces per record, by client" "$(per_client Produce "$3" "${2%.json}-kafka.txt")" "" ""
         fi
     }
     tail_latency() { jget "$1" '"\(.latencies.submit.p999_ms) / \(.latencies.submit.max_ms) ms"'; }

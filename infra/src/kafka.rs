@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
@@ -105,15 +104,6 @@ impl ClientContext for CountingContext {
     fn stats(&self, statistics: Statistics) {
         self.tally.record(&statistics);
     }
-}
-
-/// A consumer in `group` that commits only the offsets the caller stores (at-least-once).
-pub fn consumer<C: ConsumerContext + 'static>(
-    config: &KafkaConfig,
-    group: &str,
-    context: C,
-) -> Result<StreamConsumer<C>, KafkaClientError> {
-    Ok(consumer_config(config, group).create_with_context(context)?)
 }
 
 /// Records per partition a consumer tries to keep queued (librdkafka's default is 100,000; the
