@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Addr, Recipient, Supervisor};
+use actix::{Addr, Arbiter, Recipient, Supervisor};
 
 use actix_web::{App, HttpServer, web};
 use actors::anchorer::{Anchorer, AnchorerDeps};
@@ -244,6 +244,8 @@ struct Wiring {
 struct StartedActors {
     /// Each actor's shutdown handle, by role.
     shutdowns: Vec<(&'static str, Recipient<Shutdown>)>,
+    /// The thread the shard actors run on (the others share the system thread).
+    shard_arbiter_opt: Option<Arbiter>,
     /// Keeps the watchdog running.
     _watchdog: Addr<Watchdog>,
 }
@@ -264,6 +266,7 @@ impl StartedActors {
         };
         let mut watched = Vec::new();
         let mut shutdowns = Vec::new();
+        let mut shard_arbiter_opt: Option<Arbiter> = None;
         let mut region_actors = regions::RegionActors::default();
         if roles.contains(&Role::Shard) {
             regions::start_heartbeat_observers(config, &wiring.metrics, &mut region_actors);
@@ -293,7 +296,12 @@ impl StartedActors {
                     failpoints: wiring.failpoints.clone(),
                 };
                 let shard_supervision = supervision("shard");
-                let shard = Supervisor::start(move |_| Shard::new(deps, shard_supervision));
+                // Deciding (parsing, verifying a signature) takes a core of its own under load;
+                // on the system thread it would take turns with the projector's transactions.
+                let arbiter = shard_arbiter_opt.get_or_insert_with(Arbiter::new);
+                let shard = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                    Shard::new(deps, shard_supervision)
+                });
                 watched.push(("shard", heartbeat, shard.clone().recipient()));
                 shutdowns.push(("shard", shard.recipient()));
             }
@@ -445,6 +453,7 @@ impl StartedActors {
         ));
         Ok(StartedActors {
             shutdowns,
+            shard_arbiter_opt,
             _watchdog: watchdog,
         })
     }
@@ -460,6 +469,9 @@ impl StartedActors {
             {
                 tracing::warn!(actor = role, "shutdown timed out");
             }
+        }
+        if let Some(arbiter) = self.shard_arbiter_opt {
+            arbiter.stop();
         }
     }
 }
