@@ -10,10 +10,13 @@
 //!
 //! Group commit: each owned partition is a lane with at most one transaction in flight. The
 //! actor keeps consuming while transactions run; what arrives for a busy lane waits in its buffer.
-//! Whenever fewer than `max_transactions` are in flight, a new one takes the idle lanes with
-//! buffered events, longest waiting first, up to `max_batch` events: at low load an event is
-//! applied at once, under load batches grow by themselves, and after a stall the backlog of every
-//! partition drains in one commit (docs/benchmarks.md, profile 5).
+//! Whenever no transaction is in flight, a new one takes the idle lanes with buffered events,
+//! longest waiting first, up to `max_batch` events: at low load an event is applied at once,
+//! under load batches grow by themselves, and after a stall the backlog of every partition
+//! drains in one commit (docs/benchmarks.md, profile 5). Further transactions (up to
+//! `max_transactions`) start only while the idle lanes hold a full batch: a backlog drains with
+//! one commit's Postgres time overlapping the next one's preparation, and a low rate keeps one
+//! commit at a time.
 //!
 //! Revocation is synchronous: a revoked lane drops its buffer, lets its transaction in flight
 //! finish, stores its position, and only then releases the partition.
@@ -301,6 +304,13 @@ impl Projector {
         ready.sort_unstable();
         let mut ready = ready.into_iter().map(|(_, partition)| partition).peekable();
         for _ in 0..free {
+            if self.applying > 0 && !self.backlog_fills_a_batch(ready.clone()) {
+                // A second transaction only pays off with a backlog: at a low rate it would
+                // split the events into more, smaller commits (more CPU per record, a worse
+                // tail), while a drain gets one commit's Postgres time overlapped with the
+                // other's work here.
+                break;
+            }
             let mut batches = Vec::new();
             let mut room = self.deps.max_batch;
             while room > 0 {
@@ -365,6 +375,21 @@ impl Projector {
                 break;
             }
         }
+    }
+
+    /// Whether the lanes of `ready` hold at least `max_batch` buffered events between them.
+    fn backlog_fills_a_batch(&self, ready: impl Iterator<Item = i32>) -> bool {
+        let mut events = 0;
+        for partition in ready {
+            events += self
+                .lanes
+                .get(&partition)
+                .map_or(0, |lane| lane.buffered.len());
+            if events >= self.deps.max_batch {
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether `batch`'s lane is still this process's, under the claim it was applied with.

@@ -304,6 +304,46 @@ async fn one_transaction_takes_every_idle_lane_with_events_after_a_stall() {
 }
 
 #[actix_rt::test]
+async fn a_second_transaction_starts_only_when_a_full_batch_waits() {
+    let harness = start(4, 2);
+    let log = harness.sources.latest().await;
+    log.assign(&[0, 1, 2]).await;
+    status_until(&harness.projector, |status| status.partitions.len() == 3).await;
+    harness.store.hold(true);
+    push(&log, 0, 1).await;
+    eventually("first transaction in flight", || {
+        (harness.store.held() == 1).then_some(())
+    })
+    .await;
+    // Three waiting events are less than a batch: they wait for the first commit.
+    push(&log, 1, 3).await;
+    status_until(&harness.projector, |status| status.buffered == 3).await;
+    assert_eq!(
+        harness.store.held(),
+        1,
+        "a second transaction for a partial batch"
+    );
+    // The fourth fills a batch: a second transaction takes it beside the first.
+    push(&log, 2, 1).await;
+    eventually("second transaction in flight", || {
+        (harness.store.held() == 2).then_some(())
+    })
+    .await;
+    harness.store.hold(false);
+    harness.store.release_held();
+    eventually("all applied", || {
+        (harness.store.transactions().len() == 2).then_some(())
+    })
+    .await;
+    let mut sizes: Vec<Vec<(i32, usize)>> = harness.store.transactions();
+    for transaction in &mut sizes {
+        transaction.sort_unstable();
+    }
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![vec![(0, 1)], vec![(1, 3), (2, 1)]]);
+}
+
+#[actix_rt::test]
 async fn max_batch_bounds_a_transaction_and_the_rest_follows() {
     let harness = start(4, 1);
     let log = harness.sources.latest().await;
