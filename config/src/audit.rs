@@ -20,7 +20,10 @@ pub struct AuditConfig {
     /// Longest time between a decision's audit entry and the checkpoint that covers it.
     pub anchor_interval_ms: u64,
     /// Most leaves one round (one checkpoint) appends; a larger backlog takes several rounds
-    /// back to back.
+    /// back to back. A round holds its entries and leaves in memory: while a backlog of
+    /// 1,000,000 records drained on 2 cores, rounds of 20,000 took the process to 370-385 MiB,
+    /// rounds of 5,000 to 222 MiB and rounds of 2,000 to 184 MiB, and anchored 14,000, 13,000
+    /// and 8,800 leaves/s (each round has a fixed cost: a signature, a transaction, a proof).
     pub max_round_leaves: usize,
     /// RFC 3161 time-stamping authority (`FLK_TSA_URL`): each checkpoint gets an
     /// `attest_external` audit task; none when unset.
@@ -41,7 +44,7 @@ impl Default for AuditConfig {
             origin_opt: None,
             signing_key_file_opt: None,
             anchor_interval_ms: 1_000,
-            max_round_leaves: 20_000,
+            max_round_leaves: 5_000,
             tsa_url_opt: None,
             tsa_timeout_ms: 10_000,
             task_max_attempts: 5,
