@@ -249,6 +249,29 @@ async fn push(log: &SourceControl, partition: i32, count: usize) {
     }
 }
 
+/// A projector owning `partitions`, with commits held and the first transaction (one event of
+/// partition 0) in flight.
+async fn first_transaction_held(
+    max_batch: usize,
+    max_transactions: usize,
+    partitions: &[i32],
+) -> (Harness, SourceControl) {
+    let harness = start(max_batch, max_transactions);
+    let log = harness.sources.latest().await;
+    log.assign(partitions).await;
+    status_until(&harness.projector, |status| {
+        status.partitions.len() == partitions.len()
+    })
+    .await;
+    harness.store.hold(true);
+    push(&log, 0, 1).await;
+    eventually("first transaction in flight", || {
+        (harness.store.held() == 1).then_some(())
+    })
+    .await;
+    (harness, log)
+}
+
 #[actix_rt::test]
 async fn claims_then_applies_and_stores_positions_after_the_commit() {
     let harness = start(100, 1);
@@ -272,16 +295,7 @@ async fn claims_then_applies_and_stores_positions_after_the_commit() {
 
 #[actix_rt::test]
 async fn one_transaction_takes_every_idle_lane_with_events_after_a_stall() {
-    let harness = start(100, 1);
-    let log = harness.sources.latest().await;
-    log.assign(&[0, 1, 2]).await;
-    status_until(&harness.projector, |status| status.partitions.len() == 3).await;
-    harness.store.hold(true);
-    push(&log, 0, 1).await;
-    eventually("first transaction in flight", || {
-        (harness.store.held() == 1).then_some(())
-    })
-    .await;
+    let (harness, log) = first_transaction_held(100, 1, &[0, 1, 2]).await;
     push(&log, 1, 2).await;
     push(&log, 2, 3).await;
     push(&log, 0, 1).await;
@@ -305,16 +319,7 @@ async fn one_transaction_takes_every_idle_lane_with_events_after_a_stall() {
 
 #[actix_rt::test]
 async fn a_second_transaction_starts_only_when_a_full_batch_waits() {
-    let harness = start(4, 2);
-    let log = harness.sources.latest().await;
-    log.assign(&[0, 1, 2]).await;
-    status_until(&harness.projector, |status| status.partitions.len() == 3).await;
-    harness.store.hold(true);
-    push(&log, 0, 1).await;
-    eventually("first transaction in flight", || {
-        (harness.store.held() == 1).then_some(())
-    })
-    .await;
+    let (harness, log) = first_transaction_held(4, 2, &[0, 1, 2]).await;
     // Three waiting events are less than a batch: they wait for the first commit.
     push(&log, 1, 3).await;
     status_until(&harness.projector, |status| status.buffered == 3).await;
@@ -345,16 +350,7 @@ async fn a_second_transaction_starts_only_when_a_full_batch_waits() {
 
 #[actix_rt::test]
 async fn max_batch_bounds_a_transaction_and_the_rest_follows() {
-    let harness = start(4, 1);
-    let log = harness.sources.latest().await;
-    log.assign(&[0]).await;
-    status_until(&harness.projector, |status| status.partitions.len() == 1).await;
-    harness.store.hold(true);
-    push(&log, 0, 1).await;
-    eventually("first in flight", || {
-        (harness.store.held() == 1).then_some(())
-    })
-    .await;
+    let (harness, log) = first_transaction_held(4, 1, &[0]).await;
     push(&log, 0, 10).await;
     status_until(&harness.projector, |status| status.buffered == 10).await;
     harness.store.hold(false);
