@@ -239,9 +239,8 @@ pub(crate) async fn read_nodes(
 /// Audit entries after the watermarks, for every partition in `watermarks` (ascending), at most
 /// `per_partition` each, ordered by partition then seq: the next round's leaves.
 ///
-/// Their `outcome` is left `null`: a leaf does not carry the answer body, and reading it made a
-/// round of 20,000 entries hold about 200 MiB (the rows, then the parsed bodies) while a backlog
-/// was anchored.
+/// Their `outcome` is left `null`: a leaf does not carry the answer body, so reading and parsing
+/// it for every entry of a round would be work for nothing.
 pub(crate) async fn entries_after(
     client: &deadpool_postgres::Client,
     watermarks: &[(i32, i64)],
