@@ -29,12 +29,21 @@ fn main() -> ExitCode {
 ///   freed in each. Draining a backlog of 1,000,000 records held 348 MiB, and 191 MiB with four
 ///   arenas (two held as little but cost about 15 % more CPU per record under full load);
 /// - mimalloc (Rust's allocations) returns freed pages to the system 10 ms after they empty by
-///   default; the same drain peaked at 373 MiB that way and at 197 MiB returning them at once.
+///   default; the same drain peaked at 373 MiB that way and at 197 MiB returning them at once;
+/// - mimalloc lets the kernel back its memory with transparent huge pages, so a first touch
+///   zeroes 2 MiB at once, and on a virtual machine that hands freed memory back to its host each
+///   of those pages is also faulted in there. `flk replay` spent a quarter of its CPU zeroing
+///   pages (`clear_page_erms`); with huge pages off for the process (mimalloc's `allow_thp` = 0
+///   asks the kernel with `PR_SET_THP_DISABLE`) its read-and-fold stage took 5.2-5.9 s instead of
+///   8.1-8.9 s for 1,000,600 decisions.
 ///
 /// (docs/benchmarks.md, "Performance round 3".)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const ALLOCATOR_DEFAULTS: [(&str, &str); 2] =
-    [("MALLOC_ARENA_MAX", "4"), ("MIMALLOC_PURGE_DELAY", "0")];
+const ALLOCATOR_DEFAULTS: [(&str, &str); 3] = [
+    ("MALLOC_ARENA_MAX", "4"),
+    ("MIMALLOC_PURGE_DELAY", "0"),
+    ("MIMALLOC_ALLOW_THP", "0"),
+];
 
 /// Without one of [`ALLOCATOR_DEFAULTS`] in the environment, the binary starts itself again
 /// (`exec`: same process id, arguments and environment) with the missing ones set. Values
