@@ -354,8 +354,8 @@ impl CopyStream {
         let task = tokio::spawn(async move {
             while let Some(chunk) = receiver.recv().await {
                 let rows = match chunk {
-                    Chunk::Audit(entries) => {
-                        audit.write(&entries).await?;
+                    Chunk::Audit(mut entries) => {
+                        audit.write(&mut entries).await?;
                         entries.len()
                     }
                     Chunk::Dedup(versions) => {

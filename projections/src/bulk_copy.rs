@@ -20,7 +20,7 @@ use tokio_postgres::types::{Json, ToSql, Type};
 
 use crate::audit::AuditEntry;
 use crate::error::StoreError;
-use crate::replay_fold::{DedupRowVersion, ReplayFold};
+use crate::replay_fold::{AuditChains, DedupRowVersion, ReplayFold};
 
 /// The audit log's columns, in the order of [`AUDIT_TYPES`] and of [`AuditCopy::write`].
 const AUDIT_COPY: &str = "COPY audit_log (partition, seq, source_topic, source_partition, \
@@ -121,27 +121,38 @@ impl BinaryCopy {
     }
 }
 
-/// A COPY into `audit_log` in progress, fed entries in any order (the chain is in the columns).
+/// A COPY into `audit_log` in progress, fed the entries a fold hands out, unsealed and in the
+/// order it handed them out: it seals each into its partition's hash chain (starting from the
+/// genesis hash, as the schema is fresh) before writing it.
 #[derive(Debug)]
-pub struct AuditCopy(BinaryCopy);
+pub struct AuditCopy {
+    /// The COPY.
+    copy: BinaryCopy,
+    /// Where each partition's chain stands.
+    chains: AuditChains,
+}
 
 impl AuditCopy {
     /// Starts the COPY on `client`.
     pub(crate) async fn start(client: tokio_postgres::Client) -> Result<Self, StoreError> {
-        Ok(AuditCopy(
-            BinaryCopy::start(client, AUDIT_COPY, &AUDIT_TYPES).await?,
-        ))
+        Ok(AuditCopy {
+            copy: BinaryCopy::start(client, AUDIT_COPY, &AUDIT_TYPES).await?,
+            chains: AuditChains::default(),
+        })
     }
 
-    /// Writes sealed entries.
-    pub async fn write(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
-        for entry in entries {
+    /// Seals and writes entries (their hashes are set on return).
+    pub async fn write(&mut self, entries: &mut [AuditEntry]) -> Result<(), StoreError> {
+        for entry in entries.iter_mut() {
+            self.chains.seal(entry);
+        }
+        for entry in entries.iter() {
             let outcome_code = entry.outcome_class.as_str();
             let dedup_result = entry.dedup_result.as_str();
             let signed_digest_opt = entry.signed_digest_opt.as_ref().map(<[u8; 32]>::as_slice);
             let prev_hash = entry.prev_hash.as_slice();
             let entry_hash = entry.entry_hash.as_slice();
-            self.0
+            self.copy
                 .write_row(&[
                     &entry.partition,
                     &entry.seq,
@@ -171,7 +182,7 @@ impl AuditCopy {
 
     /// Ends the COPY (commits it); returns the rows Postgres took.
     pub async fn finish(self) -> Result<u64, StoreError> {
-        self.0.finish().await
+        self.copy.finish().await
     }
 }
 

@@ -111,7 +111,7 @@ pub use model::{
     StoredOutcome, SwapReport, TenantTtl,
 };
 pub use notify::{DecidedListener, RingListener};
-pub use replay_fold::{DedupRowVersion, Folded, ReplayFold};
+pub use replay_fold::{AuditChains, DedupRowVersion, Folded, ReplayFold};
 pub use replay_merge::PartitionMerge;
 pub use ring::{DEFAULT_VIRTUAL_NODES, HashRing};
 pub use store::{ProjectionStore, StoreOptions};

@@ -14,8 +14,9 @@
 //!   row is replaced, and a record of another region may supersede (the cross-region rule);
 //! - every other event becomes the next hash-chained audit entry of its partition.
 //!
-//! [`ReplayFold::fold`] hands back at once what an event adds ([`Folded`]): its audit entry, and
-//! the dedup row it wrote, if any, so the caller can COPY both while the fold goes on. A row can
+//! [`ReplayFold::fold`] hands back at once what an event adds ([`Folded`]): its audit entry (sealed
+//! into its partition's hash chain afterwards, in the same order, by [`AuditChains`]), and the
+//! dedup row it wrote, if any, so the caller can COPY both while the fold goes on. A row can
 //! still be replaced later (by a record received after it expired, or by an earlier record of
 //! another region); the versions copied and replaced since are listed by
 //! [`ReplayFold::replaced_rows`], for deletion before the table's key is built. At the end the
@@ -133,8 +134,9 @@ impl Eq for LiveRow {}
 /// What one folded event adds to the rebuild.
 #[derive(Debug, Default)]
 pub struct Folded {
-    /// Its sealed audit entry; `None` when it adds none (applied before, or its source was
-    /// decided before).
+    /// Its audit entry, not sealed yet (seal the entries in the order they are handed out:
+    /// [`AuditChains`]; [`crate::bulk_copy::AuditCopy`] does); `None` when it adds none (applied
+    /// before, or its source was decided before).
     pub audit_entry_opt: Option<AuditEntry>,
     /// The dedup row it wrote (a first record, or one that took an expired or superseded row's
     /// place), to copy.
@@ -142,23 +144,28 @@ pub struct Folded {
 }
 
 /// Where a decisions partition's fold stands.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct PartitionHead {
     /// `seq` of the partition's next audit entry.
     next_seq: i64,
-    /// `entry_hash` of its last entry ([`GENESIS_HASH`] before the first).
-    prev_hash: [u8; 32],
     /// First decisions offset not folded yet.
     next_offset: i64,
 }
 
-impl Default for PartitionHead {
-    fn default() -> Self {
-        PartitionHead {
-            next_seq: 0,
-            prev_hash: GENESIS_HASH,
-            next_offset: 0,
-        }
+/// The hash chains of a fresh schema's audit partitions: seals the entries a fold hands out, in
+/// the order it hands them out. Apart from the fold so that the hashing (the entry's canonical
+/// bytes and a SHA-256, about a sixth of the fold's own work) can run on another thread than the
+/// fold, which is the replay's one serial stage.
+#[derive(Debug, Default)]
+pub struct AuditChains(BTreeMap<i32, [u8; 32]>);
+
+impl AuditChains {
+    /// Seals `entry` after the last entry of its partition sealed here ([`GENESIS_HASH`] before
+    /// the first).
+    pub fn seal(&mut self, entry: &mut AuditEntry) {
+        let prev_hash = self.0.entry(entry.partition).or_insert(GENESIS_HASH);
+        entry.seal(*prev_hash);
+        *prev_hash = entry.entry_hash;
     }
 }
 
@@ -286,7 +293,7 @@ impl ReplayFold {
         let ((outcome_class, dedup_result, body), dedup_row_opt) =
             self.decide(&mut event, topic)?;
         let head = self.heads.entry(partition).or_default();
-        let mut entry = event.into_audit_entry(
+        let entry = event.into_audit_entry(
             partition,
             head.next_seq,
             offset,
@@ -294,8 +301,6 @@ impl ReplayFold {
             dedup_result,
             body,
         );
-        entry.seal(head.prev_hash);
-        head.prev_hash = entry.entry_hash;
         head.next_seq += 1;
         self.audit_entries += 1;
         Ok(Folded {
@@ -582,14 +587,17 @@ mod tests {
         rejected.verdict = Verdict::SignatureRejected {
             reason: "bad".into(),
         };
-        let entry = fold.fold(0, 0, rejected).unwrap().audit_entry_opt.unwrap();
+        let mut chains = AuditChains::default();
+        let mut entry = fold.fold(0, 0, rejected).unwrap().audit_entry_opt.unwrap();
+        chains.seal(&mut entry);
         assert_eq!(entry.dedup_result, DedupResult::NotDeduplicated);
         assert_eq!(fold.dedup_row_count(), 0);
-        let first = fold
+        let mut first = fold
             .fold(0, 1, verified(1, "p", 1, T0))
             .unwrap()
             .audit_entry_opt
             .unwrap();
+        chains.seal(&mut first);
         assert_eq!(first.dedup_result, DedupResult::First);
         assert_eq!(first.seq, 1);
         assert_eq!(check_link(&first, 1, &entry.entry_hash), None);
@@ -779,10 +787,14 @@ mod tests {
             let events = build(&specs);
             let (expected_entries, expected_rows, expected_offsets) = reference(&events, &ttl);
             let mut fold = ReplayFold::new(ttl);
+            let mut chains = AuditChains::default();
             let mut entries = Vec::new();
             let mut versions = Vec::new();
             for (partition, offset, event) in &events {
-                let folded = fold.fold(*partition, *offset, event.clone()).unwrap();
+                let mut folded = fold.fold(*partition, *offset, event.clone()).unwrap();
+                if let Some(entry) = folded.audit_entry_opt.as_mut() {
+                    chains.seal(entry);
+                }
                 entries.extend(folded.audit_entry_opt);
                 versions.extend(folded.dedup_row_opt);
             }

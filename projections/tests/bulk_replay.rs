@@ -191,7 +191,7 @@ async fn rebuild_by_copy(
         entries.extend(folded.audit_entry_opt);
         versions.extend(folded.dedup_row_opt);
         if entries.len() >= chunk {
-            audit_copy.write(&entries).await.unwrap();
+            audit_copy.write(&mut entries).await.unwrap();
             entries.clear();
         }
         if versions.len() >= chunk {
@@ -199,7 +199,7 @@ async fn rebuild_by_copy(
             versions.clear();
         }
     }
-    audit_copy.write(&entries).await.unwrap();
+    audit_copy.write(&mut entries).await.unwrap();
     dedup_copy.write(&versions).await.unwrap();
     assert_eq!(audit_copy.finish().await.unwrap(), fold.audit_entry_count());
     assert_eq!(
@@ -423,8 +423,8 @@ async fn rebuild_by_copy_events(store: &ProjectionStore) {
     let mut dedup_copy = store.copy_dedup().await.unwrap();
     for (offset, event) in stream(0, 30) {
         let folded = fold.fold(0, offset, event).unwrap();
-        let entries: Vec<_> = folded.audit_entry_opt.into_iter().collect();
-        audit_copy.write(&entries).await.unwrap();
+        let mut entries: Vec<_> = folded.audit_entry_opt.into_iter().collect();
+        audit_copy.write(&mut entries).await.unwrap();
         let versions: Vec<_> = folded.dedup_row_opt.into_iter().collect();
         dedup_copy.write(&versions).await.unwrap();
     }
@@ -445,7 +445,7 @@ async fn a_copied_row_that_breaks_a_key_fails_the_bulk_load() {
         .audit_entry_opt
         .unwrap();
     let mut copy = store.copy_audit().await.unwrap();
-    copy.write(&[entry.clone(), entry]).await.unwrap();
+    copy.write(&mut [entry.clone(), entry]).await.unwrap();
     copy.finish().await.unwrap();
     let error = store.finish_bulk_load(bulk_load).await.unwrap_err();
     assert!(error.to_string().contains("23505"), "{error}");
