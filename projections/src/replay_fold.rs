@@ -33,11 +33,11 @@
 //! with a 64-character `pcs_id` (450 measured when each source took an entry of ~30 bytes), so
 //! about 1.2 GiB for 3 million decisions.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher as _;
 
 use foldhash::fast::RandomState;
+use hashbrown::hash_table::{Entry, HashTable};
 use std::sync::Arc;
 
 use events::{DecisionEvent, OutcomeClass};
@@ -106,30 +106,15 @@ pub struct DedupRowVersion {
     pub(crate) row: FoldedRow,
 }
 
-/// A tenant's live row in its set, found by `pcs_id` (hashes and compares as the `pcs_id`).
-#[derive(Debug, Clone)]
-struct LiveRow(Arc<DedupRowVersion>);
-
-impl Borrow<str> for LiveRow {
-    fn borrow(&self) -> &str {
-        &self.0.pcs_id
-    }
+/// A tenant's live dedup rows by `pcs_id`. A raw hash table, so that a record's lookup and the
+/// write of its row hash the `pcs_id` and probe the table once, not once each.
+#[derive(Debug, Default)]
+struct TenantRows {
+    /// Hashes a `pcs_id`.
+    hasher: FastHash,
+    /// The live row of each `pcs_id`.
+    rows: HashTable<Arc<DedupRowVersion>>,
 }
-
-impl Hash for LiveRow {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // As `str` hashes, so lookups by `&str` find it.
-        (*self.0.pcs_id).hash(state);
-    }
-}
-
-impl PartialEq for LiveRow {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.pcs_id == other.0.pcs_id
-    }
-}
-
-impl Eq for LiveRow {}
 
 /// What one folded event adds to the rebuild.
 #[derive(Debug, Default)]
@@ -169,10 +154,10 @@ impl AuditChains {
     }
 }
 
-/// The hasher of the fold's sets: about six lookups per decision, two of them of a `pcs_id` of up
-/// to 64 bytes, made SipHash (std's default) a fifth of the fold's thread in `flk replay` (perf).
-/// foldhash is several times faster and still seeded at random per set, so keys chosen to collide
-/// cannot be precomputed.
+/// The hasher of the fold's tables: with SipHash (std's default), the six lookups a decision
+/// made then (two of them of a `pcs_id` of up to 64 bytes) took a fifth of the fold's thread in
+/// `flk replay` (perf). foldhash is several times faster and still seeded at random per table,
+/// so keys chosen to collide cannot be precomputed.
 type FastHash = RandomState;
 
 /// Shared copies of the few distinct names (tenants, topics, regions) the rows repeat.
@@ -234,7 +219,7 @@ pub struct ReplayFold {
     /// Shared names.
     names: Names,
     /// Live dedup rows by tenant.
-    dedup: HashMap<Arc<str>, HashSet<LiveRow, FastHash>, FastHash>,
+    dedup: HashMap<Arc<str>, TenantRows, FastHash>,
     /// Row versions handed out and replaced since.
     replaced: Vec<Arc<DedupRowVersion>>,
     /// Sources that have an audit entry, by source topic and partition.
@@ -337,28 +322,44 @@ impl ReplayFold {
             origin_region: self.names.get(&event.origin_region),
         };
         let tenant = self.names.get(&event.tenant);
-        let rows = self.dedup.entry(Arc::clone(&tenant)).or_default();
-        let resolution = rule(rows.get(pcs_id).map(|live| &live.0.row), &candidate);
+        let TenantRows { hasher, rows } = self.dedup.entry(Arc::clone(&tenant)).or_default();
+        let entry = rows.entry(
+            hasher.hash_one(pcs_id),
+            |live| *live.pcs_id == *pcs_id,
+            |live| hasher.hash_one(&*live.pcs_id),
+        );
+        let stored_opt = match &entry {
+            Entry::Occupied(occupied) => Some(&occupied.get().row),
+            Entry::Vacant(_) => None,
+        };
+        let resolution = rule(stored_opt, &candidate);
         if resolution.takes_place() {
             let version = Arc::new(DedupRowVersion {
                 tenant,
                 pcs_id: pcs_id.into(),
                 row: candidate,
             });
-            if let Some(LiveRow(replaced)) = rows.replace(LiveRow(Arc::clone(&version))) {
-                self.replaced.push(replaced);
+            match entry {
+                Entry::Occupied(mut occupied) => {
+                    let replaced = std::mem::replace(occupied.get_mut(), Arc::clone(&version));
+                    self.replaced.push(replaced);
+                }
+                Entry::Vacant(vacant) => {
+                    vacant.insert(Arc::clone(&version));
+                }
             }
             self.dedup_versions += 1;
             let body = std::mem::take(&mut event.body);
             let answer = (event.outcome_class, resolution.result(), body);
             return Ok((answer, Some(version)));
         }
-        let Some(LiveRow(stored)) = rows.get(pcs_id) else {
+        let Entry::Occupied(occupied) = entry else {
             debug_assert!(false, "a stored row answers only when there is one");
             return Err(StoreError::Fatal(
                 "replay fold: a duplicate or conflict without a stored row".into(),
             ));
         };
+        let stored = occupied.get();
         let body = serde_json::from_str(stored.row.outcome.get()).map_err(|error| {
             StoreError::Fatal(format!(
                 "replay fold: a stored outcome does not parse: {error}"
@@ -372,7 +373,7 @@ impl ReplayFold {
     pub(crate) fn dedup_rows(&self) -> impl Iterator<Item = &DedupRowVersion> {
         self.dedup
             .values()
-            .flat_map(|rows| rows.iter().map(|live| &*live.0))
+            .flat_map(|tenant| tenant.rows.iter().map(|live| &**live))
     }
 
     /// Row versions handed out by [`Self::fold`] and replaced since: the rows to delete from
@@ -383,7 +384,10 @@ impl ReplayFold {
 
     /// Live dedup rows.
     pub fn dedup_row_count(&self) -> u64 {
-        self.dedup.values().map(|rows| rows.len() as u64).sum()
+        self.dedup
+            .values()
+            .map(|tenant| tenant.rows.len() as u64)
+            .sum()
     }
 
     /// Dedup row versions handed out (live rows, plus the replaced ones).
