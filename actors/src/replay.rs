@@ -15,8 +15,8 @@
 //! Merkle log rebuilt; then the swap, as before.
 //!
 //! Memory: the fold keeps every live dedup key (the audited sources only as runs of offsets),
-//! about 420 bytes a decision (see [`projections::replay_fold`]), plus what the reader is ahead by on some
-//! partitions and a few chunks of rows on their way to Postgres.
+//! about 420 bytes a decision (see [`projections::replay_fold`]), plus what the reader is ahead
+//! by on some partitions and a few chunks of rows on their way to Postgres.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

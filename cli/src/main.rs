@@ -32,10 +32,10 @@ fn main() -> ExitCode {
 ///   default; the same drain peaked at 373 MiB that way and at 197 MiB returning them at once;
 /// - mimalloc lets the kernel back its memory with transparent huge pages, so a first touch
 ///   zeroes 2 MiB at once, and on a virtual machine that hands freed memory back to its host each
-///   of those pages is also faulted in there. `flk replay` spent a quarter of its CPU zeroing
-///   pages (`clear_page_erms`); with huge pages off for the process (mimalloc's `allow_thp` = 0
-///   asks the kernel with `PR_SET_THP_DISABLE`) its read-and-fold stage took 5.2-5.9 s instead of
-///   8.1-8.9 s for 1,000,600 decisions.
+///   of those pages is also faulted in there. During `flk replay` 12-25 % of the machine's CPU
+///   samples were its thread zeroing pages (`clear_page_erms`); with huge pages off for the
+///   process (mimalloc's `allow_thp` = 0 asks the kernel with `PR_SET_THP_DISABLE`) its
+///   read-and-fold stage took 5.2-5.9 s instead of 8.1-8.9 s for 1,000,600 decisions.
 ///
 /// (docs/benchmarks.md, "Performance round 3".)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
