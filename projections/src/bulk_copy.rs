@@ -145,8 +145,7 @@ impl AuditCopy {
     pub async fn write(&mut self, entries: &mut [AuditEntry]) -> Result<(), StoreError> {
         for entry in entries.iter_mut() {
             self.chains.seal(entry);
-        }
-        for entry in entries.iter() {
+            let entry = &*entry;
             let outcome_code = entry.outcome_class.as_str();
             let dedup_result = entry.dedup_result.as_str();
             let signed_digest_opt = entry.signed_digest_opt.as_ref().map(<[u8; 32]>::as_slice);

@@ -184,28 +184,19 @@ impl SourceRuns {
     /// Adds `offset`; false if it was in already. (`i64::MAX`, which no Kafka offset reaches,
     /// would make a run that ends at itself: it is then always reported new.)
     fn insert(&mut self, offset: i64) -> bool {
-        let after = offset.saturating_add(1);
-        let joins_previous = match self.0.range_mut(..=offset).next_back() {
-            Some((_, end)) if offset < *end => return false,
-            Some((_, end)) if offset == *end => {
-                *end = after;
-                true
-            }
-            _ => false,
-        };
-        // A run that starts right after `offset` now touches it: the two become one.
-        let next_end_opt = self.0.remove(&after);
-        match (joins_previous, next_end_opt) {
-            (true, Some(next_end)) => {
-                if let Some((_, end)) = self.0.range_mut(..=offset).next_back() {
-                    *end = next_end;
-                }
-            }
-            (true, None) => {}
-            (false, next_end_opt) => {
-                self.0.insert(offset, next_end_opt.unwrap_or(after));
-            }
+        let previous_opt = (self.0.range(..=offset).next_back()).map(|(start, end)| (*start, *end));
+        if previous_opt.is_some_and(|(_, end)| offset < end) {
+            return false;
         }
+        // A run that starts right after `offset` now touches it, and so may the previous one
+        // (ending at `offset`): they become one run.
+        let after = offset.saturating_add(1);
+        let end = self.0.remove(&after).unwrap_or(after);
+        let start = match previous_opt {
+            Some((start, previous_end)) if previous_end == offset => start,
+            _ => offset,
+        };
+        self.0.insert(start, end);
         true
     }
 }
